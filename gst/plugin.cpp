@@ -1,0 +1,26 @@
+#include "plugin.h"
+
+#include "config.h"
+#include "encbin/ccmencbin.h"
+
+gboolean ccm_plugin_init(GstPlugin* plugin) {
+  gboolean ok = TRUE;
+  ok &= gst_element_register(plugin, "ccmencbin", GST_RANK_NONE, GST_TYPE_CCM_ENC_BIN);
+  return ok;
+}
+
+void ccm_plugin_register_static(void) {
+  static gsize once = 0;
+  if (g_once_init_enter(&once)) {
+    GstPluginFeature* existing =
+        gst_registry_lookup_feature(gst_registry_get(), "ccmencbin");
+    if (existing)
+      gst_object_unref(existing);
+    else
+      gst_plugin_register_static(GST_VERSION_MAJOR, GST_VERSION_MINOR, "ccm",
+                                 "gst-ccm: encoder selection, rate control and aligned memory",
+                                 ccm_plugin_init, VERSION, "LGPL", PACKAGE, GST_PACKAGE_NAME,
+                                 GST_PACKAGE_ORIGIN);
+    g_once_init_leave(&once, 1);
+  }
+}
