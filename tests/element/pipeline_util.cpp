@@ -1,0 +1,169 @@
+#include "pipeline_util.h"
+
+#include "plugin.h"
+
+#include <cstdlib>
+#include <sstream>
+
+namespace ccm::test {
+
+void init_gstreamer(int* argc, char*** argv) {
+  gst_init(argc, argv);
+  ccm_plugin_register_static();
+}
+
+RunResult::RunResult(RunResult&& o) noexcept
+    : eos(o.eos), error(std::move(o.error)), error_source(std::move(o.error_source)),
+      element_messages(std::move(o.element_messages)), stats(o.stats) {
+  o.element_messages.clear();
+  o.stats = nullptr;
+}
+
+RunResult::~RunResult() {
+  for (GstStructure* s : element_messages) gst_structure_free(s);
+  if (stats) gst_structure_free(stats);
+}
+
+const GstStructure* RunResult::message(const char* name) const {
+  for (GstStructure* s : element_messages)
+    if (gst_structure_has_name(s, name)) return s;
+  return nullptr;
+}
+
+RunResult run_pipeline(const std::string& description, int timeout_s,
+                       const std::function<void(GstElement*)>& on_playing) {
+  RunResult result;
+  GError* err = nullptr;
+  GstElement* pipeline = gst_parse_launch(description.c_str(), &err);
+  if (!pipeline || err) {
+    result.error = std::string("parse: ") + (err ? err->message : "unknown");
+    if (err) g_error_free(err);
+    if (pipeline) gst_object_unref(pipeline);
+    return result;
+  }
+  GstBus* bus = gst_element_get_bus(pipeline);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  bool called = false;
+  const gint64 deadline = g_get_monotonic_time() + gint64(timeout_s) * G_USEC_PER_SEC;
+  while (g_get_monotonic_time() < deadline) {
+    GstMessage* msg = gst_bus_timed_pop(bus, 100 * GST_MSECOND);
+    if (!msg) continue;
+    bool done = false;
+    switch (GST_MESSAGE_TYPE(msg)) {
+      case GST_MESSAGE_EOS:
+        result.eos = true;
+        done = true;
+        break;
+      case GST_MESSAGE_ERROR: {
+        GError* e = nullptr;
+        gchar* dbg = nullptr;
+        gst_message_parse_error(msg, &e, &dbg);
+        result.error = std::string(e->message) + " | " + (dbg ? dbg : "");
+        result.error_source = GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "";
+        g_error_free(e);
+        g_free(dbg);
+        done = true;
+        break;
+      }
+      case GST_MESSAGE_ELEMENT:
+        if (const GstStructure* s = gst_message_get_structure(msg))
+          result.element_messages.push_back(gst_structure_copy(s));
+        break;
+      case GST_MESSAGE_STATE_CHANGED:
+        if (on_playing && !called && GST_MESSAGE_SRC(msg) == GST_OBJECT(pipeline)) {
+          GstState state;
+          gst_message_parse_state_changed(msg, nullptr, &state, nullptr);
+          if (state == GST_STATE_PLAYING) {
+            called = true;
+            on_playing(pipeline);
+          }
+        }
+        break;
+      default:
+        break;
+    }
+    gst_message_unref(msg);
+    if (done) break;
+  }
+  if (!result.eos && result.error.empty()) result.error = "timeout";
+  if (GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc")) {
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(enc), "stats"))
+      g_object_get(enc, "stats", &result.stats, nullptr);
+    gst_object_unref(enc);
+  }
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(bus);
+  gst_object_unref(pipeline);
+  return result;
+}
+
+std::string media(const std::string& name) {
+  const char* dir = g_getenv("CCM_TEST_MEDIA");
+  std::string path = std::string(dir ? dir : "../shared/media") + "/" + name;
+  return g_file_test(path.c_str(), G_FILE_TEST_EXISTS) ? path : "";
+}
+
+std::string temp_path(const std::string& name) {
+  static std::string dir = [] {
+    gchar* d = g_dir_make_tmp("ccm-test-XXXXXX", nullptr);
+    std::string s = d ? d : "/tmp";
+    g_free(d);
+    return s;
+  }();
+  return dir + "/" + name;
+}
+
+namespace {
+bool run(const std::vector<std::string>& args, std::string* out, std::string* err) {
+  std::vector<gchar*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<gchar*>(a.c_str()));
+  argv.push_back(nullptr);
+  gchar* o = nullptr;
+  gchar* e = nullptr;
+  gint status = 0;
+  GError* error = nullptr;
+  const bool spawned = g_spawn_sync(nullptr, argv.data(), nullptr, G_SPAWN_SEARCH_PATH, nullptr, nullptr,
+                                    &o, &e, &status, &error);
+  if (out) *out = o ? o : "";
+  if (err) *err = e ? e : (error ? error->message : "");
+  g_free(o);
+  g_free(e);
+  if (error) g_error_free(error);
+  return spawned && g_spawn_check_wait_status(status, nullptr);
+}
+}  // namespace
+
+Probe probe_file(const std::string& path) {
+  Probe p;
+  std::string out, err;
+  // Every frame decoded, any decoder complaint is a failure (-xerror), frames counted.
+  const bool decoded = run({"ffmpeg", "-v", "error", "-xerror", "-i", path, "-map", "0:v:0", "-f", "framecrc", "-"},
+                           &out, &err);
+  p.ok = decoded && err.empty();
+  p.decoder_errors = err;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] != '#') p.frames++;
+  if (run({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height",
+           "-of", "default=noprint_wrappers=1", path},
+          &out, &err)) {
+    std::istringstream kv(out);
+    for (std::string line; std::getline(kv, line);) {
+      auto eq = line.find('=');
+      if (eq == std::string::npos) continue;
+      std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+      if (k == "codec_name") p.codec = v;
+      if (k == "width") p.width = std::atoi(v.c_str());
+      if (k == "height") p.height = std::atoi(v.c_str());
+    }
+  }
+  if (run({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size", "-of", "csv=p=0",
+           path},
+          &out, &err)) {
+    std::istringstream sizes(out);
+    for (std::string line; std::getline(sizes, line);) p.packet_bytes += std::atof(line.c_str());
+  }
+  return p;
+}
+
+}  // namespace ccm::test

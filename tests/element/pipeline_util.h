@@ -1,0 +1,49 @@
+// Helpers for element tests: run a gst-launch style pipeline to the end with the
+// ccm plugin registered statically, and check files with real decoders.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ccm::test {
+
+// gst_init + static registration of the ccm plugin; call from main().
+void init_gstreamer(int* argc, char*** argv);
+
+struct RunResult {
+  bool eos = false;                  // reached EOS without error
+  std::string error;                 // first error: "message | debug"
+  std::string error_source;          // name of the element that posted it
+  std::vector<GstStructure*> element_messages;  // owned copies, freed by the destructor
+  GstStructure* stats = nullptr;     // ccmencbin "stats" read after EOS (if an element "enc" exists)
+  RunResult() = default;
+  RunResult(const RunResult&) = delete;
+  RunResult(RunResult&&) noexcept;
+  ~RunResult();
+  const GstStructure* message(const char* name) const;  // first element message of that name
+};
+
+// Runs `description` (gst-launch syntax) until EOS or error or timeout.
+// on_playing, if given, runs once the pipeline reaches PLAYING (to change properties live).
+RunResult run_pipeline(const std::string& description, int timeout_s = 120,
+                       const std::function<void(GstElement* pipeline)>& on_playing = {});
+
+// Path of a clip in shared/media (CCM_TEST_MEDIA); "" when missing.
+std::string media(const std::string& name);
+std::string temp_path(const std::string& name);
+
+struct Probe {
+  bool ok = false;            // ffmpeg -xerror decoded the whole file without error
+  std::string decoder_errors; // what ffmpeg printed
+  int frames = 0;             // frames decoded
+  int width = 0, height = 0;
+  std::string codec;          // ffprobe codec_name
+  double packet_bytes = 0;    // sum of packet sizes of the video stream
+};
+// Decodes with ffmpeg (-xerror) and reads stream facts with ffprobe.
+Probe probe_file(const std::string& path);
+
+}  // namespace ccm::test

@@ -1,0 +1,375 @@
+// ccmencbin on real encoders: selection, property mapping, the inputs stock
+// elements trip on, error paths, presets. Bitstreams are checked by ffmpeg.
+#include "pipeline_util.h"
+
+#include "catalog/catalog.h"
+#include "encbin/encoder_setup.h"
+
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+using ccm::test::media;
+using ccm::test::probe_file;
+using ccm::test::run_pipeline;
+using ccm::test::temp_path;
+
+namespace {
+
+struct CodecCase {
+  const char* codec;
+  const char* muxer;       // container the file goes into
+  const char* extension;
+  const char* ffprobe_name;
+};
+
+const CodecCase kCodecs[] = {
+    {"h265", "matroskamux", "mkv", "hevc"},
+    {"vp9", "webmmux", "webm", "vp9"},
+    {"av1", "matroskamux", "mkv", "av1"},
+    {"h264", "matroskamux", "mkv", "h264"},
+};
+
+std::string str_field(const GstStructure* s, const char* field) {
+  const gchar* v = s ? gst_structure_get_string(s, field) : nullptr;
+  return v ? v : "";
+}
+
+guint64 u64_field(const GstStructure* s, const char* field) {
+  guint64 v = 0;
+  if (s) gst_structure_get_uint64(s, field, &v);
+  return v;
+}
+
+class RealContent : public ::testing::TestWithParam<CodecCase> {};
+
+// Camera content (Foreman, 300 frames at 25 fps) at 800 kbit/s: decodes cleanly,
+// every frame in comes out, and the file's bitrate is near the target.
+TEST_P(RealContent, EveryFrameOutAndNearTargetBitrate) {
+  const CodecCase& c = GetParam();
+  const std::string clip = media("foreman_352x288_300f.h264");
+  if (clip.empty()) GTEST_SKIP() << "shared/media is not beside the checkout";
+  const std::string out = temp_path(std::string("foreman-") + c.codec + "." + c.extension);
+  const std::string desc = "filesrc location=" + clip +
+                           " ! h264parse ! avdec_h264 ! ccmencbin name=enc codec=" + c.codec +
+                           " bitrate=800 ! " + c.muxer + " ! filesink location=" + out;
+  auto r = run_pipeline(desc, 300);
+  ASSERT_TRUE(r.eos) << r.error;
+
+  const GstStructure* selected = r.message("ccm-encoder-selected");
+  ASSERT_NE(selected, nullptr);
+  EXPECT_EQ(str_field(selected, "codec"), c.codec);
+  EXPECT_FALSE(str_field(selected, "factory").empty());
+  EXPECT_FALSE(str_field(selected, "reason").empty());
+
+  EXPECT_EQ(u64_field(r.stats, "frames-in"), 300u);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 300u);
+
+  auto p = probe_file(out);
+  EXPECT_TRUE(p.ok) << p.decoder_errors;
+  EXPECT_EQ(p.codec, c.ffprobe_name);
+  EXPECT_EQ(p.frames, 300);
+  EXPECT_EQ(p.width, 352);
+  EXPECT_EQ(p.height, 288);
+  const double kbps = p.packet_bytes * 8.0 / (300.0 / 25.0) / 1000.0;
+  RecordProperty("kbps", std::to_string(kbps));
+  std::printf("[ %s ] %s: %.0f kbit/s for a target of 800\n", c.codec, str_field(selected, "factory").c_str(), kbps);
+  EXPECT_GT(kbps, 800 * 0.75);
+  EXPECT_LT(kbps, 800 * 1.25);
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, RealContent, ::testing::ValuesIn(kCodecs),
+                         [](const auto& info) { return std::string(info.param.codec); });
+
+// A raw .h264 decoded by GStreamer arrives with framerate=0/1; stock x265enc
+// refuses to start on it.
+TEST(EncBin, VariableFramerateInput) {
+  const std::string out = temp_path("vfr.mkv");
+  auto r = run_pipeline(
+      "videotestsrc num-buffers=20 ! video/x-raw,width=160,height=120,framerate=0/1 ! "
+      "ccmencbin name=enc codec=h265 ! matroskamux ! filesink location=" + out);
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 20u);
+  auto p = probe_file(out);
+  EXPECT_TRUE(p.ok) << p.decoder_errors;
+  EXPECT_EQ(p.frames, 20);
+}
+
+class OddSize : public ::testing::TestWithParam<CodecCase> {};
+
+TEST_P(OddSize, KeepsTheExactSize) {
+  const CodecCase& c = GetParam();
+  const std::string out = temp_path(std::string("odd-") + c.codec + "." + c.extension);
+  auto r = run_pipeline("videotestsrc num-buffers=3 ! video/x-raw,width=1921,height=1081 ! ccmencbin name=enc codec=" +
+                        std::string(c.codec) + " ! " + c.muxer + " ! filesink location=" + out);
+  ASSERT_TRUE(r.eos) << r.error;
+  auto p = probe_file(out);
+  EXPECT_TRUE(p.ok) << p.decoder_errors;
+  EXPECT_EQ(p.frames, 3);
+  EXPECT_EQ(p.width, 1921);
+  EXPECT_EQ(p.height, 1081);
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, OddSize, ::testing::ValuesIn(kCodecs),
+                         [](const auto& info) { return std::string(info.param.codec); });
+
+// Any raw format videoconvert handles goes in.
+TEST(EncBin, AnyRawFormat) {
+  for (const char* fmt : {"RGB", "BGRx", "YUY2", "GRAY8", "NV12", "I420_10LE", "AYUV64"}) {
+    const std::string out = temp_path(std::string("fmt-") + fmt + ".mkv");
+    auto r = run_pipeline(std::string("videotestsrc num-buffers=4 ! video/x-raw,format=") + fmt +
+                          ",width=96,height=64 ! ccmencbin name=enc codec=h264 ! matroskamux ! filesink location=" + out);
+    ASSERT_TRUE(r.eos) << fmt << ": " << r.error;
+    auto p = probe_file(out);
+    EXPECT_TRUE(p.ok) << fmt << ": " << p.decoder_errors;
+    EXPECT_EQ(p.frames, 4) << fmt;
+  }
+}
+
+// codec=auto follows what downstream accepts.
+TEST(EncBin, AutoCodecFollowsDownstream) {
+  for (const CodecCase& c : kCodecs) {
+    auto r = run_pipeline(std::string("videotestsrc num-buffers=2 ! video/x-raw,width=64,height=64 ! "
+                                      "ccmencbin name=enc ! video/x-") + c.codec + " ! fakesink");
+    ASSERT_TRUE(r.eos) << c.codec << ": " << r.error;
+    EXPECT_EQ(str_field(r.message("ccm-encoder-selected"), "codec"), c.codec);
+  }
+}
+
+TEST(EncBin, SelectedMessageExplainsPassedOver) {
+  auto r = run_pipeline("videotestsrc num-buffers=1 ! ccmencbin name=enc codec=h265 ! fakesink");
+  ASSERT_TRUE(r.eos) << r.error;
+  const GstStructure* s = r.message("ccm-encoder-selected");
+  ASSERT_NE(s, nullptr);
+  EXPECT_FALSE(gst_structure_get_value(s, "hardware") == nullptr);
+  EXPECT_FALSE(str_field(s, "device").empty());
+  const GValue* passed = gst_structure_get_value(s, "passed-over");
+  ASSERT_NE(passed, nullptr);
+  ASSERT_TRUE(GST_VALUE_HOLDS_ARRAY(passed));
+  // No GPU here: the hardware H.265 encoders were passed over, each with a reason.
+  bool saw_nvenc = false;
+  for (guint i = 0; i < gst_value_array_get_size(passed); i++) {
+    std::string line = g_value_get_string(gst_value_array_get_value(passed, i));
+    EXPECT_NE(line.find(": "), std::string::npos) << line;
+    if (line.rfind("nvh265enc", 0) == 0) saw_nvenc = true;
+  }
+  EXPECT_TRUE(saw_nvenc);
+}
+
+// ---- property mapping: unified units into each encoder's own ------------------
+
+struct Mapping {
+  const char* candidates;
+  const char* codec;
+  const char* property;
+  guint64 expected;  // for bitrate=800 kbit/s
+};
+
+class BitrateMapping : public ::testing::TestWithParam<Mapping> {};
+
+TEST_P(BitrateMapping, InTheEncodersUnit) {
+  const Mapping& m = GetParam();
+  GstElementFactory* f = gst_element_factory_find(m.candidates);
+  if (!f) GTEST_SKIP() << m.candidates << " not installed";
+  gst_object_unref(f);
+  guint64 seen = 0, live = 0;
+  auto r = run_pipeline(std::string("videotestsrc num-buffers=30 is-live=true ! video/x-raw,width=64,height=64,framerate=30/1 ! "
+                                    "ccmencbin name=enc bitrate=800 codec=") + m.codec + " candidates=" + m.candidates +
+                            " ! fakesink",
+                        60, [&](GstElement* pipeline) {
+                          GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+                          GstElement* inner = nullptr;
+                          gchar* factory = nullptr;
+                          g_object_get(enc, "encoder", &factory, nullptr);
+                          GstIterator* it = gst_bin_iterate_elements(GST_BIN(enc));
+                          GValue v = G_VALUE_INIT;
+                          while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+                            GstElement* e = GST_ELEMENT(g_value_get_object(&v));
+                            if (g_str_equal(GST_OBJECT_NAME(gst_element_get_factory(e)), m.candidates))
+                              inner = GST_ELEMENT(gst_object_ref(e));
+                            g_value_unset(&v);
+                          }
+                          gst_iterator_free(it);
+                          g_free(factory);
+                          if (inner) {
+                            GValue pv = G_VALUE_INIT;
+                            g_object_get_property(G_OBJECT(inner), m.property, &pv);
+                            GValue as64 = G_VALUE_INIT;
+                            g_value_init(&as64, G_TYPE_UINT64);
+                            g_value_transform(&pv, &as64);
+                            seen = g_value_get_uint64(&as64);
+                            // A bitrate change while PLAYING reaches the encoder in its unit.
+                            g_object_set(enc, "bitrate", 400u, nullptr);
+                            g_value_unset(&pv);
+                            g_object_get_property(G_OBJECT(inner), m.property, &pv);
+                            g_value_transform(&pv, &as64);
+                            live = g_value_get_uint64(&as64);
+                            g_value_unset(&pv);
+                            gst_object_unref(inner);
+                          }
+                          gst_object_unref(enc);
+                        });
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_EQ(seen, m.expected);
+  EXPECT_EQ(live, m.expected / 2);
+}
+
+const Mapping kMappings[] = {
+    {"x264enc", "h264", "bitrate", 800},
+    {"openh264enc", "h264", "bitrate", 800000},
+    {"x265enc", "h265", "bitrate", 800},
+    {"vp9enc", "vp9", "target-bitrate", 800000},
+    {"av1enc", "av1", "target-bitrate", 800},
+};
+
+INSTANTIATE_TEST_SUITE_P(Catalogue, BitrateMapping, ::testing::ValuesIn(kMappings),
+                         [](const auto& info) { return std::string(info.param.candidates); });
+
+// Elements the catalogue does not know are configured through what they have:
+// avenc_h264_omx's bitrate blurb says bits/s.
+TEST(EncoderSetup, UnknownElementByItsOwnProperties) {
+  GstElement* e = gst_element_factory_make("avenc_h264_omx", nullptr);
+  if (!e) GTEST_SKIP() << "avenc_h264_omx not installed";
+  gst_object_ref_sink(e);
+  ccm::gst::EncodeSettings s;
+  s.bitrate_kbps = 800;
+  s.keyframe_interval = 60;
+  auto report = ccm::gst::configure_encoder(e, nullptr, s);
+  gint64 bitrate = 0;
+  g_object_get(e, "bitrate", &bitrate, nullptr);
+  EXPECT_EQ(bitrate, 800000);
+  gint gop = 0;
+  g_object_get(e, "gop-size", &gop, nullptr);
+  EXPECT_EQ(gop, 60);
+  gst_object_unref(e);
+}
+
+TEST(EncBin, CandidatesOverrideOrder) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! video/x-raw,width=64,height=64 ! "
+                        "ccmencbin name=enc codec=h264 candidates=vp9enc,openh264enc,x264enc ! fakesink");
+  ASSERT_TRUE(r.eos) << r.error;
+  const GstStructure* s = r.message("ccm-encoder-selected");
+  EXPECT_EQ(str_field(s, "factory"), "openh264enc");
+  EXPECT_EQ(str_field(r.stats, "encoder"), "openh264enc");
+}
+
+// ---- bad input: an element error that names the cause and the fix -------------
+
+TEST(EncBinErrors, BitrateZero) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! ccmencbin name=enc bitrate=0 ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("bitrate=0"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("at least 1"), std::string::npos) << r.error;
+}
+
+TEST(EncBinErrors, HardwareOnlyWithoutHardware) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! ccmencbin name=enc hardware=hardware-only ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("no hardware encoder"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("hardware=auto"), std::string::npos) << r.error;
+}
+
+TEST(EncBinErrors, DownstreamTakesNoCodecWeMake) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! ccmencbin name=enc ! video/x-theora ! fakesink");
+  ASSERT_FALSE(r.eos);
+  // Either we refuse at link time (parse) or at caps time with our message.
+  EXPECT_TRUE(r.error.find("none of AV1") != std::string::npos || r.error.find("parse") != std::string::npos)
+      << r.error;
+}
+
+TEST(EncBinErrors, ForcedCodecDownstreamRefuses) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! ccmencbin name=enc codec=vp9 ! video/x-h264 ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("codec=vp9"), std::string::npos) << r.error;
+}
+
+TEST(EncBinErrors, CapsItCannotConvert) {
+  // appsrc forces caps in GPU memory that no converter inside can read.
+  GstElement* pipeline = gst_parse_launch(
+      "appsrc name=src format=time caps=video/x-raw(memory:GLMemory),format=RGBA,width=64,height=64,framerate=30/1 ! "
+      "ccmencbin name=enc ! fakesink",
+      nullptr);
+  ASSERT_NE(pipeline, nullptr);
+  GstElement* src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  GstBuffer* buf = gst_buffer_new_allocate(nullptr, 64 * 64 * 4, nullptr);
+  GST_BUFFER_PTS(buf) = 0;
+  GstFlowReturn flow;
+  g_signal_emit_by_name(src, "push-buffer", buf, &flow);
+  gst_buffer_unref(buf);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  GstMessage* msg = gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND, GST_MESSAGE_ERROR);
+  ASSERT_NE(msg, nullptr);
+  GError* e = nullptr;
+  gchar* dbg = nullptr;
+  gst_message_parse_error(msg, &e, &dbg);
+  const std::string text = e->message;
+  EXPECT_NE(text.find("memory:GLMemory"), std::string::npos) << text;
+  EXPECT_NE(text.find("download"), std::string::npos) << text;
+  g_error_free(e);
+  g_free(dbg);
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+  gst_object_unref(src);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);
+}
+
+// No AV1 encoder in the registry: the error names the Debian package to install.
+TEST(EncBinErrors, NoEncoderNamesThePackage) {
+  GstRegistry* registry = gst_registry_get();
+  for (const auto& entry : ccm::catalog::entries()) {
+    if (entry.codec != ccm::catalog::Codec::AV1) continue;
+    std::string name(entry.factory);
+    if (GstPluginFeature* f = gst_registry_lookup_feature(registry, name.c_str())) {
+      gst_registry_remove_feature(registry, f);
+      gst_object_unref(f);
+    }
+  }
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! ccmencbin name=enc codec=av1 ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("no usable encoder for av1"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("gstreamer1.0-plugins-bad"), std::string::npos) << r.error;
+}
+
+// ---- presets --------------------------------------------------------------------
+
+TEST(EncBinPresets, ShippedPresetsLoad) {
+  GstElement* e = gst_element_factory_make("ccmencbin", nullptr);
+  ASSERT_NE(e, nullptr);
+  gst_object_ref_sink(e);
+  gchar** names = gst_preset_get_preset_names(GST_PRESET(e));
+  ASSERT_NE(names, nullptr);
+  std::string all;
+  for (gchar** n = names; *n; n++) all += std::string(*n) + ",";
+  g_strfreev(names);
+  for (const char* want : {"live-8k-hdr", "conference-4k-low-latency", "cloud-gaming-1080p120", "screen-share"})
+    EXPECT_NE(all.find(want), std::string::npos) << want << " missing from " << all;
+
+  ASSERT_TRUE(gst_preset_load_preset(GST_PRESET(e), "live-8k-hdr"));
+  guint bitrate = 0;
+  gboolean hdr = FALSE;
+  g_object_get(e, "bitrate", &bitrate, "hdr", &hdr, nullptr);
+  EXPECT_EQ(bitrate, 120000u);
+  EXPECT_TRUE(hdr);
+
+  ASSERT_TRUE(gst_preset_load_preset(GST_PRESET(e), "conference-4k-low-latency"));
+  gint bframes = -1, maxq = -1;
+  g_object_get(e, "bitrate", &bitrate, "b-frames", &bframes, "max-quantizer", &maxq, "hdr", &hdr, nullptr);
+  EXPECT_EQ(bitrate, 12000u);
+  EXPECT_EQ(bframes, 0);
+  EXPECT_EQ(maxq, 40);
+  EXPECT_FALSE(hdr);
+  gst_object_unref(e);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ccm::test::init_gstreamer(&argc, &argv);
+  int rc = RUN_ALL_TESTS();
+  gst_deinit();
+  return rc;
+}
