@@ -33,6 +33,7 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -176,6 +177,10 @@ struct _GstCcmEncBin {
     Settings settings;
     Chain chain;
     Stats stats;
+    // Timestamps for input that has none (raw .h264 decoded by GStreamer):
+    // frame duration from the (nominal) framerate, next expected pts.
+    GstClockTime frame_duration = GST_CLOCK_TIME_NONE;
+    GstClockTime next_pts = GST_CLOCK_TIME_NONE;
   }* priv;
 };
 
@@ -361,17 +366,41 @@ ccm::gst::EncodeSettings encode_settings(Codec codec, const Settings& s) {
   return e;
 }
 
-// A 10-bit 4:2:0 format the encoder's sink template takes, for hdr=true.
-const char* ten_bit_format_for(GstElement* encoder) {
+// The 4:2:0 formats the encoder takes, 8-bit or (hdr) 10-bit, as caps for a
+// capsfilter in front of it. 4:2:0 because that is what players, browsers and
+// hardware decoders take: left alone, some encoders (av1enc) would negotiate
+// 4:4:4 and a renegotiation would change the profile mid-stream.
+// H.264 and H.265 cannot carry an odd width or height in 4:2:0 (their cropping
+// works in chroma units), so odd sizes go in as 4:4:4 and keep their exact size.
+GstCaps* encoder_input_caps(GstElement* encoder, bool hdr, bool full_chroma) {
   GstPad* pad = gst_element_get_static_pad(encoder, "sink");
   if (!pad) return nullptr;
-  Ref<GstCaps> caps(gst_pad_query_caps(pad, nullptr));
+  Ref<GstCaps> accepted(gst_pad_query_caps(pad, nullptr));
   gst_object_unref(pad);
-  for (const char* fmt : {"I420_10LE", "P010_10LE", "NV12_10LE32"}) {
+  const char* const eight_bit[] = {"I420", "NV12", "YV12"};
+  const char* const ten_bit[] = {"I420_10LE", "P010_10LE", "NV12_10LE32"};
+  const char* const eight_bit_444[] = {"Y444"};
+  const char* const ten_bit_444[] = {"Y444_10LE"};
+  GValue list = G_VALUE_INIT;
+  g_value_init(&list, GST_TYPE_LIST);
+  std::span<const char* const> formats = hdr ? std::span<const char* const>(ten_bit) : std::span<const char* const>(eight_bit);
+  if (full_chroma) formats = hdr ? std::span<const char* const>(ten_bit_444) : std::span<const char* const>(eight_bit_444);
+  for (const char* fmt : formats) {
     Ref<GstCaps> want(gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, fmt, nullptr));
-    if (caps && gst_caps_can_intersect(caps.get(), want.get())) return fmt;
+    if (!accepted || !gst_caps_can_intersect(accepted.get(), want.get())) continue;
+    GValue v = G_VALUE_INIT;
+    g_value_init(&v, G_TYPE_STRING);
+    g_value_set_string(&v, fmt);
+    gst_value_list_append_and_take_value(&list, &v);
   }
-  return nullptr;
+  if (gst_value_list_get_size(&list) == 0) {
+    g_value_unset(&list);
+    return nullptr;
+  }
+  GstCaps* caps = gst_caps_new_empty_simple("video/x-raw");
+  gst_caps_set_value(caps, "format", &list);
+  g_value_unset(&list);
+  return caps;
 }
 
 void post_selected(Self* self, const Chain& chain, const ccm::catalog::Ranking& ranking,
@@ -489,15 +518,28 @@ static bool ccm_enc_bin_build(Self* self, GstCaps* input_caps) {
                           ("install gstreamer1.0-plugins-base"));
         return false;
       }
-      if (s.hdr) {
-        if (const char* fmt = ten_bit_format_for(encoder)) {
-          chain.format_filter = gst_element_factory_make("capsfilter", nullptr);
-          Ref<GstCaps> c(gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, fmt, nullptr));
-          g_object_set(chain.format_filter, "caps", c.get(), nullptr);
-        } else {
-          GST_ELEMENT_WARNING(self, STREAM, FORMAT, ("%s cannot encode 10-bit video", cand.factory.c_str()),
-                              ("hdr=true ignored: the stream is 8-bit"));
-        }
+      GstVideoInfo vinfo;
+      gst_video_info_from_caps(&vinfo, input_caps);
+      const bool odd = (GST_VIDEO_INFO_WIDTH(&vinfo) | GST_VIDEO_INFO_HEIGHT(&vinfo)) & 1;
+      const bool full_chroma = odd && (plan.codec == Codec::H264 || plan.codec == Codec::H265);
+      Ref<GstCaps> input(encoder_input_caps(encoder, s.hdr, full_chroma));
+      if (!input && s.hdr) {
+        GST_ELEMENT_WARNING(self, STREAM, FORMAT, ("%s cannot encode 10-bit video", cand.factory.c_str()),
+                            ("hdr=true ignored: the stream is 8-bit"));
+        input.p = encoder_input_caps(encoder, false, full_chroma);
+      }
+      if (!input && full_chroma) {
+        failed_here.push_back({cand.factory, "cannot encode an odd size (4:2:0 " + std::string(ccm::catalog::to_string(plan.codec)) +
+                                                 " cannot carry it, and the element takes no 4:4:4)"});
+        gst_object_unref(encoder);
+        continue;
+      }
+      if (full_chroma)
+        GST_INFO_OBJECT(self, "odd size %dx%d: encoding 4:4:4 to keep the exact size", GST_VIDEO_INFO_WIDTH(&vinfo),
+                        GST_VIDEO_INFO_HEIGHT(&vinfo));
+      if (input) {
+        chain.format_filter = gst_element_factory_make("capsfilter", nullptr);
+        g_object_set(chain.format_filter, "caps", input.get(), nullptr);
       }
       chain.parser = gst_element_factory_make(ccm::catalog::parser_factory(plan.codec), nullptr);
       if (!chain.parser)
@@ -634,6 +676,13 @@ static gboolean ccm_enc_bin_sink_event(GstPad* pad, GstObject* parent, GstEvent*
         }
         ccm_enc_bin_replay_sticky(self);
       }
+      {
+        GstStructure* st = gst_caps_get_structure(nominal.get(), 0);
+        gint n = 0, d = 1;
+        gst_structure_get_fraction(st, "framerate", &n, &d);
+        Lock lock(self->priv->lock);
+        self->priv->frame_duration = n > 0 ? gst_util_uint64_scale_int(GST_SECOND, d, n) : GST_CLOCK_TIME_NONE;
+      }
       if (changed) {
         GstEvent* replaced = gst_event_new_caps(nominal.get());
         GST_EVENT_SEQNUM(replaced) = GST_EVENT_SEQNUM(event);
@@ -659,6 +708,25 @@ static gboolean ccm_enc_bin_sink_event(GstPad* pad, GstObject* parent, GstEvent*
   return gst_pad_event_default(pad, parent, event);
 }
 
+// Encoders and muxers need a pts on every frame; frames without one get the
+// previous frame's end, at the nominal framerate.
+static GstBuffer* ccm_enc_bin_complete_timestamps(Self* self, GstBuffer* buffer) {
+  auto* p = self->priv;
+  GstClockTime duration;
+  {
+    Lock lock(p->lock);
+    duration = p->frame_duration;
+  }
+  if (!GST_BUFFER_PTS_IS_VALID(buffer) || !GST_BUFFER_DURATION_IS_VALID(buffer)) {
+    buffer = gst_buffer_make_writable(buffer);
+    if (!GST_BUFFER_PTS_IS_VALID(buffer))
+      GST_BUFFER_PTS(buffer) = GST_CLOCK_TIME_IS_VALID(p->next_pts) ? p->next_pts : 0;
+    if (!GST_BUFFER_DURATION_IS_VALID(buffer)) GST_BUFFER_DURATION(buffer) = duration;
+  }
+  p->next_pts = GST_BUFFER_PTS(buffer) + (GST_BUFFER_DURATION_IS_VALID(buffer) ? GST_BUFFER_DURATION(buffer) : 0);
+  return buffer;
+}
+
 static GstFlowReturn ccm_enc_bin_sink_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer) {
   Self* self = GST_CCM_ENC_BIN(parent);
   if (!ccm_enc_bin_is_built(self)) {
@@ -669,6 +737,7 @@ static GstFlowReturn ccm_enc_bin_sink_chain(GstPad* pad, GstObject* parent, GstB
   }
   auto& st = self->priv->stats;
   if (st.frames_in.fetch_add(1) == 0) st.first_in_wall_us = g_get_monotonic_time();
+  buffer = ccm_enc_bin_complete_timestamps(self, buffer);
   return gst_proxy_pad_chain_default(pad, parent, buffer);
 }
 
@@ -692,7 +761,12 @@ static gboolean ccm_enc_bin_sink_query(GstPad* pad, GstObject* parent, GstQuery*
       case GST_QUERY_ACCEPT_CAPS: {
         GstCaps* caps = nullptr;
         gst_query_parse_accept_caps(query, &caps);
-        gst_query_set_accept_caps_result(query, refuse_reason(caps).empty());
+        // Any raw video is "accepted" here so that caps we cannot take reach the
+        // CAPS event, which refuses them with an error that names the fix;
+        // the CAPS query above only offers what we can take.
+        gst_query_set_accept_caps_result(
+            query, caps && gst_caps_get_size(caps) == 1 &&
+                       gst_structure_has_name(gst_caps_get_structure(caps, 0), "video/x-raw"));
         return TRUE;
       }
       default:
@@ -845,7 +919,10 @@ static void gst_ccm_enc_bin_get_property(GObject* object, guint id, GValue* valu
 
 static GstStateChangeReturn gst_ccm_enc_bin_change_state(GstElement* element, GstStateChange transition) {
   Self* self = GST_CCM_ENC_BIN(element);
-  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) self->priv->stats.reset();
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
+    self->priv->stats.reset();
+    self->priv->next_pts = GST_CLOCK_TIME_NONE;
+  }
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_ccm_enc_bin_parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE) return ret;
   // A new stream may go to another codec or encoder: choose again from scratch.

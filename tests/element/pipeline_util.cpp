@@ -8,6 +8,14 @@
 namespace ccm::test {
 
 void init_gstreamer(int* argc, char*** argv) {
+  // The elements under test are the ones linked into this binary: keep the
+  // plugin .so of the build tree (GST_PLUGIN_PATH) out of this process, with a
+  // registry of its own so other test processes' scans don't interfere.
+  g_unsetenv("GST_PLUGIN_PATH");
+  if (const char* reg = g_getenv("GST_REGISTRY")) {
+    std::string own = std::string(reg) + ".static";
+    g_setenv("GST_REGISTRY", own.c_str(), TRUE);
+  }
   gst_init(argc, argv);
   ccm_plugin_register_static();
 }
@@ -157,6 +165,8 @@ Probe probe_file(const std::string& path) {
       if (k == "height") p.height = std::atoi(v.c_str());
     }
   }
+  if (run({"ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path}, &out, &err))
+    p.duration_s = std::atof(out.c_str());
   if (run({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size", "-of", "csv=p=0",
            path},
           &out, &err)) {

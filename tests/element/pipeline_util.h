@@ -42,6 +42,8 @@ struct Probe {
   int width = 0, height = 0;
   std::string codec;          // ffprobe codec_name
   double packet_bytes = 0;    // sum of packet sizes of the video stream
+  double duration_s = 0;      // container duration
+  double kbps() const { return duration_s > 0 ? packet_bytes * 8 / duration_s / 1000 : 0; }
 };
 // Decodes with ffmpeg (-xerror) and reads stream facts with ffprobe.
 Probe probe_file(const std::string& path);
