@@ -691,6 +691,22 @@ static gboolean ccm_enc_bin_sink_event(GstPad* pad, GstObject* parent, GstEvent*
       }
       return gst_pad_event_default(pad, parent, event);
     }
+    case GST_EVENT_FLUSH_STOP:
+    case GST_EVENT_SEGMENT: {
+      // A seek or a new segment: untimed frames count again from its start.
+      Lock lock(self->priv->lock);
+      self->priv->next_pts = GST_CLOCK_TIME_NONE;
+      if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
+        const GstSegment* segment = nullptr;
+        gst_event_parse_segment(event, &segment);
+        if (segment->format == GST_FORMAT_TIME) self->priv->next_pts = segment->start;
+      }
+      if (!self->priv->chain.built()) {
+        gst_event_unref(event);
+        return TRUE;
+      }
+      break;
+    }
     case GST_EVENT_EOS:
       if (!ccm_enc_bin_is_built(self)) {
         // Nothing was ever negotiated: pass EOS straight on so the pipeline ends.
