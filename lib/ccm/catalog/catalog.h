@@ -45,6 +45,7 @@ enum class BitrateChange {
   LiveWithIdr,    // applied in place, but the encoder forces an IDR
   Reopen,         // the element closes and reopens its encoder (new headers, IDR)
   Drain,          // the element drains, then reconfigures fully
+  Ignored,        // the element ignores the change while PLAYING (only a restart applies it)
 };
 const char* to_string(BitrateChange b);
 
@@ -57,9 +58,13 @@ struct GstVersion {
   int major = 1, minor = 22;
   friend constexpr auto operator<=>(const GstVersion&, const GstVersion&) = default;
 };
+std::string to_string(GstVersion v);  // "1.24"
 
 // One "name=value" assignment to an element property; value is in the textual
 // form gst_util_set_object_arg() accepts (enum nicks, numbers, booleans).
+// Hardware encoders install some properties only when the device supports the
+// feature (nvcodec's bframes, rc-lookahead ...; va's rate-control): a setting whose
+// property the element lacks is to be skipped, not treated as an error.
 struct Setting {
   std::string_view property;
   std::string_view value;
@@ -72,8 +77,11 @@ struct EncoderEntry {
   unsigned vendors;                // VendorBits; 0 = software
   GstVersion since{1, 22};         // first GStreamer version with this element name
   std::optional<GstVersion> until; // last version with this name/behaviour, nullopt = still there
-  // Per-device element name for GPU n (n >= 1) of the vendor, with "{n}" for the
-  // vendor index or "{render}" for the DRM render node minor; "" = no per-device copies.
+  // Per-device element name for the vendor's further GPUs, with "{n}" for a device
+  // number or "{render}" for the DRM render node minor; "" = no per-device copies.
+  // What {n} counts differs by API (see rank.cpp): the CUDA ordinal for the old
+  // NVENC elements, the position among GPUs that registered the element for the
+  // new NVENC API and Quick Sync.
   std::string_view device_pattern;
 
   // Bitrate: property, and how many property units make one kbit/s (1 or 1000).
@@ -86,10 +94,16 @@ struct EncoderEntry {
   std::string_view rc_cbr, rc_vbr, rc_cqp;
 
   // Quantizer for CQP (codec's native scale); for encoders that take a range
-  // instead (libvpx, libaom), both min and max are set to it.
+  // instead (libvpx, libaom, openh264: qp_property empty), both min and max are set to it.
+  // Each of the three may name several properties separated by ',' that all take
+  // the same value ("qp-i,qp-p,qp-b" where the element has one per frame type):
+  // walk them with for_each_property().
   std::string_view qp_property;
   std::string_view min_qp_property, max_qp_property;
-  int qp_max = 51;                  // native quantizer range upper bound (51 for H.26x, 63 VP9/AV1)
+  // Native quantizer range upper bound, as the element's properties take it: 51 for
+  // H.26x (50 for x264enc's quantizer), 63 for VP9/AV1 software encoders, 255 for
+  // hardware VP9/AV1 encoders that take the 8-bit q-index.
+  int qp_max = 51;
 
   std::string_view keyframe_interval_property;  // in frames
   std::string_view bframes_property;            // "" when the element has none
@@ -104,14 +118,42 @@ struct EncoderEntry {
   std::string_view debian_package;  // package that ships it on Debian 12 ("" = not in Debian 12)
 
   bool hardware() const { return vendors != kVendorNone; }
+  constexpr bool available_in(GstVersion v) const { return v >= since && (!until || v <= *until); }
 };
 
 // The whole catalogue, hardware entries first, in preference order within a codec.
 std::span<const EncoderEntry> entries();
 
 // Entry for a factory name, also for per-device copies ("nvh265device1enc" finds "nvh265enc",
-// "varenderD129h265enc" finds "vah265enc"). nullptr when unknown.
+// "varenderD129h265enc" finds "vah265enc"). nullptr when unknown. A few names mean
+// different elements in different GStreamer versions (nvh265enc: old NVENC API up to
+// 1.24, new API from 1.26); this overload returns the first entry in catalogue order,
+// the versioned one the entry valid in that version.
 const EncoderEntry* find(std::string_view factory);
+const EncoderEntry* find(std::string_view factory, GstVersion version);
+
+// The element name of a per-device copy: device_pattern with "{n}" or "{render}"
+// replaced by number; the base factory name when the entry has no pattern.
+std::string device_factory_name(const EncoderEntry& entry, int number);
+
+// The value of rc_property for a mode ("" = the element cannot do it).
+std::string_view rc_value(const EncoderEntry& entry, RateControl rc);
+// Whether the element can run in this mode. An element without a rate-control
+// property (x265enc, svtav1enc) has one bitrate mode that serves both CBR and VBR
+// requests, and does CQP when it has a quantizer property (or a min/max range).
+bool supports(const EncoderEntry& entry, RateControl rc);
+
+// Calls f(std::string_view) for every property named in a ','-separated list.
+template <typename F>
+void for_each_property(std::string_view list, F&& f) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    const std::string_view name = list.substr(0, comma);
+    if (!name.empty()) f(name);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+}
 
 // Package to install for a software encoder of this codec on Debian 12, for error messages.
 std::string_view debian_package_for(Codec c);
