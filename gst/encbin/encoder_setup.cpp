@@ -109,6 +109,10 @@ class Setter {
   bool set(std::string_view property, long long value, std::string_view unit = {}) {
     return set(property, std::to_string(value), unit);
   }
+  // The same value into every property of a ','-separated list ("qp-i,qp-p,qp-b").
+  void set_each(std::string_view properties, long long value) {
+    catalog::for_each_property(properties, [&](std::string_view p) { set(p, value); });
+  }
   // First of several candidate names that the element has.
   std::string_view first_present(std::span<const std::string_view> names) const {
     for (auto n : names)
@@ -192,27 +196,25 @@ SetupReport configure_encoder(GstElement* encoder, const EncoderEntry* entry,
     for (const auto& ll : entry->low_latency) set.set(ll.property, ll.value);
 
   // Rate control.
-  if (entry && !entry->rc_property.empty()) {
-    std::string_view mode = s.rate_control == RateControl::Cbr   ? entry->rc_cbr
-                            : s.rate_control == RateControl::Vbr ? entry->rc_vbr
-                                                                 : entry->rc_cqp;
-    if (mode.empty())
+  if (entry) {
+    const std::string_view mode = catalog::rc_value(*entry, s.rate_control);
+    if (!catalog::supports(*entry, s.rate_control))
       set.skipped(std::string("rate-control=") + catalog::to_string(s.rate_control) + ": " +
                   std::string(entry->factory) + " has no such mode");
-    else
+    else if (!entry->rc_property.empty() && !mode.empty())
       set.set(entry->rc_property, mode);
   }
 
   if (s.rate_control == RateControl::Cqp) {
     const int qp_max = entry ? entry->qp_max : 63;
     const long long qp = std::min<long long>(s.quantizer, qp_max);
-    std::string_view qp_prop = entry ? entry->qp_property : set.first_present(kGenericQp);
-    if (!qp_prop.empty()) {
-      set.set(qp_prop, qp);
+    std::string_view qp_props = entry ? entry->qp_property : set.first_present(kGenericQp);
+    if (!qp_props.empty()) {
+      set.set_each(qp_props, qp);
     } else if (entry && !entry->min_qp_property.empty() && !entry->max_qp_property.empty()) {
-      // libvpx / libaom: constant quantizer is a range of one value.
-      set.set(entry->min_qp_property, qp);
-      set.set(entry->max_qp_property, qp);
+      // libvpx / libaom / openh264: constant quantizer is a range of one value.
+      set.set_each(entry->min_qp_property, qp);
+      set.set_each(entry->max_qp_property, qp);
     } else {
       set.skipped("quantizer: " + std::string(GST_OBJECT_NAME(encoder)) + " has no quantizer property");
     }
@@ -225,8 +227,8 @@ SetupReport configure_encoder(GstElement* encoder, const EncoderEntry* entry,
   }
 
   if (s.rate_control != RateControl::Cqp && entry) {
-    if (s.min_quantizer >= 0) set.set(entry->min_qp_property, std::min(s.min_quantizer, entry->qp_max));
-    if (s.max_quantizer >= 0) set.set(entry->max_qp_property, std::min(s.max_quantizer, entry->qp_max));
+    if (s.min_quantizer >= 0) set.set_each(entry->min_qp_property, std::min(s.min_quantizer, entry->qp_max));
+    if (s.max_quantizer >= 0) set.set_each(entry->max_qp_property, std::min(s.max_quantizer, entry->qp_max));
   }
 
   if (s.keyframe_interval > 0) {

@@ -233,6 +233,56 @@ const Mapping kMappings[] = {
 INSTANTIATE_TEST_SUITE_P(Catalogue, BitrateMapping, ::testing::ValuesIn(kMappings),
                          [](const auto& info) { return std::string(info.param.candidates); });
 
+// rate-control=cqp puts the quantizer into every property the catalogue names
+// for it (one value, or a min = max range), and the stream still decodes.
+class CqpMapping : public ::testing::TestWithParam<Mapping> {};
+
+TEST_P(CqpMapping, QuantizerReachesTheEncoder) {
+  const Mapping& m = GetParam();
+  const ccm::catalog::EncoderEntry* entry = ccm::catalog::find(m.candidates);
+  ASSERT_NE(entry, nullptr);
+  GstElementFactory* f = gst_element_factory_find(m.candidates);
+  if (!f) GTEST_SKIP() << m.candidates << " not installed";
+  gst_object_unref(f);
+  std::vector<std::string> props;
+  std::string_view list = !entry->qp_property.empty() ? entry->qp_property : entry->min_qp_property;
+  ccm::catalog::for_each_property(list, [&](std::string_view p) { props.emplace_back(p); });
+  if (entry->qp_property.empty())
+    ccm::catalog::for_each_property(entry->max_qp_property, [&](std::string_view p) { props.emplace_back(p); });
+  ASSERT_FALSE(props.empty());
+  std::vector<gint64> seen;
+  auto r = run_pipeline(std::string("videotestsrc num-buffers=10 ! video/x-raw,width=64,height=64 ! "
+                                    "ccmencbin name=enc rate-control=cqp quantizer=30 codec=") + m.codec +
+                            " candidates=" + m.candidates + " ! fakesink",
+                        60, [&](GstElement* pipeline) {
+                          GstElement* inner = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+                          GstIterator* it = gst_bin_iterate_elements(GST_BIN(inner));
+                          GValue v = G_VALUE_INIT;
+                          while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+                            GstElement* e = GST_ELEMENT(g_value_get_object(&v));
+                            if (g_str_equal(GST_OBJECT_NAME(gst_element_get_factory(e)), m.candidates))
+                              for (const auto& p : props) {
+                                GValue pv = G_VALUE_INIT, as64 = G_VALUE_INIT;
+                                g_object_get_property(G_OBJECT(e), p.c_str(), &pv);
+                                g_value_init(&as64, G_TYPE_INT64);
+                                g_value_transform(&pv, &as64);
+                                seen.push_back(g_value_get_int64(&as64));
+                                g_value_unset(&pv);
+                              }
+                            g_value_unset(&v);
+                          }
+                          gst_iterator_free(it);
+                          gst_object_unref(inner);
+                        });
+  ASSERT_TRUE(r.eos) << r.error;
+  ASSERT_EQ(seen.size(), props.size());
+  for (size_t i = 0; i < seen.size(); i++) EXPECT_EQ(seen[i], 30) << props[i];
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 10u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Catalogue, CqpMapping, ::testing::ValuesIn(kMappings),
+                         [](const auto& info) { return std::string(info.param.candidates); });
+
 // Elements the catalogue does not know are configured through what they have:
 // avenc_h264_omx's bitrate blurb says bits/s.
 TEST(EncoderSetup, UnknownElementByItsOwnProperties) {
