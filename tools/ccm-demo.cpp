@@ -16,7 +16,7 @@ namespace {
 
 struct Options {
   std::string codec = "auto";
-  guint bitrate = 2000;
+  guint bitrate = 800;
   guint seconds = 10;
   guint width = 1280, height = 720, fps = 30;
   std::string output = "demo.mkv";
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
 
   const guint frames = o.seconds * o.fps;
   gchar* desc = g_strdup_printf(
-      "videotestsrc num-buffers=%u pattern=smpte horizontal-speed=3 ! "
+      "videotestsrc num-buffers=%u pattern=ball motion=sweep ! "
       "video/x-raw,width=%u,height=%u,framerate=%u/1 ! "
       "ccmencbin name=enc codec=%s bitrate=%u ! matroskamux ! filesink location=\"%s\"",
       frames, o.width, o.height, o.fps, o.codec.c_str(), o.bitrate, o.output.c_str());

@@ -103,6 +103,10 @@ constexpr guint kDefaultQuantizer = 28;
 // Variable-framerate input (framerate=0/1) is given this nominal rate for encoders
 // that refuse 0/1 (x265enc) or need a rate for their bit budget; timestamps stay real.
 constexpr int kAssumedFpsN = 30;
+// keyframe-interval=0: one key frame every this many seconds of frames, the same
+// for every encoder (their own defaults range from 1 s for av1enc to 10 s for
+// x264enc); streams that need one sooner ask with force-key-unit.
+constexpr int kAutoKeyframeSeconds = 10;
 
 enum {
   PROP_0,
@@ -352,13 +356,18 @@ ccm::catalog::Ranking rank_for(Codec codec, const Settings& s) {
   return ccm::catalog::rank(request);
 }
 
-ccm::gst::EncodeSettings encode_settings(Codec codec, const Settings& s) {
+ccm::gst::EncodeSettings encode_settings(Codec codec, const Settings& s, GstCaps* input_caps) {
   ccm::gst::EncodeSettings e;
   e.codec = codec;
   e.bitrate_kbps = s.bitrate;
   e.rate_control = s.rate_control;
   e.quantizer = s.quantizer;
   e.keyframe_interval = s.keyframe_interval;
+  if (e.keyframe_interval == 0) {
+    gint n = kAssumedFpsN, d = 1;
+    gst_structure_get_fraction(gst_caps_get_structure(input_caps, 0), "framerate", &n, &d);
+    e.keyframe_interval = (guint)std::max<gint64>(1, gst_util_uint64_scale_int(kAutoKeyframeSeconds, n, std::max(d, 1)));
+  }
   e.low_latency = s.low_latency;
   e.bframes = s.bframes;
   e.min_quantizer = s.min_quantizer;
@@ -502,7 +511,7 @@ static bool ccm_enc_bin_build(Self* self, GstCaps* input_caps) {
         failed_here.push_back({cand.factory, "could not be created"});
         continue;
       }
-      const auto report = ccm::gst::configure_encoder(encoder, cand.entry, encode_settings(plan.codec, s));
+      const auto report = ccm::gst::configure_encoder(encoder, cand.entry, encode_settings(plan.codec, s, input_caps));
 
       Chain chain;
       chain.encoder = encoder;
@@ -995,7 +1004,7 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                         0, 63, kDefaultQuantizer, rw));
   g_object_class_install_property(gobject_class, PROP_KEYFRAME_INTERVAL,
       g_param_spec_uint("keyframe-interval", "Key-frame interval",
-                        "Maximum distance between key frames in frames (0 = encoder default)", 0, G_MAXINT, 0, rw));
+                        "Maximum distance between key frames in frames (0 = 10 seconds of frames)", 0, G_MAXINT, 0, rw));
   g_object_class_install_property(gobject_class, PROP_LOW_LATENCY,
       g_param_spec_boolean("low-latency", "Low latency",
                            "Configure the encoder for low latency (no look-ahead, no B-frames)", TRUE, rw));
