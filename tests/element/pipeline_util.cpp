@@ -152,7 +152,7 @@ Probe probe_file(const std::string& path) {
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);)
     if (!line.empty() && line[0] != '#') p.frames++;
-  if (run({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height",
+  if (run({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height,pix_fmt",
            "-of", "default=noprint_wrappers=1", path},
           &out, &err)) {
     std::istringstream kv(out);
@@ -161,6 +161,7 @@ Probe probe_file(const std::string& path) {
       if (eq == std::string::npos) continue;
       std::string k = line.substr(0, eq), v = line.substr(eq + 1);
       if (k == "codec_name") p.codec = v;
+      if (k == "pix_fmt") p.pix_fmt = v;
       if (k == "width") p.width = std::atoi(v.c_str());
       if (k == "height") p.height = std::atoi(v.c_str());
     }

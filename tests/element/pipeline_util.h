@@ -41,6 +41,7 @@ struct Probe {
   int frames = 0;             // frames decoded
   int width = 0, height = 0;
   std::string codec;          // ffprobe codec_name
+  std::string pix_fmt;        // ffprobe pix_fmt ("yuv420p", "yuv420p10le" ...)
   double packet_bytes = 0;    // sum of packet sizes of the video stream
   double duration_s = 0;      // container duration
   double kbps() const { return duration_s > 0 ? packet_bytes * 8 / duration_s / 1000 : 0; }
