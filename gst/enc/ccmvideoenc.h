@@ -5,6 +5,22 @@
 // at a frame boundary, latency reporting and HDR metadata parsed from caps. A
 // subclass only talks to its library through the few virtuals below, as
 // gst-plugins-bad's nvcodec encoders do.
+//
+// Contract details (settled with the first implementation, ccmvideoenc.cpp):
+// - The base installs bitrate, rate-control, keyframe-interval, threads and
+//   low-latency. A subclass installs speed-preset AND quantizer from class_init
+//   with its native ranges (gst_ccm_video_enc_class_install_speed_preset and
+//   gst_ccm_video_enc_class_install_quantizer, added here).
+// - A subclass that overrides GObject set_property/get_property must chain up for
+//   ids it does not know; its own property ids start at GST_CCM_VIDEO_ENC_PROP_LAST.
+// - open() also sets the output state (gst_video_encoder_set_output_state) and
+//   may call gst_video_encoder_negotiate. The info it gets never has a framerate of
+//   0/1: variable-rate input gets a nominal rate (caps' max-framerate, else 30/1),
+//   and frames without a timestamp get one at that rate before encode().
+// - Latency: the base reports delay_frames() x the (nominal) frame duration after
+//   every open and reconfigure.
+// - reconfigure() may be called with settings equal to the open ones except for
+//   fields that changed; compare against what you opened with.
 #pragma once
 
 #include <gst/gst.h>
@@ -76,5 +92,10 @@ void gst_ccm_video_enc_get_settings(GstCcmVideoEnc* enc, GstCcmEncSettings* out)
 // and defaults (call from class_init).
 void gst_ccm_video_enc_class_install_speed_preset(GstCcmVideoEncClass* klass, gint min, gint max, gint def,
                                                   const gchar* blurb);
+// Installs `quantizer` (0..max, the codec's scale: 51 for H.265, 63 for AV1).
+void gst_ccm_video_enc_class_install_quantizer(GstCcmVideoEncClass* klass, guint max, guint def);
+
+// First property id free for a subclass's own properties.
+#define GST_CCM_VIDEO_ENC_PROP_LAST 64
 
 G_END_DECLS
