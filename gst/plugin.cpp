@@ -2,10 +2,17 @@
 
 #include "config.h"
 #include "encbin/ccmencbin.h"
+#ifdef CCM_HAVE_X265
+#include "enc/ccmx265enc.h"
+#endif
 
 gboolean ccm_plugin_init(GstPlugin* plugin) {
   gboolean ok = TRUE;
   ok &= gst_element_register(plugin, "ccmencbin", GST_RANK_NONE, GST_TYPE_CCM_ENC_BIN);
+#ifdef CCM_HAVE_X265
+  // Above x265enc (PRIMARY) so rank-based pickers (encodebin) prefer it.
+  ok &= gst_element_register(plugin, "ccmx265enc", GST_RANK_PRIMARY + 1, GST_TYPE_CCM_X265_ENC);
+#endif
   return ok;
 }
 

@@ -268,6 +268,17 @@ static gboolean gst_ccm_video_enc_flush(GstVideoEncoder* venc) {
   return open_encoder(self);
 }
 
+// The proxy intersects with the peer's filter first, so a source that lists 4:4:4
+// 10-bit before I420 (videotestsrc does) would get it: keep our template's order
+// (cheapest, most widely decodable format first) in front.
+static GstCaps* gst_ccm_video_enc_getcaps(GstVideoEncoder* venc, GstCaps* filter) {
+  GstCaps* caps = gst_video_encoder_proxy_getcaps(venc, nullptr, nullptr);
+  if (!filter) return caps;
+  GstCaps* ordered = gst_caps_intersect_full(caps, filter, GST_CAPS_INTERSECT_FIRST);
+  gst_caps_unref(caps);
+  return ordered;
+}
+
 static gboolean gst_ccm_video_enc_propose_allocation(GstVideoEncoder* venc, GstQuery* query) {
   // Frames are mapped through GstVideoFrame, so any stride/offset layout works.
   gst_query_add_allocation_meta(query, GST_VIDEO_META_API_TYPE, nullptr);
@@ -319,8 +330,17 @@ static void gst_ccm_video_enc_get_property(GObject* object, guint id, GValue* va
 static constexpr GParamFlags kLive =
     GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
 
+// GObject does not inherit set/get_property into subclasses (g_object_base_class_init
+// clears them), and a subclass-installed property is dispatched to the subclass's
+// functions: route them to ours unless the subclass has its own (which chain up).
+static void route_properties_to_base(GObjectClass* klass) {
+  if (!klass->set_property) klass->set_property = gst_ccm_video_enc_set_property;
+  if (!klass->get_property) klass->get_property = gst_ccm_video_enc_get_property;
+}
+
 void gst_ccm_video_enc_class_install_speed_preset(GstCcmVideoEncClass* klass, gint min, gint max, gint def,
                                                   const gchar* blurb) {
+  route_properties_to_base(G_OBJECT_CLASS(klass));
   g_object_class_install_property(G_OBJECT_CLASS(klass), PROP_SPEED_PRESET,
                                   g_param_spec_int("speed-preset", "Speed preset", blurb, min, max, def, kLive));
 }
@@ -331,6 +351,7 @@ void gst_ccm_video_enc_class_install_quantizer(GstCcmVideoEncClass* klass, guint
   // one per subclass, so intern it.
   const gchar* interned = g_intern_string(blurb);
   g_free(blurb);
+  route_properties_to_base(G_OBJECT_CLASS(klass));
   g_object_class_install_property(
       G_OBJECT_CLASS(klass), PROP_QUANTIZER,
       g_param_spec_uint("quantizer", "Quantizer", interned, 0, max, MIN(def, max), kLive));
@@ -365,6 +386,7 @@ static void gst_ccm_video_enc_class_init(GstCcmVideoEncClass* klass) {
   venc_class->finish = gst_ccm_video_enc_finish;
   venc_class->flush = gst_ccm_video_enc_flush;
   venc_class->propose_allocation = gst_ccm_video_enc_propose_allocation;
+  venc_class->getcaps = gst_ccm_video_enc_getcaps;
 
   g_object_class_install_property(
       gobject_class, PROP_BITRATE,

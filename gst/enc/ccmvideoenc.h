@@ -11,12 +11,17 @@
 //   low-latency. A subclass installs speed-preset AND quantizer from class_init
 //   with its native ranges (gst_ccm_video_enc_class_install_speed_preset and
 //   gst_ccm_video_enc_class_install_quantizer, added here).
-// - A subclass that overrides GObject set_property/get_property must chain up for
-//   ids it does not know; its own property ids start at GST_CCM_VIDEO_ENC_PROP_LAST.
+// - The install functions point the subclass's GObject set/get_property at the
+//   base's (GObject does not inherit them). A subclass with properties of its own
+//   sets its functions BEFORE calling them and chains up (the parent class's
+//   set_property) for ids below GST_CCM_VIDEO_ENC_PROP_LAST, where its ids start.
 // - open() also sets the output state (gst_video_encoder_set_output_state) and
 //   may call gst_video_encoder_negotiate. The info it gets never has a framerate of
 //   0/1: variable-rate input gets a nominal rate (caps' max-framerate, else 30/1),
 //   and frames without a timestamp get one at that rate before encode().
+// - encode() owns `frame` (transfer full, as GstVideoEncoderClass.handle_frame):
+//   unref it after handing the picture to the library, fetch it again with
+//   gst_video_encoder_get_frame() when the library returns the packet.
 // - Latency: the base reports delay_frames() x the (nominal) frame duration after
 //   every open and reconfigure.
 // - reconfigure() may be called with settings equal to the open ones except for

@@ -552,16 +552,19 @@ constexpr EncoderEntry kEntries[] = {
         .rc_cbr = "cbr", .rc_vbr = "vbr", .rc_cqp = "cqp",
         .qp_property = "quantizer",
         .min_qp_property = "",
-        .max_qp_property = "max-quantizer",
+        .max_qp_property = "",
         .qp_max = 51,
         .keyframe_interval_property = "keyframe-interval",
-        .bframes_property = "b-frames",
+        .bframes_property = "",
         .threads_property = "threads",
         .key_unit = KeyUnit::Event,
         .low_latency = kCcmLowLatency,
         .always = {},
-        .traps = "gst-ccm's own x265 element: bitrate changes through x265_encoder_reconfig in "
-                 "place, per-frame QP from ccmratecontrol.",
+        .traps = "gst-ccm's own x265 element (docs/encoders.md): bitrate changes through "
+                 "x265_encoder_reconfig in place (no new headers, no IDR) while the bitrate stays within the "
+                 "HEVC level pinned at start (room for twice the opening rate; beyond it, a reopen). Per-frame QP "
+                 "and per-block offsets from GstCcmQpMeta; offsets need cbr/vbr (x265 turns AQ off in cqp). "
+                 "No B-frames or QP-limit properties; speed-preset 0-9 = ultrafast..placebo.",
         .debian_package = "",
     },
     {
