@@ -4,7 +4,7 @@
 //
 // Loop order: row outer, blocks inner, per-block accumulators in registers spilled
 // to a small local array. Every sampled row is then read as one contiguous run of
-// up to 2 KiB, which the hardware prefetchers follow at full memory bandwidth
+// up to 4096 pixels (a whole 4K row), which the hardware prefetchers follow at full memory bandwidth
 // (a block-outer loop would jump by the stride 16 times per block).
 #include "analysis/kernels.h"
 
@@ -26,7 +26,7 @@
 namespace ccm::analysis::detail {
 namespace {
 
-constexpr int kChunkBlocks = 128;  // accumulators for up to 2048 pixels of a row
+constexpr int kChunkBlocks = 256;  // accumulators for up to 4096 pixels of a row (16 KiB of stack at most)
 
 // ---- 8-bit -------------------------------------------------------------------
 

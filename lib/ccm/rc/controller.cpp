@@ -1,0 +1,187 @@
+#include "rc/controller.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ccm::rc {
+namespace {
+
+constexpr double kComplexityFloor = 0.05;        // 8-bit units per pixel
+constexpr double kActivityReference = 8.0;       // intra bpp is scaled by this / activity
+constexpr double kMinFrameShare = 0.15;          // no frame gets less than this x avg
+constexpr int kFreshFrames = 5;                  // frames after a reset with a raised model gain
+constexpr double kFreshGain = 0.5;
+constexpr double kSteadyGain = 0.1;
+constexpr double kFarOffGain = 0.3;
+constexpr double kFarOffLog = 0.3;  // |ln(bits / budget)| beyond which a frame is far off (x1.35)
+constexpr int kRelaxedFrames = 3;
+constexpr size_t kMaxPending = 256;  // frames an encoder may hold (or drop) before we forget them
+
+}  // namespace
+
+RateController::RateController(const ControllerConfig& config)
+    : cfg_(config), inter_(initial_inter_params(config.codec)), intra_(initial_intra_params(config.codec)) {
+  cfg_.fps = cfg_.fps > 0 ? cfg_.fps : 30;
+  cfg_.window_frames = std::max(1, cfg_.window_frames);
+  set_target_bitrate(cfg_.target_bps);
+  reset();
+}
+
+void RateController::reset() {
+  inter_.reset();
+  intra_.reset();
+  buffer_ = deviation_ = 0;
+  pending_.clear();
+  last_inter_qp_ = -1;
+  reset_short_term();
+}
+
+void RateController::reset_short_term() {
+  have_scene_complexity_ = false;
+  scene_complexity_ = 0;
+  relaxed_frames_ = kRelaxedFrames;
+  fresh_frames_ = kFreshFrames;
+}
+
+double RateController::set_target_bitrate(double bps) {
+  if (!(bps > 0)) return effective_bitrate();
+  const double before = effective_bitrate();
+  cfg_.target_bps = bps;
+  const double after = effective_bitrate();
+  // A real change of rate (a bandwidth estimate, a user's change): let the QP jump.
+  if (before > 0 && std::fabs(after / before - 1.0) > 0.1) relaxed_frames_ = kRelaxedFrames;
+  return after;
+}
+
+void RateController::set_bounds(double min_bps, double max_bps) {
+  cfg_.min_bps = std::max(0.0, min_bps);
+  cfg_.max_bps = std::max(0.0, max_bps);
+}
+
+void RateController::set_rate_scale(double scale) {
+  const double before = effective_bitrate();
+  rate_scale_ = std::clamp(scale, 0.01, 1.0);
+  if (std::fabs(effective_bitrate() / before - 1.0) > 0.1) relaxed_frames_ = kRelaxedFrames;
+}
+
+void RateController::set_fps(double fps) {
+  if (fps > 0) cfg_.fps = fps;
+}
+
+double RateController::effective_bitrate() const {
+  double r = cfg_.target_bps * rate_scale_;
+  if (cfg_.max_bps > 0) r = std::min(r, cfg_.max_bps);
+  if (cfg_.min_bps > 0) r = std::max(r, cfg_.min_bps);
+  return r;
+}
+
+double RateController::average_frame_bits() const { return effective_bitrate() / cfg_.fps; }
+
+double RateController::capacity_bits() const {
+  return std::max(effective_bitrate() * cfg_.latency_budget_ms / 1000.0, average_frame_bits());
+}
+
+int RateController::clamp_qp(int qp) const {
+  const auto range = qp_range(cfg_.codec);
+  const int lo = cfg_.qp_min >= 0 ? std::max(range.min, cfg_.qp_min) : range.min;
+  const int hi = cfg_.qp_max >= 0 ? std::min(range.max, cfg_.qp_max) : range.max;
+  return std::clamp(qp, lo, std::max(lo, hi));
+}
+
+Decision RateController::decide(const FrameInfo& frame) {
+  Decision d;
+  const double avg = average_frame_bits();
+  const double window = cfg_.window_frames;
+  const double cap = capacity_bits();
+  d.buffer_bits = buffer_;
+  d.key = frame.key;
+  if (frame.scene_cut) reset_short_term();
+
+  double target = frame.key ? cfg_.key_frame_ratio * avg - std::max(0.0, deviation_) / window
+                            : avg - deviation_ / window;
+  target = std::min(target, cap + avg - buffer_);
+  target = std::max(target, kMinFrameShare * avg);
+  d.target_bits = target;
+
+  const double bpp = target / std::max(1.0, pixels());
+  double scale = 1.0;
+  double lambda;
+  if (frame.key) {
+    // Intra bits follow spatial activity almost linearly on every clip measured.
+    scale = std::clamp(kActivityReference / std::max(frame.activity, 0.5), 0.25, 4.0);
+    lambda = intra_.lambda(bpp * scale);
+  } else {
+    const double c = std::max(frame.complexity, kComplexityFloor);
+    if (have_scene_complexity_)
+      scale = std::clamp(std::pow(scene_complexity_ / c, cfg_.complexity_gamma), 0.5, 2.0);
+    lambda = inter_.lambda(bpp * scale);
+    // The reference stays put within a scene: the model learns bits at the
+    // reference complexity, and a lasting change of motion keeps its ratio until
+    // the model has seen frames of it (a moving average would undo the ratio
+    // before the first of those frames is reported).
+    if (!have_scene_complexity_) {
+      scene_complexity_ = c;
+      have_scene_complexity_ = true;
+    }
+  }
+
+  int qp = static_cast<int>(std::lround(qp_from_lambda(cfg_.codec, lambda)));
+  if (!frame.key && last_inter_qp_ >= 0) {
+    const int step = relaxed_frames_ > 0 ? cfg_.qp_step_relaxed : cfg_.qp_step;
+    qp = std::clamp(qp, last_inter_qp_ - step, last_inter_qp_ + step);
+  }
+  qp = clamp_qp(qp);
+  if (cfg_.max_psnr_db > 0) {
+    const int floor_qp = min_qp_for_psnr(cfg_.codec, cfg_.max_psnr_db);
+    if (qp < floor_qp) {
+      qp = clamp_qp(floor_qp);
+      d.psnr_capped = true;
+    }
+  }
+  d.qp = qp;
+  d.lambda = lambda_from_qp(cfg_.codec, qp);
+  d.psnr_estimate = estimate_psnr(cfg_.codec, qp);
+
+  if (!frame.key || last_inter_qp_ < 0) last_inter_qp_ = qp;
+  if (relaxed_frames_ > 0) --relaxed_frames_;
+  const bool fresh = fresh_frames_ > 0;
+  if (fresh_frames_ > 0) --fresh_frames_;
+
+  // Until its size is known the frame counts with its budget.
+  buffer_ = std::max(0.0, buffer_ + target - avg);
+  deviation_ = std::clamp(deviation_ + target - avg, -0.25 * window * avg, 2.0 * window * avg);
+  pending_.push_back({frame.id, target, d.lambda, scale, bpp * scale, qp, frame.key, fresh});
+  if (pending_.size() > kMaxPending) pending_.pop_front();
+  return d;
+}
+
+std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits) {
+  auto it = std::find_if(pending_.begin(), pending_.end(), [id](const Pending& p) { return p.id == id; });
+  if (it == pending_.end()) return std::nullopt;
+  const Pending p = *it;
+  pending_.erase(it);
+
+  const double avg = average_frame_bits();
+  const double window = cfg_.window_frames;
+  const double err = bits - p.target_bits;
+  buffer_ = std::max(0.0, buffer_ + err);
+  deviation_ = std::clamp(deviation_ + err, -0.25 * window * avg, 2.0 * window * avg);
+
+  const double bpp_actual = bits / std::max(1.0, pixels()) * p.bpp_scale;
+  // A frame far off its budget means the content moved away from what the model
+  // knows: learn faster from it than from the usual per-frame noise.
+  const bool far_off = std::fabs(std::log(std::max(bits, 1.0) / std::max(p.target_bits, 1.0))) > kFarOffLog;
+  const double gain = p.fresh ? kFreshGain : far_off ? kFarOffGain : kSteadyGain;
+  (p.key ? intra_ : inter_).update(p.lambda, bpp_actual, p.bpp_target, gain);
+
+  FrameReport r;
+  r.id = id;
+  r.bits = bits;
+  r.target_bits = p.target_bits;
+  r.qp = p.qp;
+  r.lambda = p.lambda;
+  r.key = p.key;
+  return r;
+}
+
+}  // namespace ccm::rc
