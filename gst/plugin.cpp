@@ -5,6 +5,9 @@
 #ifdef CCM_HAVE_X265
 #include "enc/ccmx265enc.h"
 #endif
+#ifdef CCM_HAVE_SVTAV1
+#include "enc/ccmsvtav1enc.h"
+#endif
 
 gboolean ccm_plugin_init(GstPlugin* plugin) {
   gboolean ok = TRUE;
@@ -12,6 +15,10 @@ gboolean ccm_plugin_init(GstPlugin* plugin) {
 #ifdef CCM_HAVE_X265
   // Above x265enc (PRIMARY) so rank-based pickers (encodebin) prefer it.
   ok &= gst_element_register(plugin, "ccmx265enc", GST_RANK_PRIMARY + 1, GST_TYPE_CCM_X265_ENC);
+#endif
+#ifdef CCM_HAVE_SVTAV1
+  // Above av1enc (PRIMARY) so rank-based pickers (encodebin) prefer it.
+  ok &= gst_element_register(plugin, "ccmsvtav1enc", GST_RANK_PRIMARY + 1, GST_TYPE_CCM_SVT_AV1_ENC);
 #endif
   return ok;
 }

@@ -414,6 +414,26 @@ GstCaps* encoder_input_caps(GstElement* encoder, bool hdr, bool full_chroma) {
   return caps;
 }
 
+// Some encoders refuse sizes their caps cannot express (ccmsvtav1enc: odd sizes,
+// SVT-AV1 needs even ones for 4:2:0) in the accept-caps query. Asked with the input
+// as the encoder would get it; only a refusal of caps its template takes counts,
+// so elements with other memory or fields are not judged here.
+bool encoder_takes_size(GstElement* encoder, GstCaps* input_caps, GstCaps* formats) {
+  GstPad* pad = gst_element_get_static_pad(encoder, "sink");
+  if (!pad) return true;
+  Ref<GstCaps> caps(gst_caps_copy(input_caps));
+  if (formats && gst_caps_get_size(formats) > 0) {
+    const GValue* list = gst_structure_get_value(gst_caps_get_structure(formats, 0), "format");
+    const GValue* first = list && GST_VALUE_HOLDS_LIST(list) ? gst_value_list_get_value(list, 0) : list;
+    if (first) gst_caps_set_value(caps.get(), "format", first);
+  }
+  Ref<GstCaps> templ(gst_pad_get_pad_template_caps(pad));
+  const bool refused = gst_caps_is_fixed(caps.get()) && gst_caps_can_intersect(templ.get(), caps.get()) &&
+                       !gst_pad_query_accept_caps(pad, caps.get());
+  gst_object_unref(pad);
+  return !refused;
+}
+
 void post_selected(Self* self, const Chain& chain, const ccm::catalog::Ranking& ranking,
                    const std::vector<ccm::catalog::PassedOver>& failed_here,
                    const ccm::gst::SetupReport& report, const std::string& reason) {
@@ -542,6 +562,13 @@ static bool ccm_enc_bin_build(Self* self, GstCaps* input_caps) {
       if (!input && full_chroma) {
         failed_here.push_back({cand.factory, "cannot encode an odd size (4:2:0 " + std::string(ccm::catalog::to_string(plan.codec)) +
                                                  " cannot carry it, and the element takes no 4:4:4)"});
+        gst_object_unref(encoder);
+        continue;
+      }
+      if (!encoder_takes_size(encoder, input_caps, input.get())) {
+        failed_here.push_back({cand.factory, "refuses " + std::to_string(GST_VIDEO_INFO_WIDTH(&vinfo)) + "x" +
+                                                 std::to_string(GST_VIDEO_INFO_HEIGHT(&vinfo)) +
+                                                 " (its library cannot encode that size)"});
         gst_object_unref(encoder);
         continue;
       }

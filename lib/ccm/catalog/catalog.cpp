@@ -239,12 +239,12 @@ constexpr EncoderEntry kEntries[] = {
         .device_pattern = "",
         .bitrate_property = "bitrate",
         .bitrate_units_per_kbps = 1,
-        .bitrate_change = BitrateChange::Reopen,
+        .bitrate_change = BitrateChange::Live,
         .rc_property = "rate-control",
         .rc_cbr = "cbr", .rc_vbr = "vbr", .rc_cqp = "cqp",
         .qp_property = "quantizer",
         .min_qp_property = "",
-        .max_qp_property = "max-quantizer",
+        .max_qp_property = "",
         .qp_max = 63,
         .keyframe_interval_property = "keyframe-interval",
         .bframes_property = "",
@@ -252,10 +252,14 @@ constexpr EncoderEntry kEntries[] = {
         .key_unit = KeyUnit::Event,
         .low_latency = kCcmLowLatency,
         .always = {},
-        .traps = "gst-ccm's own SVT-AV1 element. SVT-AV1 1.4 has no reconfigure API: a bitrate "
-                 "change restarts the encoder (new sequence header, key frame); per-frame QP in cqp "
-                 "mode (driven by ccmratecontrol) keeps rate changes live. SVT only forces key "
-                 "frames in random-access CQP/CRF, not in low delay.",
+        .traps = "gst-ccm's own SVT-AV1 1.4 element (docs/encoders.md). With low-latency (default) the "
+                 "library runs in constant-QP mode with a QP per picture from the element's own rate "
+                 "controller, so bitrate, rate-control and quantizer change on the next picture without a "
+                 "key frame; GstCcmQpMeta overrides the QP (per-block offsets are ignored: SVT 1.4 takes no "
+                 "QP map). A requested key frame restarts the library at that picture (SVT refuses forced "
+                 "key pictures in low delay): ~0.1-0.2 s at 1080p. Odd sizes and sizes below 64x64 are "
+                 "refused (4:2:0 in SVT needs even sizes). low-latency=false: random access with SVT's own "
+                 "rate control, where a bitrate change reopens. speed-preset 0-13 (default 12).",
         .debian_package = "",
     },
     {

@@ -1,0 +1,497 @@
+// ccmsvtav1enc on real content: live bitrate change, key frame on request in low
+// delay, per-frame QP from the meta, HDR10 metadata, latency, refusals. Bitstreams
+// are checked with ffmpeg (-xerror), ffprobe and dav1d.
+#include "pipeline_util.h"
+
+#include "common/qp_meta.h"
+
+#include <gst/app/app.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using ccm::test::media;
+using ccm::test::probe_file;
+using ccm::test::run_pipeline;
+using ccm::test::temp_path;
+
+namespace {
+
+constexpr int kFps = 25;
+
+// ---- helpers ------------------------------------------------------------------------
+
+std::string run_command(const std::string& cmd, int* status = nullptr) {
+  gchar* out = nullptr;
+  gchar* err = nullptr;
+  gint st = -1;
+  GError* e = nullptr;
+  std::string result;
+  if (g_spawn_command_line_sync(cmd.c_str(), &out, &err, &st, &e)) {
+    result = std::string(out ? out : "") + std::string(err ? err : "");
+  } else {
+    result = e ? e->message : "spawn failed";
+    if (e) g_error_free(e);
+  }
+  g_free(out);
+  g_free(err);
+  if (status) *status = st;
+  return result;
+}
+
+struct Packet {
+  double pts = 0;
+  int size = 0;
+  bool key = false;
+};
+
+// Packets of the video stream as the container has them (ffprobe), in pts order.
+std::vector<Packet> packets(const std::string& path) {
+  std::vector<Packet> out;
+  std::istringstream in(run_command("ffprobe -v error -select_streams v:0 -show_entries packet=pts_time,size,flags "
+                                    "-of csv=p=0 " + path));
+  std::string line;
+  while (std::getline(in, line)) {
+    Packet p;
+    char flags[16] = {};
+    if (std::sscanf(line.c_str(), "%lf,%d,%15s", &p.pts, &p.size, flags) >= 2) {
+      p.key = flags[0] == 'K';
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+// Frames the decoder (ffmpeg's libdav1d) calls key frames, by pts.
+std::set<long> decoded_key_frames(const std::string& path, double fps) {
+  std::set<long> keys;
+  std::istringstream in(run_command("ffprobe -v error -select_streams v:0 -show_entries frame=pts_time,key_frame "
+                                    "-of csv=p=0 " + path));
+  std::string line;
+  while (std::getline(in, line)) {
+    int key = 0;
+    double pts = 0;
+    if (std::sscanf(line.c_str(), "%d,%lf", &key, &pts) == 2 && key) keys.insert(std::lround(pts * fps));
+  }
+  return keys;
+}
+
+// dav1d decodes an OBU stream (section 5) to the end: the number of frames it
+// reports, -1 when it failed.
+int dav1d_frames(const std::string& obu_path) {
+  int status = -1;
+  const std::string out =
+      run_command("dav1d -i " + obu_path + " --demuxer section5 -o /dev/null --muxer null", &status);
+  if (status != 0) return -1;
+  const auto at = out.rfind("Decoded ");
+  int done = 0, total = 0;
+  if (at == std::string::npos || std::sscanf(out.c_str() + at, "Decoded %d/%d", &done, &total) != 2) return -1;
+  return done == total ? done : -1;
+}
+
+// Raw frames of a clip, decoded once and kept in memory, to loop as live input.
+std::vector<GstBuffer*> decode_clip(const std::string& clip, const char* format) {
+  std::vector<GstBuffer*> frames;
+  GError* err = nullptr;
+  const std::string desc = "filesrc location=" + clip +
+                           " ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=" + format +
+                           " ! appsink name=sink sync=false";
+  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
+  if (err) {
+    g_error_free(err);
+    if (pipeline) gst_object_unref(pipeline);
+    return frames;
+  }
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  while (GstSample* sample = gst_app_sink_pull_sample(GST_APP_SINK(sink))) {
+    frames.push_back(gst_buffer_ref(gst_sample_get_buffer(sample)));
+    gst_sample_unref(sample);
+  }
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(sink);
+  gst_object_unref(pipeline);
+  return frames;
+}
+
+// Feeds `count` frames at 25 fps, looping the clip back and forth (no cut at the
+// loop point), into a pipeline that starts with "appsrc name=src".
+struct LoopSource {
+  std::vector<GstBuffer*> frames;
+  int count = 0;
+  int next = 0;
+  ~LoopSource() {
+    for (GstBuffer* b : frames) gst_buffer_unref(b);
+  }
+  static void need_data(GstAppSrc* src, guint, gpointer data) {
+    auto* self = static_cast<LoopSource*>(data);
+    if (self->next >= self->count) {
+      gst_app_src_end_of_stream(src);
+      return;
+    }
+    const int n = int(self->frames.size());
+    int i = self->next % (2 * n);
+    if (i >= n) i = 2 * n - 1 - i;
+    GstBuffer* b = gst_buffer_copy(self->frames[i]);  // shares the memory
+    GST_BUFFER_PTS(b) = gst_util_uint64_scale(self->next, GST_SECOND, kFps);
+    GST_BUFFER_DTS(b) = GST_CLOCK_TIME_NONE;
+    GST_BUFFER_DURATION(b) = GST_SECOND / kFps;
+    self->next++;
+    gst_app_src_push_buffer(src, b);
+  }
+};
+
+struct Outcome {
+  bool eos = false;
+  std::string error;
+  guint restarts = 0;
+};
+
+// Runs a pipeline whose source is "appsrc name=src" fed by `source` and whose
+// encoder is named "enc"; `setup` may add probes before it starts.
+Outcome run_with_source(const std::string& desc, LoopSource& source, const GstVideoInfo& info,
+                        const std::function<void(GstElement* pipeline)>& setup = {}, int timeout_s = 180) {
+  Outcome o;
+  GError* err = nullptr;
+  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
+  if (!pipeline || err) {
+    o.error = err ? err->message : "parse failed";
+    if (err) g_error_free(err);
+    if (pipeline) gst_object_unref(pipeline);
+    return o;
+  }
+  GstElement* src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  GstCaps* caps = gst_video_info_to_caps(&info);
+  g_object_set(src, "caps", caps, "format", GST_FORMAT_TIME, "max-buffers", guint64(4), "block", TRUE, nullptr);
+  gst_caps_unref(caps);
+  GstAppSrcCallbacks callbacks{};
+  callbacks.need_data = &LoopSource::need_data;
+  gst_app_src_set_callbacks(GST_APP_SRC(src), &callbacks, &source, nullptr);
+  gst_object_unref(src);
+  if (setup) setup(pipeline);
+
+  GstBus* bus = gst_element_get_bus(pipeline);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  GstMessage* msg = gst_bus_timed_pop_filtered(bus, GstClockTime(timeout_s) * GST_SECOND,
+                                               GstMessageType(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  if (!msg) {
+    o.error = "timeout";
+  } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+    GError* e = nullptr;
+    gchar* dbg = nullptr;
+    gst_message_parse_error(msg, &e, &dbg);
+    o.error = std::string(e->message) + " | " + (dbg ? dbg : "");
+    g_error_free(e);
+    g_free(dbg);
+  } else {
+    o.eos = true;
+  }
+  if (msg) gst_message_unref(msg);
+  if (GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc")) {
+    g_object_get(enc, "key-frame-restarts", &o.restarts, nullptr);
+    gst_object_unref(enc);
+  }
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(bus);
+  gst_object_unref(pipeline);
+  return o;
+}
+
+// ---- the Must-show: 1080p street clip, bitrate 4000 -> 1000 while PLAYING ---------------
+
+struct DepthCase {
+  const char* format;
+  const char* pix_fmt;
+};
+
+class BitrateChange : public ::testing::TestWithParam<DepthCase> {};
+
+// 8 s of 1080p: bitrate=4000 for the first two seconds, 1000 from pts 2.0 s on
+// (set while PLAYING, from the streaming thread at that frame). An upstream
+// force-key-unit asks for a key frame at frame 40 (1.6 s). Per-second windows by
+// pts: near 4000 before the change, near 1000 from the 4th second on; the key
+// frames are exactly frame 0, 40 and the periodic one 5 s after 40; every frame
+// decodes with ffmpeg and dav1d.
+TEST_P(BitrateChange, TakesEffectWithinASecondAndKeyFrameOnRequest) {
+  const DepthCase& c = GetParam();
+  const std::string clip = media("street_1920x1080_54f.h264");
+  if (clip.empty()) GTEST_SKIP() << "shared/media is not beside the checkout";
+  LoopSource source;
+  source.frames = decode_clip(clip, c.format);
+  ASSERT_EQ(source.frames.size(), 54u);
+  source.count = 8 * kFps;
+  GstVideoInfo info;
+  gst_video_info_set_format(&info, gst_video_format_from_string(c.format), 1920, 1080);
+  GST_VIDEO_INFO_FPS_N(&info) = kFps;
+  GST_VIDEO_INFO_FPS_D(&info) = 1;
+
+  const std::string mkv = temp_path(std::string("svt-bitrate-") + c.format + ".mkv");
+  const std::string obu = temp_path(std::string("svt-bitrate-") + c.format + ".obu");
+  const std::string desc = "appsrc name=src ! ccmsvtav1enc name=enc bitrate=4000 ! tee name=t "
+                           "t. ! queue ! av1parse ! matroskamux ! filesink location=" + mkv +
+                           " t. ! queue ! filesink location=" + obu;
+  bool changed = false;
+  GstClockTime latency = GST_CLOCK_TIME_NONE;
+  auto setup = [&](GstElement* pipeline) {
+    GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+    GstPad* sink = gst_element_get_static_pad(enc, "sink");
+    GstPad* srcpad = gst_element_get_static_pad(enc, "src");
+    struct Ctx {
+      GstElement* enc;
+      GstPad* srcpad;
+      bool* changed;
+      GstClockTime* latency;
+      bool asked = false;
+    };
+    auto* ctx = new Ctx{enc, srcpad, &changed, &latency};
+    gst_pad_add_probe(
+        sink, GST_PAD_PROBE_TYPE_BUFFER,
+        [](GstPad*, GstPadProbeInfo* pi, gpointer data) -> GstPadProbeReturn {
+          auto* ctx = static_cast<Ctx*>(data);
+          GstBuffer* buf = GST_PAD_PROBE_INFO_BUFFER(pi);
+          if (!ctx->asked) {
+            // Key frame at frame 40: an upstream request for running time 1.6 s.
+            ctx->asked = true;
+            gst_pad_send_event(ctx->srcpad, gst_video_event_new_upstream_force_key_unit(
+                                                gst_util_uint64_scale(40, GST_SECOND, kFps), TRUE, 1));
+          }
+          if (!*ctx->changed && GST_BUFFER_PTS(buf) >= 2 * GST_SECOND) {
+            g_object_set(ctx->enc, "bitrate", 1000u, nullptr);
+            *ctx->changed = true;
+          }
+          if (GST_BUFFER_PTS(buf) == GST_SECOND) {  // running: ask the encoder its latency
+            GstQuery* q = gst_query_new_latency();
+            if (gst_pad_query(ctx->srcpad, q)) {
+              gboolean live;
+              GstClockTime min, max;
+              gst_query_parse_latency(q, &live, &min, &max);
+              *ctx->latency = min;
+            }
+            gst_query_unref(q);
+          }
+          return GST_PAD_PROBE_OK;
+        },
+        ctx, [](gpointer data) {
+          auto* ctx = static_cast<Ctx*>(data);
+          gst_object_unref(ctx->enc);
+          gst_object_unref(ctx->srcpad);
+          delete ctx;
+        });
+    gst_object_unref(sink);
+  };
+  const Outcome o = run_with_source(desc, source, info, setup);
+  ASSERT_TRUE(o.eos) << o.error;
+  EXPECT_TRUE(changed);
+  // One restart: the key frame at 40 (the bitrate change needs none).
+  EXPECT_EQ(o.restarts, 1u);
+  // Latency: the one picture SVT-AV1 holds in low delay (40 ms at 25 fps).
+  EXPECT_EQ(latency, GST_SECOND / kFps);
+
+  auto probe = probe_file(mkv);
+  EXPECT_TRUE(probe.ok) << probe.decoder_errors;
+  EXPECT_EQ(probe.frames, source.count);  // EOS drained every frame
+  EXPECT_EQ(probe.pix_fmt, c.pix_fmt);
+  EXPECT_EQ(dav1d_frames(obu), source.count);
+
+  const auto pk = packets(mkv);
+  ASSERT_EQ(int(pk.size()), source.count);
+  std::map<int, double> kbps;
+  for (const Packet& p : pk) kbps[int(std::floor(p.pts + 1e-6))] += p.size * 8 / 1000.0;
+  for (auto [second, rate] : kbps) std::printf("[ %s ] second %d: %.0f kbit/s\n", c.format, second, rate);
+  for (int s : {0, 1}) {
+    EXPECT_GT(kbps[s], 4000 * 0.8) << "second " << s;
+    EXPECT_LT(kbps[s], 4000 * 1.2) << "second " << s;
+  }
+  for (int s = 3; s < 8; s++) {
+    EXPECT_GT(kbps[s], 1000 * 0.75) << "second " << s;
+    EXPECT_LT(kbps[s], 1000 * 1.25) << "second " << s;
+  }
+  // The whole of the 1000 kbit/s part (3-8 s) within 10 %.
+  double tail = 0;
+  for (int s = 3; s < 8; s++) tail += kbps[s];
+  EXPECT_NEAR(tail / 5, 1000, 100);
+
+  // Key frames in the bitstream (the decoder's view) and in the container.
+  const std::set<long> expected{0, 40, 40 + 5 * kFps};
+  EXPECT_EQ(decoded_key_frames(mkv, kFps), expected);
+  std::set<long> flagged;
+  for (const Packet& p : pk)
+    if (p.key) flagged.insert(std::lround(p.pts * kFps));
+  EXPECT_EQ(flagged, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Depths, BitrateChange,
+                         ::testing::Values(DepthCase{"I420", "yuv420p"}, DepthCase{"I420_10LE", "yuv420p10le"}),
+                         [](const auto& info) { return std::string(info.param.format); });
+
+// ---- per-frame QP from GstCcmQpMeta -----------------------------------------------------
+
+// Attaches a QP meta to every frame: `first` on even frames, `second` on odd ones.
+void attach_alternating_qp(GstElement* pipeline, int first, int second) {
+  GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+  GstPad* sink = gst_element_get_static_pad(enc, "sink");
+  struct Ctx {
+    int qp[2];
+    int n = 0;
+  };
+  gst_pad_add_probe(
+      sink, GST_PAD_PROBE_TYPE_BUFFER,
+      [](GstPad*, GstPadProbeInfo* pi, gpointer data) -> GstPadProbeReturn {
+        auto* ctx = static_cast<Ctx*>(data);
+        GstBuffer* buf = gst_buffer_make_writable(GST_PAD_PROBE_INFO_BUFFER(pi));
+        gst_buffer_add_ccm_qp_meta(buf, ctx->qp[ctx->n++ % 2]);
+        GST_PAD_PROBE_INFO_DATA(pi) = buf;
+        return GST_PAD_PROBE_OK;
+      },
+      new Ctx{{first, second}}, [](gpointer d) { delete static_cast<Ctx*>(d); });
+  gst_object_unref(sink);
+  gst_object_unref(enc);
+}
+
+// Alternating QP 20 / 40 (and 40 / 20) on real content: the frames with QP 20 are
+// the big ones, whichever position they take in SVT's low-delay structure (which
+// itself alternates referenced and non-referenced pictures), and every frame decodes.
+TEST(SvtAv1Enc, PerFrameQpFromMeta) {
+  const std::string clip = media("foreman_352x288_300f.h264");
+  if (clip.empty()) GTEST_SKIP() << "shared/media is not beside the checkout";
+  for (auto [first, second] : {std::pair{20, 40}, std::pair{40, 20}}) {
+    const std::string out = temp_path("svt-qp-" + std::to_string(first) + ".mkv");
+    const std::string desc = "filesrc location=" + clip +
+                             " ! h264parse ! avdec_h264 ! identity eos-after=41 ! videoconvert ! "
+                             "video/x-raw,format=I420 ! ccmsvtav1enc name=enc bitrate=300 ! "
+                             "av1parse ! matroskamux ! filesink location=" + out;
+    GError* err = nullptr;
+    GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
+    ASSERT_TRUE(pipeline && !err);
+    attach_alternating_qp(pipeline, first, second);
+    GstBus* bus = gst_element_get_bus(pipeline);
+    gst_element_set_state(pipeline, GST_STATE_PLAYING);
+    GstMessage* msg = gst_bus_timed_pop_filtered(bus, 120 * GST_SECOND,
+                                                 GstMessageType(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    ASSERT_NE(msg, nullptr);
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+      GError* e = nullptr;
+      gst_message_parse_error(msg, &e, nullptr);
+      ADD_FAILURE() << e->message;
+      g_error_free(e);
+    }
+    gst_message_unref(msg);
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(pipeline);
+
+    auto probe = probe_file(out);
+    EXPECT_TRUE(probe.ok) << probe.decoder_errors;
+    const auto pk = packets(out);
+    ASSERT_GE(pk.size(), 40u);
+    EXPECT_EQ(probe.frames, int(pk.size()));
+    // Frame 0 is the key frame; compare each QP-20 frame with its QP-40 neighbour.
+    int ordered = 0, pairs = 0;
+    for (size_t i = 1; i + 1 < pk.size(); i += 2) {
+      const int low_qp = first == 20 ? pk[i + 1].size : pk[i].size;   // even index: `first`
+      const int high_qp = first == 20 ? pk[i].size : pk[i + 1].size;
+      pairs++;
+      if (low_qp > 2 * high_qp) ordered++;
+    }
+    EXPECT_EQ(ordered, pairs) << "QP " << first << "/" << second;
+  }
+}
+
+// ---- HDR10 ----------------------------------------------------------------------------
+
+// Mastering display and content light level from the caps reach the bitstream:
+// ffprobe reads them from the raw OBU stream (no container to carry them).
+TEST(SvtAv1Enc, Hdr10MetadataInTheBitstream) {
+  const std::string obu = temp_path("svt-hdr.obu");
+  // BT.2020 primaries, D65, 1000 / 0.005 cd/m2 (GStreamer units: 0.00002, 0.0001).
+  auto r = run_pipeline(
+      "videotestsrc num-buffers=3 ! video/x-raw,format=I420_10LE,width=128,height=96,framerate=25/1,"
+      "colorimetry=bt2100-pq,mastering-display-info=(string)\"35400:14600:8500:39850:6550:2300:15635:16450:"
+      "10000000:50\",content-light-level=(string)\"1000:400\" ! ccmsvtav1enc ! filesink location=" + obu);
+  ASSERT_TRUE(r.eos) << r.error;
+  const std::string out = run_command("ffprobe -v error -f obu -show_frames -read_intervals %+#1 " + obu);
+  auto value = [&](const std::string& key) {
+    const auto at = out.find(key + "=");
+    if (at == std::string::npos) return -1.0;
+    double num = 0, den = 1;
+    const int n = std::sscanf(out.c_str() + at + key.size() + 1, "%lf/%lf", &num, &den);
+    return n == 2 ? num / den : n == 1 ? num : -1.0;
+  };
+  EXPECT_NE(out.find("Mastering display metadata"), std::string::npos) << out;
+  EXPECT_NEAR(value("red_x"), 0.708, 0.001);
+  EXPECT_NEAR(value("red_y"), 0.292, 0.001);
+  EXPECT_NEAR(value("green_x"), 0.170, 0.001);
+  EXPECT_NEAR(value("blue_y"), 0.046, 0.001);
+  EXPECT_NEAR(value("white_point_x"), 0.3127, 0.001);
+  EXPECT_NEAR(value("max_luminance"), 1000, 0.5);
+  EXPECT_NEAR(value("min_luminance"), 0.005, 0.0005);
+  EXPECT_NE(out.find("Content light level metadata"), std::string::npos) << out;
+  EXPECT_EQ(value("max_content"), 1000);
+  EXPECT_EQ(value("max_average"), 400);
+  EXPECT_NE(out.find("color_transfer=smpte2084"), std::string::npos);
+  EXPECT_NE(out.find("color_primaries=bt2020"), std::string::npos);
+}
+
+// ---- refusals ----------------------------------------------------------------------------
+
+// Odd sizes: SVT-AV1 needs even ones for 4:2:0. The error names the limit.
+TEST(SvtAv1Enc, OddSizeIsAnErrorThatNamesTheLimit) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=1921,height=1081 ! "
+                        "ccmsvtav1enc ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("must be even"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("1921x1081"), std::string::npos) << r.error;
+}
+
+// Sizes below 64 and formats the library does not take negotiate away (caps).
+TEST(SvtAv1Enc, UnsupportedCapsNegotiateAway) {
+  for (const char* caps : {"video/x-raw,format=I420,width=32,height=32", "video/x-raw,format=Y444,width=128,height=96",
+                           "video/x-raw,format=I420,width=128,height=9000"}) {
+    auto r = run_pipeline(std::string("videotestsrc num-buffers=2 ! ") + caps + " ! ccmsvtav1enc ! fakesink");
+    EXPECT_FALSE(r.eos) << caps;
+    EXPECT_FALSE(r.error.empty()) << caps;
+  }
+}
+
+// A setting SVT-AV1 refuses is reported by its field name.
+TEST(SvtAv1Enc, LibraryRefusalNamesTheParameter) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=128,height=96,framerate=1000/1 ! "
+                        "ccmsvtav1enc ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("SVT-AV1 refused"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("frame_rate"), std::string::npos) << r.error;
+}
+
+// Through ccmencbin: the catalogue ranks ccmsvtav1enc first for software AV1, and
+// an odd size falls back to the next AV1 encoder.
+TEST(SvtAv1Enc, ChosenByEncBinAndOddSizesFallBack) {
+  auto r = run_pipeline("videotestsrc num-buffers=3 ! video/x-raw,width=320,height=240 ! "
+                        "ccmencbin name=enc codec=av1 ! fakesink");
+  ASSERT_TRUE(r.eos) << r.error;
+  const GstStructure* s = r.message("ccm-encoder-selected");
+  ASSERT_NE(s, nullptr);
+  EXPECT_STREQ(gst_structure_get_string(s, "factory"), "ccmsvtav1enc");
+
+  auto odd = run_pipeline("videotestsrc num-buffers=3 ! video/x-raw,width=321,height=241 ! "
+                          "ccmencbin name=enc codec=av1 ! fakesink");
+  ASSERT_TRUE(odd.eos) << odd.error;
+  const GstStructure* so = odd.message("ccm-encoder-selected");
+  ASSERT_NE(so, nullptr);
+  EXPECT_STRNE(gst_structure_get_string(so, "factory"), "ccmsvtav1enc");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ccm::test::init_gstreamer(&argc, &argv);
+  return RUN_ALL_TESTS();
+}
