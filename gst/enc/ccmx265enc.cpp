@@ -124,6 +124,67 @@ RcValues rc_values(const GstCcmEncSettings& s) {
   }
 }
 
+// Both read back with x265_encoder_parameters into defaulted structs, strings
+// owned alike (own_strings): byte-equal means configure() left the parameters as
+// they were, but for scenecutBias, which configure() divides by 100 every time.
+bool same_configuration(const x265_param& a, const x265_param& b) {
+  x265_param a2 = a;
+  a2.scenecutBias = b.scenecutBias;
+  return memcmp(&a2, &b, sizeof(x265_param)) == 0;
+}
+
+// Appends `bytes` to `nal` with emulation prevention (no 00 00 0x, x <= 3).
+void append_escaped(std::vector<guint8>& nal, std::span<const guint8> bytes) {
+  int zeros = 0;
+  for (guint8 b : bytes) {
+    if (zeros == 2 && b <= 3) {
+      nal.push_back(3);
+      zeros = 0;
+    }
+    nal.push_back(b);
+    zeros = b == 0 ? zeros + 1 : 0;
+  }
+}
+
+// A prefix SEI NAL unit (start code included) with the HDR10 static metadata the
+// caps carry: mastering display colour volume (ITU-T H.265 D.2.28; primaries in
+// the order green, blue, red) and content light level (D.2.35).
+std::vector<guint8> hdr10_sei(const GstCcmHdrInfo& hdr) {
+  std::vector<guint8> rbsp;
+  auto u16 = [&](guint v) {
+    rbsp.push_back(guint8(v >> 8));
+    rbsp.push_back(guint8(v));
+  };
+  auto u32 = [&](guint32 v) {
+    u16(v >> 16);
+    u16(v & 0xffff);
+  };
+  if (hdr.has_mastering_display) {
+    const GstVideoMasteringDisplayInfo& m = hdr.mastering_display;
+    rbsp.push_back(137);  // payloadType
+    rbsp.push_back(24);   // payloadSize
+    for (int c : {1, 2, 0}) {  // GStreamer: 0 red, 1 green, 2 blue
+      u16(m.display_primaries[c].x);
+      u16(m.display_primaries[c].y);
+    }
+    u16(m.white_point.x);
+    u16(m.white_point.y);
+    u32(m.max_display_mastering_luminance);
+    u32(m.min_display_mastering_luminance);
+  }
+  if (hdr.has_content_light_level) {
+    rbsp.push_back(144);
+    rbsp.push_back(4);
+    u16(hdr.content_light_level.max_content_light_level);
+    u16(hdr.content_light_level.max_frame_average_light_level);
+  }
+  if (rbsp.empty()) return {};
+  rbsp.push_back(0x80);  // rbsp_trailing_bits
+  std::vector<guint8> nal = {0, 0, 0, 1, 39 << 1, 1};  // PREFIX_SEI_NUT, layer 0, temporal id 0
+  append_escaped(nal, rbsp);
+  return nal;
+}
+
 // The whole per-stream state of one opened x265 encoder.
 class X265Session {
  public:
@@ -146,6 +207,7 @@ class X265Session {
   GstFlowReturn push(x265_nal* nals, uint32_t count, const x265_picture& out);
   void fill_offsets(const GstCcmFrameParams& params);
   bool apply_rate(const GstCcmEncSettings& wanted);
+  void own_strings(x265_param* p);
 
   GstCcmX265Enc* element_;
   const x265_api* api_ = nullptr;
@@ -156,12 +218,12 @@ class X265Session {
   x265_encoder* encoder_ = nullptr;
   x265_picture* picture_ = nullptr;
   std::optional<LevelLimits> level_;  // pinned level (ABR modes)
-  std::string master_display_;   // x265 keeps our pointer: must outlive the encoder
-  std::string pools_;
+  std::vector<guint8> hdr_sei_;  // prefix SEI NAL (start code included), or empty
+  std::string pools_;            // x265 keeps our pointer: must outlive the encoder
   std::vector<float> offsets_;   // x265's quant-offset grid, always passed (see fill_offsets)
   guint grid_block_ = 16, grid_x_ = 0, grid_y_ = 0;
   int quantizer_override_ = -1;  // cqp: a live quantizer change, applied per frame
-  bool rc_retry_ = false;        // x265 said "reconfigure in progress": try again next frame
+  bool live_rate_ = false;       // bitrate changes in place (see configure())
   bool warned_offsets_ = false;
   bool drained_ = false;
 };
@@ -251,6 +313,11 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     p->maxTUSize = std::min(p->maxTUSize, 16u);
     p->rc.qgSize = std::min(p->rc.qgSize, 16u);
   }
+  // x265 pads pictures to a multiple of the minimum CU size, and a padded
+  // encoder cannot take a bitrate change in place (see the two opens below).
+  // 8x8 minimum CUs avoid the padding for every size that is a multiple of 8:
+  // 1080 is not one of 16, ultrafast's minimum.
+  if ((w % int(p->minCUSize) || h % int(p->minCUSize)) && w % 8 == 0 && h % 8 == 0) p->minCUSize = 8;
 
   const RcValues rc = rc_values(settings);
   p->rc.rateControlMode = rc.mode;
@@ -266,14 +333,18 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
       p->rc.aqMode = X265_AQ_VARIANCE;
       p->rc.aqStrength = 0.01;
     }
-    // Pin the level with room to double the bitrate live (see kLevels).
+    // Pin the level (see kLevels) with room for the bitrate to grow live: four
+    // times the opening rate, and at least level 4.1's 20 Mbit/s, where a level
+    // that fits the picture allows it. Decoders of any recent device take 4.1+.
     const double fps = double(p->fpsNum) / double(p->fpsDenom);
+    const unsigned want_rate = std::max(4u * unsigned(rc.vbv_max), 20000u);
+    const unsigned want_cpb = std::max(4u * unsigned(rc.vbv_buffer), 20000u);
     const LevelLimits* fit = nullptr;
     const LevelLimits* roomy = nullptr;
     for (const auto& l : kLevels) {
       if (!picture_fits(l, w, h, fps)) continue;
       if (!fit && rate_fits(l, unsigned(rc.vbv_max), unsigned(rc.vbv_buffer))) fit = &l;
-      if (!roomy && rate_fits(l, unsigned(2 * rc.vbv_max), unsigned(2 * rc.vbv_buffer))) roomy = &l;
+      if (!roomy && rate_fits(l, want_rate, want_cpb)) roomy = &l;
     }
     if (const LevelLimits* chosen = roomy ? roomy : fit) {
       level_ = *chosen;
@@ -281,23 +352,12 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     }
   }
 
-  // HDR10 static metadata. x265 wants G, B, R; GStreamer stores R, G, B.
-  if (hdr.has_mastering_display) {
-    const GstVideoMasteringDisplayInfo& m = hdr.mastering_display;
-    gchar* s = g_strdup_printf("G(%u,%u)B(%u,%u)R(%u,%u)WP(%u,%u)L(%u,%u)", m.display_primaries[1].x,
-                               m.display_primaries[1].y, m.display_primaries[2].x, m.display_primaries[2].y,
-                               m.display_primaries[0].x, m.display_primaries[0].y, m.white_point.x, m.white_point.y,
-                               m.max_display_mastering_luminance, m.min_display_mastering_luminance);
-    master_display_ = s;
-    g_free(s);
-    p->masteringDisplayColorVolume = master_display_.c_str();
-    p->bEmitHDR10SEI = 1;
-  }
-  if (hdr.has_content_light_level) {
-    p->maxCLL = hdr.content_light_level.max_content_light_level;
-    p->maxFALL = hdr.content_light_level.max_frame_average_light_level;
-    p->bEmitHDR10SEI = 1;
-  }
+  // HDR10 static metadata goes into an SEI we write ourselves (see push()): x265
+  // 3.5 loses maxCLL/maxFALL when it copies its parameters (x265_copy_params has
+  // no line for them) and strdup()s the mastering display string into copies it
+  // never frees.
+  hdr_sei_ = hdr10_sei(hdr);
+
   // Colour description in the VUI, from the caps' colorimetry (GStreamer fills
   // in the usual default for the size when the caps have none).
   const GstVideoColorimetry& c = info.colorimetry;
@@ -310,8 +370,17 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
   for (int* v : {&p->vui.colorPrimaries, &p->vui.transferCharacteristics, &p->vui.matrixCoeffs})
     if (*v <= 0) *v = 2;  // unspecified
 
-  encoder_ = api_->encoder_open(p);
-  if (!encoder_) {
+  // Open twice. x265 3.5's x265_encoder_reconfig runs Encoder::configure() on its
+  // copy of the caller's parameters, which repoints the encoder at that copy while
+  // the rate controller keeps reading the original: bitrate, VBV and CRF changes
+  // are accepted and never reach rate control (measured here: 4000 -> 1000 kbit/s
+  // left the output at ~3900 for seconds). The other entry, taken when forceFlush
+  // differs, skips configure(), and the change then lands on the next frame; but
+  // it later copies that parameter copy over the live one, so the copy must hold
+  // the configured values. Re-opening with the parameters read back from the first
+  // open makes it so (configure() is idempotent on them but for scenecutBias).
+  x265_encoder* probe = api_->encoder_open(p);
+  if (!probe) {
     gchar* what = g_strdup_printf(
         "%dx%d %s at %u/%u fps, speed-preset %s%s, %s", w, h, gst_video_format_to_string(format_->format),
         p->fpsNum, p->fpsDenom, x265_preset_names[preset], settings.low_latency ? " zerolatency" : "",
@@ -322,7 +391,41 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     g_free(what);
     return false;
   }
-  api_->encoder_parameters(encoder_, param_);
+  // A padded picture (a size that is not a multiple of the minimum CU) reads back
+  // padded, so it cannot be reopened that way: such encoders, and cqp ones (their
+  // quantizer changes go through forceqp), keep the first open.
+  const bool padded = w % int(p->minCUSize) || h % int(p->minCUSize);
+  if (padded || rc.mode == X265_RC_CQP) {
+    encoder_ = probe;
+    live_rate_ = false;
+    if (padded && rc.mode != X265_RC_CQP)
+      GST_INFO_OBJECT(element_, "%dx%d is padded by x265: bitrate changes reopen the encoder", w, h);
+  } else {
+    // Defaults first: x265_encoder_parameters leaves some fields untouched.
+    x265_param* configured = api_->param_alloc();
+    api_->param_default(configured);
+    api_->encoder_parameters(probe, configured);
+    api_->encoder_close(probe);
+    own_strings(configured);
+    encoder_ = api_->encoder_open(configured);
+    if (!encoder_) {
+      api_->param_free(configured);
+      post_error(element_, "x265 refused its own configured parameters", "second x265_encoder_open failed");
+      return false;
+    }
+    api_->param_default(param_);
+    api_->encoder_parameters(encoder_, param_);
+    own_strings(param_);
+    live_rate_ = same_configuration(*param_, *configured);
+    if (!live_rate_)
+      GST_WARNING_OBJECT(element_, "x265 changed its configuration on reopen: bitrate changes will reopen");
+    api_->param_free(configured);
+  }
+  if (!live_rate_) {
+    api_->param_default(param_);
+    api_->encoder_parameters(encoder_, param_);
+    own_strings(param_);
+  }
   picture_ = api_->picture_alloc();
   api_->picture_init(param_, picture_);
 
@@ -402,8 +505,6 @@ void X265Session::fill_offsets(const GstCcmFrameParams& params) {
 }
 
 GstFlowReturn X265Session::encode(GstVideoCodecFrame* frame, const GstCcmFrameParams& params) {
-  if (rc_retry_) apply_rate(settings_);
-
   GstVideoFrame vframe;
   if (!gst_video_frame_map(&vframe, &info_, frame->input_buffer, GST_MAP_READ)) {
     gst_video_codec_frame_unref(frame);
@@ -468,43 +569,68 @@ GstFlowReturn X265Session::push(x265_nal* nals, uint32_t count, const x265_pictu
     GST_WARNING_OBJECT(element_, "x265 returned a picture for frame %" G_GINT64_FORMAT " that is gone", out.pts);
     return GST_FLOW_OK;
   }
-  gsize size = 0;
+  const bool key = out.sliceType == X265_TYPE_IDR;
+  // Key frames carry the parameter sets (bRepeatHeaders) and, for HDR, our
+  // HDR10 SEI after them, before the first slice.
+  const bool with_sei = key && !hdr_sei_.empty();
+  gsize size = with_sei ? hdr_sei_.size() : 0;
   for (uint32_t i = 0; i < count; ++i) size += nals[i].sizeBytes;
   GstBuffer* buffer = gst_video_encoder_allocate_output_buffer(venc, size);
   gsize offset = 0;
+  bool sei_written = !with_sei;
   for (uint32_t i = 0; i < count; ++i) {
+    if (!sei_written && nals[i].type < 32) {  // first VCL NAL unit
+      gst_buffer_fill(buffer, offset, hdr_sei_.data(), hdr_sei_.size());
+      offset += hdr_sei_.size();
+      sei_written = true;
+    }
     gst_buffer_fill(buffer, offset, nals[i].payload, nals[i].sizeBytes);
     offset += nals[i].sizeBytes;
   }
+  gst_buffer_set_size(buffer, offset);
   frame->output_buffer = buffer;
-  if (out.sliceType == X265_TYPE_IDR)
+  if (key)
     GST_VIDEO_CODEC_FRAME_SET_SYNC_POINT(frame);
   else
     GST_VIDEO_CODEC_FRAME_UNSET_SYNC_POINT(frame);
   return gst_video_encoder_finish_frame(venc, frame);
 }
 
-// Bitrate (and VBV) in place. False when the change leaves the pinned level:
-// the caller reopens with a level that fits.
+// x265_encoder_parameters strdup()s every string it copies and x265_param_free
+// frees none: free them, and point numaPools back at our own string.
+void X265Session::own_strings(x265_param* p) {
+  for (const char** str : {&p->numaPools, &p->csvfn, &p->scalingLists, &p->analysisReuseFileName,
+                           &p->rc.statFileName, &p->rc.lambdaFileName, &p->masteringDisplayColorVolume,
+                           &p->toneMapFile, &p->analysisSave, &p->analysisLoad, &p->naluFile}) {
+    free(const_cast<char*>(*str));
+    *str = nullptr;
+  }
+  if (!pools_.empty()) p->numaPools = pools_.c_str();
+}
+
+// Bitrate (and VBV) in place. False when the change leaves the pinned level (the
+// caller reopens with a level that fits) or the encoder cannot change in place.
 bool X265Session::apply_rate(const GstCcmEncSettings& wanted) {
   const RcValues rc = rc_values(wanted);
-  if (!level_ || !rate_fits(*level_, unsigned(rc.vbv_max), unsigned(rc.vbv_buffer))) return false;
+  if (!live_rate_ || !level_ || !rate_fits(*level_, unsigned(rc.vbv_max), unsigned(rc.vbv_buffer))) return false;
   x265_param* next = api_->param_alloc();
   memcpy(next, param_, sizeof(x265_param));
   next->rc.bitrate = rc.bitrate;
   next->rc.vbvMaxBitrate = rc.vbv_max;
   next->rc.vbvBufferSize = rc.vbv_buffer;
+  // The entry that skips Encoder::configure() (see configure()). Its side effect,
+  // a look-ahead refill request, is consumed by the very next picture, which the
+  // base class sends right after this call.
+  next->forceFlush = 1;
   const int r = api_->encoder_reconfig(encoder_, next);
-  if (r == 0) {
-    param_->rc.bitrate = rc.bitrate;
-    param_->rc.vbvMaxBitrate = rc.vbv_max;
-    param_->rc.vbvBufferSize = rc.vbv_buffer;
-  }
   api_->param_free(next);
-  rc_retry_ = r == 1;  // the previous change is still being applied
   GST_INFO_OBJECT(element_, "x265_encoder_reconfig bitrate %d vbv %d/%d -> %d", rc.bitrate, rc.vbv_max,
                   rc.vbv_buffer, r);
-  return r >= 0;
+  if (r != 0) return false;
+  param_->rc.bitrate = rc.bitrate;
+  param_->rc.vbvMaxBitrate = rc.vbv_max;
+  param_->rc.vbvBufferSize = rc.vbv_buffer;
+  return true;
 }
 
 bool X265Session::reconfigure(const GstCcmEncSettings& wanted) {
