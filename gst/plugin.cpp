@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "encbin/ccmencbin.h"
+#include "memory/ccmdmabufallocator.h"
 #ifdef CCM_HAVE_X265
 #include "enc/ccmx265enc.h"
 #endif
@@ -12,6 +13,7 @@
 gboolean ccm_plugin_init(GstPlugin* plugin) {
   gboolean ok = TRUE;
   ok &= gst_element_register(plugin, "ccmencbin", GST_RANK_NONE, GST_TYPE_CCM_ENC_BIN);
+  ccm_dmabuf_allocator_register();  // gst_allocator_find("ccmdmabuf")
 #ifdef CCM_HAVE_X265
   // Above x265enc (PRIMARY) so rank-based pickers (encodebin) prefer it.
   ok &= gst_element_register(plugin, "ccmx265enc", GST_RANK_PRIMARY + 1, GST_TYPE_CCM_X265_ENC);

@@ -28,6 +28,7 @@
 #include "catalog/rank.h"
 #include "encbin/encoder_setup.h"
 #include "encbin/registry_probe.h"
+#include "memory/ccmdmabufpool.h"
 
 #include <gst/video/video.h>
 
@@ -127,6 +128,7 @@ enum {
   PROP_HDR,
   PROP_ENCODER,
   PROP_STATS,
+  PROP_DMABUF_POOL,
 };
 
 struct Settings {
@@ -143,6 +145,7 @@ struct Settings {
   gint min_quantizer = -1;
   gint max_quantizer = -1;
   gboolean hdr = FALSE;
+  gboolean dmabuf_pool = TRUE;
 };
 
 // The encoding chain in use; built on the first CAPS event, torn down in READY.
@@ -827,6 +830,19 @@ static gboolean ccm_enc_bin_sink_query(GstPad* pad, GstObject* parent, GstQuery*
         return gst_pad_query_default(pad, parent, query);
     }
   }
+  if (GST_QUERY_TYPE(query) == GST_QUERY_ALLOCATION) {
+    // The chain answers first; a generic answer becomes our aligned DMABuf pool.
+    const gboolean answered = gst_pad_query_default(pad, parent, query);
+    Settings s;
+    int gpu = -1;
+    {
+      Lock lock(self->priv->lock);
+      s = self->priv->settings;
+      gpu = self->priv->chain.gpu;
+    }
+    if (answered && s.dmabuf_pool) ccm_propose_dmabuf_pool(GST_OBJECT(self), query, gpu);
+    return answered;
+  }
   return gst_pad_query_default(pad, parent, query);
 }
 
@@ -938,6 +954,7 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
     case PROP_MIN_QUANTIZER: s.min_quantizer = g_value_get_int(value); break;
     case PROP_MAX_QUANTIZER: s.max_quantizer = g_value_get_int(value); break;
     case PROP_HDR: s.hdr = g_value_get_boolean(value); break;
+    case PROP_DMABUF_POOL: s.dmabuf_pool = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
 }
@@ -964,6 +981,7 @@ static void gst_ccm_enc_bin_get_property(GObject* object, guint id, GValue* valu
     case PROP_MIN_QUANTIZER: g_value_set_int(value, s.min_quantizer); break;
     case PROP_MAX_QUANTIZER: g_value_set_int(value, s.max_quantizer); break;
     case PROP_HDR: g_value_set_boolean(value, s.hdr); break;
+    case PROP_DMABUF_POOL: g_value_set_boolean(value, s.dmabuf_pool); break;
     case PROP_ENCODER:
       g_value_set_string(value, self->priv->chain.built() ? self->priv->chain.factory.c_str() : nullptr);
       break;
@@ -1057,6 +1075,10 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                        "Highest quantizer in the codec's scale (-1 = encoder default)", -1, 63, -1, rw));
   g_object_class_install_property(gobject_class, PROP_HDR,
       g_param_spec_boolean("hdr", "HDR", "Encode 10-bit (HDR) where the encoder can", FALSE, rw));
+  g_object_class_install_property(gobject_class, PROP_DMABUF_POOL,
+      g_param_spec_boolean("dmabuf-pool", "DMABuf pool",
+                           "Offer upstream a pool of 256-byte aligned DMABuf/memfd frames (ccmdmabufpool) "
+                           "when the encoder has no pool of its own", TRUE, rw));
   g_object_class_install_property(gobject_class, PROP_ENCODER,
       g_param_spec_string("encoder", "Encoder", "Factory name of the encoder element in use (NULL before caps)",
                           nullptr, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
