@@ -5,9 +5,10 @@
 // - low-latency=true (default): low-delay prediction (no reordering, no look-ahead),
 //   library in constant-QP mode with a QP per picture (use_qp_file) chosen by
 //   QpRateController for cbr/vbr, `quantizer` for cqp, GstCcmQpMeta above both.
-//   SVT keeps exactly one picture before releasing the previous one; we wait for
-//   it, so the element's delay is one frame. A requested key frame that is not
-//   the library's own periodic one restarts the library at that picture.
+//   SVT keeps exactly one picture before releasing the previous one; behind a live
+//   source we wait for it, so the element's delay is one frame (behind a file,
+//   four: throughput). A requested key frame that is not the library's own
+//   periodic one restarts the library at that picture.
 // - low-latency=false: random access (mini-GOP 16, look-ahead 16) with SVT's own
 //   rate control; a bitrate change reopens the library (the base does it).
 //
@@ -57,6 +58,12 @@ constexpr gint kMaxHeight = 8704;
 // picture at a time: low delay 1; random access with mini-GOP 16 and look-ahead 16:
 // 19 in CQP, 36 with its own rate control (it extends the look-ahead).
 constexpr guint kLowDelayHeld = 1;
+// In low delay we wait for the library down to this many pictures inside: one
+// behind a live source (the latency it reports), four behind a non-live one (a
+// file), where nobody waits for a picture and SVT needs several in flight to keep
+// every core busy (measured at 1080p preset 12: 1 -> 35-41 fps, 2 -> 45-49,
+// 4 -> 54-55, unbounded -> 53-55).
+constexpr guint kOfflineInFlight = 4;
 constexpr guint kRandomAccessHeldCqp = 19;
 constexpr guint kRandomAccessHeldRc = 36;
 constexpr guint kRandomAccessLevels = 4;
@@ -190,6 +197,7 @@ struct SvtState {
   bool drained = false;     // EOS went in: the library takes no more pictures
   guint64 sent_since_open = 0;
   guint in_flight = 0;      // pictures sent whose packet has not come out
+  guint max_in_flight = kLowDelayHeld;  // low delay: we wait for the library above this
   std::optional<ccm::enc::QpRateController> rc;
   bool warned_offsets = false;
   bool warned_meta_qp = false;
@@ -411,7 +419,7 @@ GstFlowReturn collect(GstCcmSvtAv1Enc* self, bool wait_for_one) {
       if (!wait_for_one) return ret;
       if (g_get_monotonic_time() > deadline) {
         GST_WARNING_OBJECT(self, "SVT-AV1 holds %u pictures, more than the %u expected", st.in_flight,
-                           kLowDelayHeld);
+                           st.max_in_flight);
         return ret;
       }
       g_usleep(kPollUs);
@@ -484,6 +492,16 @@ GstFlowReturn restart_for_key(GstCcmSvtAv1Enc* self) {
   return ret == GST_FLOW_EOS ? GST_FLOW_OK : ret;
 }
 
+// Whether upstream is live (its latency query says so). Unknown counts as live:
+// the cautious answer keeps the element's delay at one picture.
+bool upstream_is_live(GstCcmSvtAv1Enc* self) {
+  GstQuery* q = gst_query_new_latency();
+  gboolean live = TRUE;
+  if (gst_pad_peer_query(GST_VIDEO_ENCODER_SINK_PAD(self), q)) gst_query_parse_latency(q, &live, nullptr, nullptr);
+  gst_query_unref(q);
+  return live;
+}
+
 }  // namespace
 
 // ---- GstCcmVideoEnc virtuals ------------------------------------------------------
@@ -519,6 +537,7 @@ static gboolean gst_ccm_svt_av1_enc_open(GstCcmVideoEnc* enc, const GstVideoInfo
   } else {
     st.rc.reset();
   }
+  st.max_in_flight = upstream_is_live(self) ? kLowDelayHeld : kOfflineInFlight;
   if (!open_session(self)) return FALSE;
 
   GstCaps* caps = gst_caps_from_string(
@@ -533,13 +552,13 @@ static gboolean gst_ccm_svt_av1_enc_open(GstCcmVideoEnc* enc, const GstVideoInfo
 
   GST_INFO_OBJECT(self,
                   "SVT-AV1 %s: %dx%d %u-bit @ %d/%d, preset %d, %s, %s, bitrate %u kbit/s, quantizer %u, "
-                  "key frame every %u",
+                  "key frame every %u, up to %u pictures inside",
                   svt_av1_get_version(), w, h, GST_VIDEO_INFO_COMP_DEPTH(info, 0), GST_VIDEO_INFO_FPS_N(info),
                   GST_VIDEO_INFO_FPS_D(info), settings->speed_preset,
                   st.plan.low_delay ? "low delay" : "random access",
                   st.plan.own_rc ? "per-picture QP from our rate controller"
                                  : (st.plan.per_picture_qp ? "constant QP" : "SVT rate control"),
-                  settings->bitrate, settings->quantizer, st.plan.key_period);
+                  settings->bitrate, settings->quantizer, st.plan.key_period, st.max_in_flight);
   return TRUE;
 }
 
@@ -643,9 +662,9 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
   if (st.rc && st.plan.per_picture_qp) st.rc->on_sent(key, qp);
 
   // Low delay: the library releases picture N once N+1 is in; wait for it so the
-  // element holds exactly kLowDelayHeld pictures (what the latency query says).
+  // element holds exactly max_in_flight pictures (what the latency query says).
   GstFlowReturn cr = collect(self, false);
-  while (cr == GST_FLOW_OK && st.plan.low_delay && st.in_flight > kLowDelayHeld) {
+  while (cr == GST_FLOW_OK && st.plan.low_delay && st.in_flight > st.max_in_flight) {
     const guint before = st.in_flight;
     cr = collect(self, true);
     if (st.in_flight == before) break;  // timed out (logged)
@@ -689,7 +708,7 @@ static gboolean gst_ccm_svt_av1_enc_reconfigure(GstCcmVideoEnc* enc, const GstCc
 
 static guint gst_ccm_svt_av1_enc_delay_frames(GstCcmVideoEnc* enc) {
   SvtState& st = *GST_CCM_SVT_AV1_ENC(enc)->state;
-  if (st.plan.low_delay) return kLowDelayHeld;
+  if (st.plan.low_delay) return st.max_in_flight;
   return st.plan.per_picture_qp ? kRandomAccessHeldCqp : kRandomAccessHeldRc;
 }
 

@@ -123,7 +123,8 @@ std::vector<GstBuffer*> decode_clip(const std::string& clip, const char* format)
 }
 
 // Feeds `count` frames at 25 fps, looping the clip back and forth (no cut at the
-// loop point), into a pipeline that starts with "appsrc name=src".
+// loop point), into a pipeline that starts with "appsrc name=src" (live, but fed
+// as fast as the pipeline takes it).
 struct LoopSource {
   std::vector<GstBuffer*> frames;
   int count = 0;
@@ -170,7 +171,9 @@ Outcome run_with_source(const std::string& desc, LoopSource& source, const GstVi
   }
   GstElement* src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
   GstCaps* caps = gst_video_info_to_caps(&info);
-  g_object_set(src, "caps", caps, "format", GST_FORMAT_TIME, "max-buffers", guint64(4), "block", TRUE, nullptr);
+  // Live, as a camera or a screen grabber: the encoder then holds one picture.
+  g_object_set(src, "caps", caps, "format", GST_FORMAT_TIME, "max-buffers", guint64(4), "block", TRUE, "is-live",
+               TRUE, "min-latency", gint64(0), nullptr);
   gst_caps_unref(caps);
   GstAppSrcCallbacks callbacks{};
   callbacks.need_data = &LoopSource::need_data;
@@ -438,6 +441,62 @@ TEST(SvtAv1Enc, Hdr10MetadataInTheBitstream) {
   EXPECT_EQ(value("max_average"), 400);
   EXPECT_NE(out.find("color_transfer=smpte2084"), std::string::npos);
   EXPECT_NE(out.find("color_primaries=bt2020"), std::string::npos);
+}
+
+// ---- latency ------------------------------------------------------------------------------
+
+// The latency query answers what the element holds: one picture behind a live
+// source, four behind a non-live one (where SVT gets room to use every core).
+TEST(SvtAv1Enc, LatencyIsThePicturesHeld) {
+  for (auto [live, frames] : {std::pair{true, 1}, std::pair{false, 4}}) {
+    const std::string desc = std::string("videotestsrc num-buffers=12 is-live=") + (live ? "true" : "false") +
+                             " ! video/x-raw,format=I420,width=128,height=96,framerate=25/1 ! "
+                             "ccmsvtav1enc name=enc ! fakesink";
+    GError* err = nullptr;
+    GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
+    ASSERT_TRUE(pipeline && !err);
+    GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+    GstPad* src = gst_element_get_static_pad(enc, "src");
+    struct Ctx {
+      GstPad* sink;
+      GstClockTime min = GST_CLOCK_TIME_NONE;      // answered downstream of the encoder
+      GstClockTime upstream = GST_CLOCK_TIME_NONE; // answered upstream of it (the source's own)
+      gboolean live = FALSE;
+      int seen = 0;
+    } ctx{gst_element_get_static_pad(enc, "sink")};
+    gst_pad_add_probe(
+        src, GST_PAD_PROBE_TYPE_BUFFER,
+        [](GstPad* pad, GstPadProbeInfo*, gpointer data) -> GstPadProbeReturn {
+          auto* c = static_cast<Ctx*>(data);
+          if (c->seen++ == 2) {
+            GstQuery* q = gst_query_new_latency();
+            if (gst_pad_query(pad, q)) gst_query_parse_latency(q, &c->live, &c->min, nullptr);
+            gst_query_unref(q);
+            q = gst_query_new_latency();
+            if (gst_pad_peer_query(c->sink, q)) gst_query_parse_latency(q, nullptr, &c->upstream, nullptr);
+            gst_query_unref(q);
+          }
+          return GST_PAD_PROBE_OK;
+        },
+        &ctx, nullptr);
+    GstBus* bus = gst_element_get_bus(pipeline);
+    gst_element_set_state(pipeline, GST_STATE_PLAYING);
+    GstMessage* msg = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND,
+                                                 GstMessageType(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    ASSERT_NE(msg, nullptr);
+    EXPECT_EQ(GST_MESSAGE_TYPE(msg), GST_MESSAGE_EOS);
+    gst_message_unref(msg);
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(src);
+    gst_object_unref(ctx.sink);
+    gst_object_unref(enc);
+    gst_object_unref(pipeline);
+    EXPECT_EQ(ctx.live, live);
+    ASSERT_TRUE(GST_CLOCK_TIME_IS_VALID(ctx.min) && GST_CLOCK_TIME_IS_VALID(ctx.upstream));
+    EXPECT_EQ(ctx.min - ctx.upstream, GstClockTime(frames) * GST_SECOND / 25) << (live ? "live" : "non-live");
+    EXPECT_EQ(ctx.seen, 12);  // EOS drained every picture
+  }
 }
 
 // ---- refusals ----------------------------------------------------------------------------
