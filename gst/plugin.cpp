@@ -3,6 +3,7 @@
 #include "config.h"
 #include "encbin/ccmencbin.h"
 #include "memory/ccmdmabufallocator.h"
+#include "ratecontrol/ccmratecontrol.h"
 #ifdef CCM_HAVE_X265
 #include "enc/ccmx265enc.h"
 #endif
@@ -14,6 +15,7 @@ gboolean ccm_plugin_init(GstPlugin* plugin) {
   gboolean ok = TRUE;
   ok &= gst_element_register(plugin, "ccmencbin", GST_RANK_NONE, GST_TYPE_CCM_ENC_BIN);
   ccm_dmabuf_allocator_register();  // gst_allocator_find("ccmdmabuf")
+  ok &= gst_element_register(plugin, "ccmratecontrol", GST_RANK_NONE, GST_TYPE_CCM_RATE_CONTROLLER);
 #ifdef CCM_HAVE_X265
   // Above x265enc (PRIMARY) so rank-based pickers (encodebin) prefer it.
   ok &= gst_element_register(plugin, "ccmx265enc", GST_RANK_PRIMARY + 1, GST_TYPE_CCM_X265_ENC);

@@ -95,8 +95,13 @@ class RateController {
 
   Decision decide(const FrameInfo& frame);
 
-  // The coded size of frame `id`; false when no decision with that id is pending.
-  std::optional<FrameReport> on_encoded(uint64_t id, double bits);
+  // The coded size of frame `id`; nullopt when no decision with that id is pending.
+  // coded_as_key: what the encoder made of it, when known; a frame it coded
+  // otherwise than decided (its own key-frame interval) still counts for the
+  // budgets but teaches neither model.
+  std::optional<FrameReport> on_encoded(uint64_t id, double bits, std::optional<bool> coded_as_key = std::nullopt);
+  // Forget frames decided but not reported (flush, encoder restart).
+  void clear_pending() { pending_.clear(); }
 
   // Scene cut: forget the scene's complexity and let the QP move freely.
   void reset_short_term();
@@ -120,7 +125,16 @@ class RateController {
     int qp;
     bool key;
     bool fresh;         // decided within a few frames of a reset
+    int position;       // inter frames: frame count mod kStructurePeriod; -1 for key frames
+    double structure;   // the position's multiplier used for this frame
   };
+
+  // Encoders with a layered low-delay structure (SVT-AV1's, every 8 frames)
+  // spend more on their base-layer pictures at the same QP. Learnt per position
+  // as a multiplier with mean 1: the frame's expected bits (budget accounting,
+  // bucket) follow the structure while the QP stays smooth across positions.
+  static constexpr int kStructurePeriod = 8;
+  double structure_multiplier(int position) const;
 
   double pixels() const { return static_cast<double>(cfg_.width) * cfg_.height; }
   double capacity_bits() const;
@@ -138,6 +152,8 @@ class RateController {
   int relaxed_frames_ = 0;   // frames left with qp_step_relaxed
   int fresh_frames_ = 0;     // frames left with a raised model gain
   std::deque<Pending> pending_;
+  uint64_t inter_count_ = 0;  // inter frames since the last key frame
+  double structure_log_[kStructurePeriod] = {};  // EMA of ln(bits / model prediction) per position
 };
 
 }  // namespace ccm::rc

@@ -21,8 +21,8 @@ CodecConstants constants(Codec codec) {
   switch (codec) {
     case Codec::H265: return {5.478, 7.997, {49.94, -1.877}, 56.0, 0.50};
     case Codec::H264: return {5.835, 9.404, {46.53, -2.268}, 56.0, 0.50};
-    case Codec::VP9: return {10.0, 20.0, {50.8, -1.873}, 52.0, 0.35};
-    case Codec::AV1: return {10.0, 20.0, {50.8, -1.873}, 52.0, 0.35};
+    case Codec::VP9: return {11.291, -11.571, {25.97, -1.894}, 52.0, 0.35};
+    case Codec::AV1: return {10.150, -5.487, {100.7, -2.145}, 52.0, 0.35};
   }
   return {5.49, 7.86, {50.8, -1.873}, 56.0, 0.50};
 }

@@ -1,0 +1,877 @@
+/**
+ * SECTION:element-ccmratecontrol
+ * @title: ccmratecontrol
+ *
+ * Rate control in front of an encoder: looks at every raw frame (SAD of 16x16
+ * luma blocks against the previous frame, 64x64 block classes, complexity, scene
+ * cuts; AVX2/AVX-512 chosen at run time), reads the size of every encoded frame
+ * on the encoder's source pad, and runs an R-λ model that sets each frame's QP
+ * (GstCcmQpMeta for ccmx265enc/ccmsvtav1enc, min = max quantizer for
+ * vp9enc/vp8enc/av1enc) or the encoder's bitrate (x264enc frame by frame, other
+ * encoders when the rate changes). Scene cuts force a key unit. Upstream QoS
+ * (frames later than latency-budget) cuts the rate by 5% per late frame and
+ * raises the encoder's speed preset; a custom event "ccm-bandwidth-estimate"
+ * (field bitrate, bit/s) from either direction sets the target from the next
+ * frame. Posts "ccm-ratecontrol" element messages (every message-interval
+ * frames) with the numbers behind each decision.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 -m videotestsrc num-buffers=300 ! ccmratecontrol target-bitrate=1500 ! ccmx265enc ! h265parse ! matroskamux ! filesink location=out.mkv
+ * gst-launch-1.0 videotestsrc num-buffers=300 ! ccmratecontrol target-bitrate=800 ! vp9enc deadline=1 cpu-used=8 ! webmmux ! filesink location=out.webm
+ * gst-launch-1.0 videotestsrc num-buffers=300 ! ccmratecontrol target-bitrate=800 ! x264enc tune=zerolatency ! h264parse ! fakesink
+ * ]|
+ */
+#include "ratecontrol/ccmratecontrol.h"
+
+#include <gst/video/video.h>
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "analysis/analysis.h"
+#include "analysis/scene_cut.h"
+#include "ratecontrol/encoder_adapters.h"
+#include "rc/controller.h"
+
+GST_DEBUG_CATEGORY(ccm_rate_control_debug);
+#define GST_CAT_DEFAULT ccm_rate_control_debug
+
+namespace {
+
+using ccm::gst::EncoderAdapter;
+using ccm::gst::EncoderFamily;
+
+constexpr guint kDefaultTargetKbps = 2000;
+constexpr guint kDefaultLatencyMs = 33;
+constexpr guint kDefaultWindow = 30;
+constexpr double kDefaultSceneThreshold = 10.0;
+constexpr guint kDefaultMessageInterval = 1;
+constexpr guint kAbsurdKbps = 10000000;     // 10 Gbit/s: no encoder here makes that
+constexpr guint kEncoderSearchInterval = 30;  // frames between searches while none is found
+constexpr double kQosCut = 0.95;             // per frame later than the budget, as specified
+constexpr double kQosRecover = 1.02;         // per frame on time
+constexpr double kQosFloor = 0.2;
+constexpr int kQosLateFramesPerBoost = 3;    // late frames in a row before the preset speeds up
+constexpr int kQosOnTimeFramesPerUnboost = 60;
+constexpr int kMaxSpeedBoost = 3;
+
+enum {
+  PROP_0,
+  PROP_TARGET_BITRATE,
+  PROP_MIN_BITRATE,
+  PROP_MAX_BITRATE,
+  PROP_LATENCY_BUDGET,
+  PROP_WINDOW,
+  PROP_MAX_PSNR,
+  PROP_SCENE_CUT,
+  PROP_SCENE_CUT_THRESHOLD,
+  PROP_MODE,
+  PROP_MESSAGE_INTERVAL,
+  PROP_ANALYSIS_ROW_STEP,
+  PROP_STATS,
+};
+
+struct Settings {
+  guint target_kbps = kDefaultTargetKbps;
+  guint min_kbps = 0;
+  guint max_kbps = 0;
+  guint latency_ms = kDefaultLatencyMs;
+  guint window = kDefaultWindow;
+  double max_psnr = 0;
+  bool scene_cut = true;
+  double scene_threshold = kDefaultSceneThreshold;
+  GstCcmRateControllerMode mode = GST_CCM_RATE_CONTROLLER_MODE_RLAMBDA;
+  guint message_interval = kDefaultMessageInterval;
+  guint row_step = 1;
+};
+
+// What we remember of a frame between its analysis and its encoded size.
+struct FrameRecord {
+  guint64 number = 0;
+  GstClockTime pts = GST_CLOCK_TIME_NONE;
+  gint64 t_in_us = 0;
+  double mafd = 0, complexity = 0, activity = 0;
+  guint skip = 0, fast = 0, full = 0;
+  bool scene_cut = false;
+  bool controlled = false;  // a decision was made (mode rlambda with a controller)
+  bool qp_applied = false;  // ... and its QP went to the encoder (per-frame-QP families)
+  ccm::rc::Decision decision;
+  double rate_bps = 0;
+};
+
+struct Private {
+  std::mutex lock;  // settings, controller, records, stats (not the analysis state)
+  Settings settings;
+  bool settings_dirty = true;
+  double estimate_bps = 0;  // last bandwidth estimate; 0 = none since the last target-bitrate
+
+  // Streaming thread only.
+  GstVideoInfo info{};
+  bool have_info = false;
+  ccm::analysis::FrameAnalysis analysis;
+  ccm::analysis::SceneCutDetector scene_cuts;
+  GstBuffer* prev_buffer = nullptr;
+  GstVideoFrame prev_frame{};
+  guint64 frames_in = 0;
+  guint64 next_search = 0;
+  bool warned_no_encoder = false;
+  bool control_taken = false;
+  GstCcmRateControllerMode applied_mode = GST_CCM_RATE_CONTROLLER_MODE_RLAMBDA;
+  int applied_boost = 0;
+
+  // Under lock.
+  std::shared_ptr<EncoderAdapter> adapter;
+  GstPad* encoder_src = nullptr;
+  gulong probe_id = 0;
+  std::optional<ccm::rc::RateController> rc;
+  std::deque<FrameRecord> in_flight;
+  double qos_scale = 1.0;
+  int late_streak = 0, on_time_streak = 0;
+  int wanted_boost = 0;
+  // Stats.
+  guint64 frames_out = 0, key_frames = 0, scene_cut_count = 0, bytes_out = 0;
+  std::deque<std::pair<GstClockTime, guint64>> window_bits;  // (pts, bits) of the last second
+  std::deque<gint64> window_wall;                            // arrival times of the last second
+  GstClockTime first_pts = GST_CLOCK_TIME_NONE;
+  double bitrate_kbps = 0, out_fps = 0;
+  int last_qp = -1;
+  double last_lambda = 0, last_buffer = 0, last_target_bps = 0;
+  double analysis_us_total = 0;
+};
+
+}  // namespace
+
+struct _GstCcmRateController {
+  GstBaseTransform parent;
+  Private* priv;
+};
+
+G_DEFINE_TYPE_WITH_CODE(GstCcmRateController, gst_ccm_rate_controller, GST_TYPE_BASE_TRANSFORM,
+                        GST_DEBUG_CATEGORY_INIT(ccm_rate_control_debug, "ccmratecontrol", 0,
+                                                "gst-ccm rate control"))
+
+// 4:2:0 as encoders take it, and 4:4:4 (ccmencbin's format for odd sizes on H.26x):
+// only the luma plane is read.
+#define CAPS_STR GST_VIDEO_CAPS_MAKE("{ I420, NV12, Y444, I420_10LE, P010_10LE, Y444_10LE }")
+
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(CAPS_STR));
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(CAPS_STR));
+
+static GType gst_ccm_rate_controller_mode_get_type() {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_CCM_RATE_CONTROLLER_MODE_RLAMBDA, "R-λ model sets each frame's QP or the encoder's bitrate", "rlambda"},
+      {GST_CCM_RATE_CONTROLLER_MODE_PASSTHROUGH, "Analyse and report only; the encoder's own rate control decides",
+       "passthrough"},
+      {0, nullptr, nullptr}};
+  if (g_once_init_enter(&type)) g_once_init_leave(&type, g_enum_register_static("GstCcmRateControllerMode", values));
+  return type;
+}
+
+// ---- helpers -------------------------------------------------------------------
+
+static double kbps_to_bps(guint kbps) { return static_cast<double>(kbps) * 1000.0; }
+
+static double requested_bps(const Private* p) {
+  return p->estimate_bps > 0 ? p->estimate_bps : kbps_to_bps(p->settings.target_kbps);
+}
+
+static void drop_previous(Private* p) {
+  if (p->prev_buffer) {
+    gst_video_frame_unmap(&p->prev_frame);
+    gst_buffer_unref(p->prev_buffer);
+    p->prev_buffer = nullptr;
+  }
+}
+
+static ccm::analysis::LumaPlane luma_of(const GstVideoFrame& f) {
+  ccm::analysis::LumaPlane l;
+  l.data = static_cast<const uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&f, 0));
+  l.stride = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
+  l.width = GST_VIDEO_FRAME_WIDTH(&f);
+  l.height = GST_VIDEO_FRAME_HEIGHT(&f);
+  const GstVideoFormatInfo* fi = f.info.finfo;
+  if (GST_VIDEO_FORMAT_INFO_DEPTH(fi, 0) > 8) {
+    l.bytes_per_sample = 2;
+    l.bit_depth = static_cast<int>(GST_VIDEO_FORMAT_INFO_DEPTH(fi, 0));
+    l.shift = static_cast<int>(GST_VIDEO_FORMAT_INFO_SHIFT(fi, 0));  // P010: 6 (10 bits in the top of 16)
+  }
+  return l;
+}
+
+static double nominal_fps(const GstVideoInfo& info) {
+  if (info.fps_n > 0 && info.fps_d > 0) return static_cast<double>(info.fps_n) / info.fps_d;
+  return 30.0;  // variable-rate input: the rate ccmencbin gives such streams too
+}
+
+// Pushes settings changes into the controller (under lock).
+static void apply_settings_locked(GstCcmRateController* self) {
+  Private* p = self->priv;
+  if (!p->rc) return;
+  const Settings& s = p->settings;
+  p->rc->set_bounds(kbps_to_bps(s.min_kbps), kbps_to_bps(s.max_kbps));
+  p->rc->set_target_bitrate(requested_bps(p));
+  p->rc->set_latency_budget_ms(s.latency_ms);
+  p->rc->set_window(static_cast<int>(s.window));
+  p->rc->set_max_psnr(s.max_psnr);
+  p->rc->set_rate_scale(p->qos_scale);
+  p->settings_dirty = false;
+}
+
+static void make_controller_locked(GstCcmRateController* self) {
+  Private* p = self->priv;
+  ccm::rc::ControllerConfig cfg;
+  cfg.codec = p->adapter ? p->adapter->codec() : ccm::catalog::Codec::H265;
+  cfg.width = GST_VIDEO_INFO_WIDTH(&p->info);
+  cfg.height = GST_VIDEO_INFO_HEIGHT(&p->info);
+  cfg.fps = nominal_fps(p->info);
+  cfg.target_bps = requested_bps(p);
+  cfg.window_frames = static_cast<int>(p->settings.window);
+  cfg.latency_budget_ms = p->settings.latency_ms;
+  p->rc.emplace(cfg);
+  p->in_flight.clear();
+  apply_settings_locked(self);
+}
+
+// ---- the encoder's output --------------------------------------------------------
+
+static GstStructure* frame_message_locked(GstCcmRateController* self, const FrameRecord& r, guint64 bytes, bool key,
+                                          gint64 now_us) {
+  Private* p = self->priv;
+  const auto& d = r.decision;
+  return gst_structure_new(
+      "ccm-ratecontrol", "frame-number", G_TYPE_UINT64, r.number, "pts", G_TYPE_UINT64, r.pts, "size-bytes",
+      G_TYPE_UINT, static_cast<guint>(bytes), "bits", G_TYPE_UINT64, bytes * 8, "key-frame", G_TYPE_BOOLEAN, key,
+      "encode-latency-ms", G_TYPE_DOUBLE, (now_us - r.t_in_us) / 1000.0, "bitrate-kbps", G_TYPE_DOUBLE,
+      p->bitrate_kbps, "fps", G_TYPE_DOUBLE, p->out_fps, "target-bits", G_TYPE_DOUBLE,
+      r.controlled ? d.target_bits : 0.0, "target-kbps", G_TYPE_DOUBLE, r.rate_bps / 1000.0, "qp", G_TYPE_INT,
+      r.qp_applied ? d.qp : -1, "lambda", G_TYPE_DOUBLE, r.qp_applied ? d.lambda : 0.0, "psnr-estimate",
+      G_TYPE_DOUBLE, r.qp_applied ? d.psnr_estimate : 0.0, "psnr-capped", G_TYPE_BOOLEAN,
+      r.qp_applied && d.psnr_capped, "complexity", G_TYPE_DOUBLE, r.complexity, "mafd", G_TYPE_DOUBLE, r.mafd,
+      "spatial-activity", G_TYPE_DOUBLE, r.activity, "skip-blocks", G_TYPE_UINT, r.skip, "fast-blocks",
+      G_TYPE_UINT, r.fast, "full-blocks", G_TYPE_UINT, r.full, "scene-cut", G_TYPE_BOOLEAN, r.scene_cut,
+      "buffer-bits", G_TYPE_DOUBLE, r.controlled ? d.buffer_bits : 0.0, nullptr);
+}
+
+static void on_encoded_buffer(GstCcmRateController* self, GstBuffer* buf, std::vector<GstStructure*>& messages) {
+  Private* p = self->priv;
+  const guint64 bytes = gst_buffer_get_size(buf);
+  const bool key = !GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT);
+  const GstClockTime pts = GST_BUFFER_PTS(buf);
+  const gint64 now = g_get_monotonic_time();
+
+  std::lock_guard<std::mutex> guard(p->lock);
+  if (GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_HEADER) && bytes < 1024 && p->in_flight.empty()) return;
+  auto it = p->in_flight.end();
+  if (GST_CLOCK_TIME_IS_VALID(pts))
+    it = std::find_if(p->in_flight.begin(), p->in_flight.end(), [pts](const FrameRecord& r) { return r.pts == pts; });
+  if (it == p->in_flight.end()) {
+    // Untimed frames (or an encoder that retimes): first in, first out.
+    if (p->in_flight.empty()) return;
+    it = p->in_flight.begin();
+  }
+  FrameRecord r = *it;
+  p->in_flight.erase(it);
+
+  if (r.controlled && p->rc) {
+    if (auto rep = p->rc->on_encoded(r.number, static_cast<double>(bytes) * 8, key); rep && r.qp_applied) {
+      p->last_qp = rep->qp;
+      p->last_lambda = rep->lambda;
+    }
+    p->last_buffer = p->rc->buffer_bits();
+  }
+  ++p->frames_out;
+  if (key) ++p->key_frames;
+  p->bytes_out += bytes;
+
+  // Bitrate over the last second of stream time, fps over the last second of wall time.
+  const GstClockTime t = GST_CLOCK_TIME_IS_VALID(r.pts) ? r.pts : 0;
+  if (!GST_CLOCK_TIME_IS_VALID(p->first_pts)) p->first_pts = t;
+  p->window_bits.emplace_back(t, bytes * 8);
+  while (!p->window_bits.empty() && p->window_bits.front().first + GST_SECOND <= t) p->window_bits.pop_front();
+  guint64 bits = 0;
+  for (const auto& [ts, b] : p->window_bits) bits += b;
+  const double frame_s = 1.0 / nominal_fps(p->info);
+  const double span_s = std::min(1.0, static_cast<double>(t - p->first_pts) / GST_SECOND + frame_s);
+  p->bitrate_kbps = bits / span_s / 1000.0;
+  p->window_wall.push_back(now);
+  while (!p->window_wall.empty() && p->window_wall.front() + G_USEC_PER_SEC <= now) p->window_wall.pop_front();
+  p->out_fps = static_cast<double>(p->window_wall.size());
+
+  const guint interval = p->settings.message_interval;
+  if (interval > 0 && r.number % interval == 0) messages.push_back(frame_message_locked(self, r, bytes, key, now));
+}
+
+static GstPadProbeReturn encoder_src_probe(GstPad*, GstPadProbeInfo* info, gpointer user_data) {
+  auto* self = GST_CCM_RATE_CONTROLLER(user_data);
+  std::vector<GstStructure*> messages;
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+    on_encoded_buffer(self, GST_PAD_PROBE_INFO_BUFFER(info), messages);
+  } else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    GstBufferList* list = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
+    for (guint i = 0; i < gst_buffer_list_length(list); ++i)
+      on_encoded_buffer(self, gst_buffer_list_get(list, i), messages);
+  }
+  // Posted outside our lock: a bus sync handler may call back into us.
+  for (GstStructure* s : messages) gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
+  return GST_PAD_PROBE_OK;
+}
+
+static void remove_probe(GstCcmRateController* self) {
+  Private* p = self->priv;
+  GstPad* pad = nullptr;
+  gulong id = 0;
+  {
+    std::lock_guard<std::mutex> guard(p->lock);
+    pad = p->encoder_src;
+    id = p->probe_id;
+    p->encoder_src = nullptr;
+    p->probe_id = 0;
+    p->adapter.reset();
+    p->in_flight.clear();
+  }
+  if (pad) {
+    if (id) gst_pad_remove_probe(pad, id);
+    gst_object_unref(pad);
+  }
+}
+
+// Finds the encoder downstream and hooks its output; warns once when there is none.
+static void find_encoder(GstCcmRateController* self) {
+  Private* p = self->priv;
+  std::string seen;
+  GstElement* encoder = ccm::gst::find_downstream_encoder(GST_BASE_TRANSFORM_SRC_PAD(self), seen);
+  if (!encoder) {
+    if (!p->warned_no_encoder) {
+      p->warned_no_encoder = true;
+      GST_ELEMENT_WARNING(self, STREAM, WRONG_TYPE, ("ccmratecontrol has no encoder downstream"),
+                          ("the first element downstream that is not a parser, queue, filter or converter is %s; "
+                           "analysing and reporting only (as mode=passthrough) until an encoder is linked",
+                           seen.empty() ? "none (source pad not linked)" : seen.c_str()));
+    }
+    p->next_search = p->frames_in + kEncoderSearchInterval;
+    return;
+  }
+  auto adapter = std::shared_ptr<EncoderAdapter>(ccm::gst::make_adapter(encoder));
+  GstPad* src = gst_element_get_static_pad(encoder, "src");
+  gst_object_unref(encoder);
+  if (!src) {
+    p->next_search = p->frames_in + kEncoderSearchInterval;
+    return;
+  }
+  GST_INFO_OBJECT(self, "encoder %s (%s, %s)", adapter->factory().c_str(), ccm::catalog::to_string(adapter->codec()),
+                  ccm::gst::to_string(adapter->family()));
+  const std::string limitation = adapter->limitation();
+  if (!limitation.empty())
+    GST_ELEMENT_WARNING(self, STREAM, ENCODE, ("%s", limitation.c_str()),
+                        ("encoder %s, family %s", adapter->factory().c_str(), ccm::gst::to_string(adapter->family())));
+  if (!adapter->honours_key_units())
+    GST_ELEMENT_WARNING(self, STREAM, ENCODE,
+                        ("%s ignores force-key-unit events: scene cuts only reset the model, no key frame is forced",
+                         adapter->factory().c_str()),
+                        (nullptr));
+  const gulong id = gst_pad_add_probe(src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+                                      encoder_src_probe, gst_object_ref(self), gst_object_unref);
+  std::lock_guard<std::mutex> guard(p->lock);
+  p->adapter = std::move(adapter);
+  p->encoder_src = src;
+  p->probe_id = id;
+  p->warned_no_encoder = false;
+  make_controller_locked(self);
+}
+
+// ---- streaming ---------------------------------------------------------------------
+
+static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* trans, GstBuffer* buf) {
+  auto* self = GST_CCM_RATE_CONTROLLER(trans);
+  Private* p = self->priv;
+  if (!p->have_info) return GST_FLOW_NOT_NEGOTIATED;
+
+  if (!p->adapter && p->frames_in >= p->next_search) find_encoder(self);
+
+  GstVideoFrame frame;
+  // NO_REF: a mapped frame otherwise holds a second ref, and the buffer would not
+  // be writable when the QP meta goes on it. prev_buffer holds our own ref.
+  if (!gst_video_frame_map(&frame, &p->info, buf, static_cast<GstMapFlags>(GST_MAP_READ | static_cast<int>(GST_VIDEO_FRAME_MAP_FLAG_NO_REF)))) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("could not map the video frame"), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  Settings settings;
+  {
+    std::lock_guard<std::mutex> guard(p->lock);
+    settings = p->settings;
+  }
+
+  // Analysis (this thread's state only).
+  const gint64 t0 = g_get_monotonic_time();
+  ccm::analysis::AnalysisOptions options;
+  options.row_step = static_cast<int>(settings.row_step);
+  const ccm::analysis::LumaPlane cur = luma_of(frame);
+  std::optional<ccm::analysis::LumaPlane> prev;
+  if (p->prev_buffer) prev = luma_of(p->prev_frame);
+  ccm::analysis::analyse_frame(cur, prev ? &*prev : nullptr, options, p->analysis);
+  ccm::analysis::SceneCutOptions sc = p->scene_cuts.options();
+  sc.threshold_percent = settings.scene_threshold;
+  p->scene_cuts.set_options(sc);
+  const bool cut = p->scene_cuts.push(p->analysis).cut && settings.scene_cut;
+  const gint64 t1 = g_get_monotonic_time();
+
+  // Decision (under lock), applied after it (see EncoderAdapter::apply_frame).
+  const GstClockTime pts = GST_BUFFER_PTS(buf);
+  FrameRecord rec;
+  rec.number = p->frames_in++;
+  rec.pts = pts;
+  rec.t_in_us = t1;
+  rec.mafd = p->analysis.mafd;
+  rec.complexity = p->analysis.complexity;
+  rec.activity = p->analysis.spatial_activity;
+  rec.skip = p->analysis.skip_blocks;
+  rec.fast = p->analysis.fast_blocks;
+  rec.full = p->analysis.full_blocks;
+  rec.scene_cut = cut;
+  std::shared_ptr<EncoderAdapter> adapter;
+  GstStructure* no_encoder_message = nullptr;
+  bool force_key = false;
+  bool mode_changed = false;
+  int boost = 0;
+  double rate_bps = 0, frame_rate_bps = 0;
+  const bool rlambda = settings.mode == GST_CCM_RATE_CONTROLLER_MODE_RLAMBDA;
+  {
+    std::lock_guard<std::mutex> guard(p->lock);
+    p->analysis_us_total += static_cast<double>(t1 - t0);
+    adapter = p->adapter;
+    if (cut) ++p->scene_cut_count;
+    if (p->rc && p->settings_dirty) apply_settings_locked(self);
+    if (p->rc) p->rc->set_rate_scale(p->qos_scale);
+    rate_bps = p->rc ? p->rc->effective_bitrate() : requested_bps(p);
+    boost = p->wanted_boost;
+    mode_changed = p->applied_mode != settings.mode;
+    if (adapter && rlambda && p->rc) {
+      ccm::rc::FrameInfo fi;
+      fi.id = rec.number;
+      fi.complexity = rec.complexity;
+      fi.activity = rec.activity;
+      fi.scene_cut = cut;
+      force_key = cut && adapter->honours_key_units();
+      // The encoder makes its first frame a key frame whatever we ask.
+      fi.key = force_key || rec.number == 0;
+      rec.decision = p->rc->decide(fi);
+      rec.controlled = true;
+      rec.qp_applied = adapter->per_frame_qp();
+      frame_rate_bps = rec.decision.key ? rate_bps : rec.decision.target_bits * p->rc->config().fps;
+      p->last_target_bps = rate_bps;
+    }
+    rec.rate_bps = rate_bps;
+    if (adapter) p->in_flight.push_back(rec);
+    while (p->in_flight.size() > 512) p->in_flight.pop_front();
+    // Without an encoder there is no encoded size to wait for: report the analysis now.
+    if (!adapter && p->settings.message_interval > 0 && rec.number % p->settings.message_interval == 0)
+      no_encoder_message = frame_message_locked(self, rec, 0, false, t1);
+  }
+  if (no_encoder_message)
+    gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), no_encoder_message));
+
+  if (adapter) {
+    if (mode_changed || !p->control_taken) {
+      if (rlambda)
+        adapter->take_control(rate_bps);
+      else if (p->control_taken)
+        adapter->release_control(rate_bps);
+      p->control_taken = rlambda;
+      p->applied_mode = settings.mode;
+    }
+    if (rlambda) {
+      adapter->apply_frame(buf, rec.decision.qp, frame_rate_bps, rate_bps);
+      if (boost != p->applied_boost) p->applied_boost = adapter->set_speed_boost(boost);
+    }
+  }
+  if (force_key && rlambda) {
+    GstSegment* seg = &trans->segment;
+    const GstClockTime running = gst_segment_to_running_time(seg, GST_FORMAT_TIME, pts);
+    const GstClockTime stream = gst_segment_to_stream_time(seg, GST_FORMAT_TIME, pts);
+    GST_DEBUG_OBJECT(self, "scene cut at %" GST_TIME_FORMAT ": forcing a key unit", GST_TIME_ARGS(pts));
+    gst_pad_push_event(GST_BASE_TRANSFORM_SRC_PAD(trans),
+                       gst_video_event_new_downstream_force_key_unit(pts, stream, running, TRUE, 0));
+  }
+
+  // The frame stays mapped as the next one's previous: no copy of its pixels.
+  // Our ref is taken only now, after the meta went on (the buffer must be writable).
+  drop_previous(p);
+  p->prev_buffer = gst_buffer_ref(buf);
+  p->prev_frame = frame;
+  return GST_FLOW_OK;
+}
+
+static gboolean gst_ccm_rate_controller_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps*) {
+  auto* self = GST_CCM_RATE_CONTROLLER(trans);
+  Private* p = self->priv;
+  GstVideoInfo info;
+  if (!gst_video_info_from_caps(&info, incaps)) return FALSE;
+  drop_previous(p);
+  p->scene_cuts.reset();
+  p->info = info;
+  p->have_info = true;
+  const double raw_kbps = GST_VIDEO_INFO_WIDTH(&info) * GST_VIDEO_INFO_HEIGHT(&info) * 1.5 *
+                          (GST_VIDEO_INFO_COMP_DEPTH(&info, 0) > 8 ? 16 : 8) * nominal_fps(info) / 1000.0;
+  guint target_kbps;
+  {
+    std::lock_guard<std::mutex> guard(p->lock);
+    target_kbps = p->settings.target_kbps;
+    if (p->rc) make_controller_locked(self);
+  }
+  if (target_kbps > raw_kbps)
+    GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+                        ("target-bitrate=%u kbit/s is more than the raw video (%.0f kbit/s)", target_kbps, raw_kbps),
+                        ("the encoder will run at its best quality and the rate will stay below the target"));
+  return TRUE;
+}
+
+static void handle_bandwidth_estimate(GstCcmRateController* self, const GstStructure* s) {
+  const GValue* v = gst_structure_get_value(s, "bitrate");
+  double bps = -1;
+  if (v) {
+    if (G_VALUE_HOLDS_INT(v)) bps = g_value_get_int(v);
+    else if (G_VALUE_HOLDS_UINT(v)) bps = g_value_get_uint(v);
+    else if (G_VALUE_HOLDS_INT64(v)) bps = static_cast<double>(g_value_get_int64(v));
+    else if (G_VALUE_HOLDS_UINT64(v)) bps = static_cast<double>(g_value_get_uint64(v));
+    else if (G_VALUE_HOLDS_DOUBLE(v)) bps = g_value_get_double(v);
+  }
+  if (!(bps >= 1000) || bps > kbps_to_bps(kAbsurdKbps)) {
+    GST_ELEMENT_WARNING(self, STREAM, FAILED, ("ignoring a " GST_CCM_BANDWIDTH_ESTIMATE_EVENT " event"),
+                        ("bitrate must be a number of bit/s between 1000 and %u000 (got %s); the target stays",
+                         kAbsurdKbps, v ? "an unusable value" : "no bitrate field"));
+    return;
+  }
+  Private* p = self->priv;
+  std::lock_guard<std::mutex> guard(p->lock);
+  GST_DEBUG_OBJECT(self, "bandwidth estimate %.0f bit/s", bps);
+  p->estimate_bps = bps;
+  p->settings_dirty = true;
+}
+
+static bool is_bandwidth_estimate(GstEvent* event) {
+  const GstStructure* s = gst_event_get_structure(event);
+  return s && gst_structure_has_name(s, GST_CCM_BANDWIDTH_ESTIMATE_EVENT);
+}
+
+static gboolean gst_ccm_rate_controller_sink_event(GstBaseTransform* trans, GstEvent* event) {
+  auto* self = GST_CCM_RATE_CONTROLLER(trans);
+  Private* p = self->priv;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CUSTOM_DOWNSTREAM:
+    case GST_EVENT_CUSTOM_DOWNSTREAM_OOB:
+    case GST_EVENT_CUSTOM_BOTH:
+    case GST_EVENT_CUSTOM_BOTH_OOB:
+      if (is_bandwidth_estimate(event)) handle_bandwidth_estimate(self, gst_event_get_structure(event));
+      break;
+    case GST_EVENT_FLUSH_STOP: {
+      drop_previous(p);
+      p->scene_cuts.reset();
+      std::lock_guard<std::mutex> guard(p->lock);
+      p->in_flight.clear();
+      if (p->rc) p->rc->clear_pending();
+      break;
+    }
+    default: break;
+  }
+  return GST_BASE_TRANSFORM_CLASS(gst_ccm_rate_controller_parent_class)->sink_event(trans, event);
+}
+
+static gboolean gst_ccm_rate_controller_src_event(GstBaseTransform* trans, GstEvent* event) {
+  auto* self = GST_CCM_RATE_CONTROLLER(trans);
+  Private* p = self->priv;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CUSTOM_UPSTREAM:
+    case GST_EVENT_CUSTOM_BOTH:
+    case GST_EVENT_CUSTOM_BOTH_OOB:
+      if (is_bandwidth_estimate(event)) handle_bandwidth_estimate(self, gst_event_get_structure(event));
+      break;
+    case GST_EVENT_QOS: {
+      GstQOSType type;
+      gdouble proportion;
+      GstClockTimeDiff diff;
+      GstClockTime timestamp;
+      gst_event_parse_qos(event, &type, &proportion, &diff, &timestamp);
+      std::lock_guard<std::mutex> guard(p->lock);
+      const GstClockTimeDiff budget = static_cast<GstClockTimeDiff>(p->settings.latency_ms) * GST_MSECOND;
+      if (diff > budget) {
+        // Late beyond the budget: 5% less rate for every such frame, and after a
+        // few in a row a faster encoder preset.
+        p->qos_scale = std::max(kQosFloor, p->qos_scale * kQosCut);
+        p->on_time_streak = 0;
+        if (++p->late_streak >= kQosLateFramesPerBoost && p->wanted_boost < kMaxSpeedBoost) {
+          ++p->wanted_boost;
+          p->late_streak = 0;
+        }
+      } else {
+        p->late_streak = 0;
+        p->qos_scale = std::min(1.0, p->qos_scale * kQosRecover);
+        if (++p->on_time_streak >= kQosOnTimeFramesPerUnboost && p->wanted_boost > 0) {
+          --p->wanted_boost;
+          p->on_time_streak = 0;
+        }
+      }
+      GST_LOG_OBJECT(self, "QoS diff %" G_GINT64_FORMAT " ns: rate scale %.3f, speed boost %d", diff, p->qos_scale,
+                     p->wanted_boost);
+      break;
+    }
+    default: break;
+  }
+  return GST_BASE_TRANSFORM_CLASS(gst_ccm_rate_controller_parent_class)->src_event(trans, event);
+}
+
+// In place: the allocation query belongs to downstream (the encoder's pool, a
+// DMABuf pool), not to us. We keep the previous frame, so one more buffer.
+static gboolean gst_ccm_rate_controller_propose_allocation(GstBaseTransform* trans, GstQuery*, GstQuery* query) {
+  if (!gst_pad_peer_query(GST_BASE_TRANSFORM_SRC_PAD(trans), query)) return FALSE;
+  for (guint i = 0; i < gst_query_get_n_allocation_pools(query); ++i) {
+    GstBufferPool* pool = nullptr;
+    guint size = 0, min = 0, max = 0;
+    gst_query_parse_nth_allocation_pool(query, i, &pool, &size, &min, &max);
+    gst_query_set_nth_allocation_pool(query, i, pool, size, min + 1, max == 0 ? 0 : std::max(max, min + 1));
+    if (pool) gst_object_unref(pool);
+  }
+  if (gst_query_get_n_allocation_pools(query) == 0) {
+    // Nobody proposed a pool: ask for one more buffer in upstream's own.
+    GstCaps* caps = nullptr;
+    gboolean need_pool = FALSE;
+    gst_query_parse_allocation(query, &caps, &need_pool);
+    GstVideoInfo info;
+    if (caps && gst_video_info_from_caps(&info, caps))
+      gst_query_add_allocation_pool(query, nullptr, static_cast<guint>(GST_VIDEO_INFO_SIZE(&info)), 1, 0);
+  }
+  return TRUE;
+}
+
+static gboolean gst_ccm_rate_controller_start(GstBaseTransform* trans) {
+  auto* self = GST_CCM_RATE_CONTROLLER(trans);
+  Private* p = self->priv;
+  p->frames_in = 0;
+  p->next_search = 0;
+  p->warned_no_encoder = false;
+  p->control_taken = false;
+  p->applied_boost = 0;
+  std::lock_guard<std::mutex> guard(p->lock);
+  p->frames_out = p->key_frames = p->scene_cut_count = p->bytes_out = 0;
+  p->window_bits.clear();
+  p->window_wall.clear();
+  p->first_pts = GST_CLOCK_TIME_NONE;
+  p->qos_scale = 1.0;
+  p->wanted_boost = 0;
+  p->analysis_us_total = 0;
+  p->rc.reset();
+  return TRUE;
+}
+
+static gboolean gst_ccm_rate_controller_stop(GstBaseTransform* trans) {
+  auto* self = GST_CCM_RATE_CONTROLLER(trans);
+  Private* p = self->priv;
+  remove_probe(self);
+  drop_previous(p);
+  p->have_info = false;
+  p->scene_cuts.reset();
+  return TRUE;
+}
+
+// ---- properties ------------------------------------------------------------------
+
+static GstStructure* make_stats(GstCcmRateController* self) {
+  Private* p = self->priv;
+  std::lock_guard<std::mutex> guard(p->lock);
+  const double analysis_ms = p->frames_in ? p->analysis_us_total / p->frames_in / 1000.0 : 0.0;
+  return gst_structure_new(
+      "ccm-ratecontrol-stats", "encoder", G_TYPE_STRING, p->adapter ? p->adapter->factory().c_str() : "",
+      "family", G_TYPE_STRING, p->adapter ? ccm::gst::to_string(p->adapter->family()) : "none", "codec",
+      G_TYPE_STRING, p->adapter ? ccm::catalog::to_string(p->adapter->codec()) : "", "isa", G_TYPE_STRING,
+      ccm::analysis::to_string(ccm::analysis::best_isa()), "frames-in", G_TYPE_UINT64, p->frames_in, "frames-out",
+      G_TYPE_UINT64, p->frames_out, "key-frames", G_TYPE_UINT64, p->key_frames, "scene-cuts", G_TYPE_UINT64,
+      p->scene_cut_count, "bytes-out", G_TYPE_UINT64, p->bytes_out, "target-kbps", G_TYPE_DOUBLE,
+      (p->rc ? p->rc->effective_bitrate() : requested_bps(p)) / 1000.0, "bitrate-kbps", G_TYPE_DOUBLE,
+      p->bitrate_kbps, "fps", G_TYPE_DOUBLE, p->out_fps, "qp", G_TYPE_INT, p->last_qp, "lambda", G_TYPE_DOUBLE,
+      p->last_lambda, "buffer-bits", G_TYPE_DOUBLE, p->last_buffer, "qos-rate-scale", G_TYPE_DOUBLE, p->qos_scale,
+      "speed-boost", G_TYPE_INT, p->wanted_boost, "analysis-ms", G_TYPE_DOUBLE, analysis_ms, nullptr);
+}
+
+static void gst_ccm_rate_controller_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec) {
+  auto* self = GST_CCM_RATE_CONTROLLER(object);
+  Private* p = self->priv;
+  std::unique_lock<std::mutex> guard(p->lock);
+  Settings& s = p->settings;
+  switch (id) {
+    case PROP_TARGET_BITRATE: {
+      const guint v = g_value_get_uint(value);
+      if (v == 0 || v > kAbsurdKbps) {
+        const guint keep = s.target_kbps;
+        guard.unlock();
+        GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+                            ("target-bitrate=%u kbit/s %s: keeping %u kbit/s", v,
+                             v == 0 ? "cannot be encoded" : "is beyond any encoder", keep),
+                            ("set target-bitrate between 1 and %u kbit/s", kAbsurdKbps));
+        return;
+      }
+      s.target_kbps = v;
+      p->estimate_bps = 0;  // the user's word replaces the last estimate
+      break;
+    }
+    case PROP_MIN_BITRATE: s.min_kbps = g_value_get_uint(value); break;
+    case PROP_MAX_BITRATE: s.max_kbps = g_value_get_uint(value); break;
+    case PROP_LATENCY_BUDGET: s.latency_ms = g_value_get_uint(value); break;
+    case PROP_WINDOW: s.window = g_value_get_uint(value); break;
+    case PROP_MAX_PSNR: s.max_psnr = g_value_get_double(value); break;
+    case PROP_SCENE_CUT: s.scene_cut = g_value_get_boolean(value); break;
+    case PROP_SCENE_CUT_THRESHOLD: s.scene_threshold = g_value_get_double(value); break;
+    case PROP_MODE: s.mode = static_cast<GstCcmRateControllerMode>(g_value_get_enum(value)); break;
+    case PROP_MESSAGE_INTERVAL: s.message_interval = g_value_get_uint(value); break;
+    case PROP_ANALYSIS_ROW_STEP: s.row_step = g_value_get_uint(value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); return;
+  }
+  if (s.min_kbps > 0 && s.max_kbps > 0 && s.min_kbps > s.max_kbps) {
+    const guint lo = s.max_kbps, hi = s.min_kbps;
+    s.min_kbps = lo;
+    s.max_kbps = hi;
+    guard.unlock();
+    GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+                        ("min-bitrate was above max-bitrate: using %u..%u kbit/s", lo, hi), (nullptr));
+    guard.lock();
+  }
+  p->settings_dirty = true;
+}
+
+static void gst_ccm_rate_controller_get_property(GObject* object, guint id, GValue* value, GParamSpec* pspec) {
+  auto* self = GST_CCM_RATE_CONTROLLER(object);
+  Private* p = self->priv;
+  if (id == PROP_STATS) {
+    g_value_take_boxed(value, make_stats(self));
+    return;
+  }
+  std::lock_guard<std::mutex> guard(p->lock);
+  const Settings& s = p->settings;
+  switch (id) {
+    case PROP_TARGET_BITRATE: g_value_set_uint(value, s.target_kbps); break;
+    case PROP_MIN_BITRATE: g_value_set_uint(value, s.min_kbps); break;
+    case PROP_MAX_BITRATE: g_value_set_uint(value, s.max_kbps); break;
+    case PROP_LATENCY_BUDGET: g_value_set_uint(value, s.latency_ms); break;
+    case PROP_WINDOW: g_value_set_uint(value, s.window); break;
+    case PROP_MAX_PSNR: g_value_set_double(value, s.max_psnr); break;
+    case PROP_SCENE_CUT: g_value_set_boolean(value, s.scene_cut); break;
+    case PROP_SCENE_CUT_THRESHOLD: g_value_set_double(value, s.scene_threshold); break;
+    case PROP_MODE: g_value_set_enum(value, s.mode); break;
+    case PROP_MESSAGE_INTERVAL: g_value_set_uint(value, s.message_interval); break;
+    case PROP_ANALYSIS_ROW_STEP: g_value_set_uint(value, s.row_step); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
+  }
+}
+
+static void gst_ccm_rate_controller_finalize(GObject* object) {
+  auto* self = GST_CCM_RATE_CONTROLLER(object);
+  remove_probe(self);
+  drop_previous(self->priv);
+  delete self->priv;
+  G_OBJECT_CLASS(gst_ccm_rate_controller_parent_class)->finalize(object);
+}
+
+static void gst_ccm_rate_controller_class_init(GstCcmRateControllerClass* klass) {
+  auto* gobject_class = G_OBJECT_CLASS(klass);
+  auto* element_class = GST_ELEMENT_CLASS(klass);
+  auto* trans_class = GST_BASE_TRANSFORM_CLASS(klass);
+  gobject_class->set_property = gst_ccm_rate_controller_set_property;
+  gobject_class->get_property = gst_ccm_rate_controller_get_property;
+  gobject_class->finalize = gst_ccm_rate_controller_finalize;
+
+  const auto live = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+  g_object_class_install_property(
+      gobject_class, PROP_TARGET_BITRATE,
+      g_param_spec_uint("target-bitrate", "Target bitrate",
+                        "Target rate in kbit/s (0 or more than 10 Gbit/s is refused with a warning); a "
+                        "ccm-bandwidth-estimate event replaces it until the next change",
+                        0, G_MAXUINT, kDefaultTargetKbps, live));
+  g_object_class_install_property(
+      gobject_class, PROP_MIN_BITRATE,
+      g_param_spec_uint("min-bitrate", "Minimum bitrate",
+                        "Lowest rate in kbit/s that estimates and QoS may push the target to (0 = none)", 0,
+                        G_MAXUINT, 0, live));
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_BITRATE,
+      g_param_spec_uint("max-bitrate", "Maximum bitrate",
+                        "Highest rate in kbit/s that estimates may raise the target to (0 = none)", 0, G_MAXUINT, 0,
+                        live));
+  g_object_class_install_property(
+      gobject_class, PROP_LATENCY_BUDGET,
+      g_param_spec_uint("latency-budget", "Latency budget",
+                        "Milliseconds of sending time a frame may queue: bounds the leaky bucket (rate x budget) and "
+                        "the QoS lateness beyond which the rate is cut",
+                        1, 10000, kDefaultLatencyMs, live));
+  g_object_class_install_property(
+      gobject_class, PROP_WINDOW,
+      g_param_spec_uint("window", "Smoothing window", "Frames over which a surplus or deficit of bits is spread", 1,
+                        3000, kDefaultWindow, live));
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_PSNR,
+      g_param_spec_double("max-psnr", "Maximum PSNR",
+                          "Stop spending bits once the estimated PSNR-Y passes this many dB (0 = no cap)", 0, 100, 0,
+                          live));
+  g_object_class_install_property(
+      gobject_class, PROP_SCENE_CUT,
+      g_param_spec_boolean("scene-cut", "Scene cuts", "Force a key unit and reset the model at scene cuts", TRUE,
+                           live));
+  g_object_class_install_property(
+      gobject_class, PROP_SCENE_CUT_THRESHOLD,
+      g_param_spec_double("scene-cut-threshold", "Scene-cut threshold",
+                          "Scene score in percent (FFmpeg scdet's scale) at which a frame can be a cut", 0, 100,
+                          kDefaultSceneThreshold, live));
+  g_object_class_install_property(
+      gobject_class, PROP_MODE,
+      g_param_spec_enum("mode", "Mode", "rlambda: steer the encoder; passthrough: analyse and report only",
+                        gst_ccm_rate_controller_mode_get_type(), GST_CCM_RATE_CONTROLLER_MODE_RLAMBDA, live));
+  g_object_class_install_property(
+      gobject_class, PROP_MESSAGE_INTERVAL,
+      g_param_spec_uint("message-interval", "Message interval",
+                        "Post a ccm-ratecontrol element message every this many frames (0 = none)", 0, G_MAXUINT,
+                        kDefaultMessageInterval, live));
+  g_object_class_install_property(
+      gobject_class, PROP_ANALYSIS_ROW_STEP,
+      g_param_spec_uint("analysis-row-step", "Analysis row step",
+                        "Analyse every Nth luma row of each block (1 = all; 2 or 4 read half or a quarter of the "
+                        "bytes, for 4K and above)",
+                        1, 16, 1, live));
+  g_object_class_install_property(
+      gobject_class, PROP_STATS,
+      g_param_spec_boxed("stats", "Statistics",
+                         "ccm-ratecontrol-stats: encoder, family, codec, isa, frames-in, frames-out, key-frames, "
+                         "scene-cuts, bytes-out, target-kbps, bitrate-kbps, fps, qp, lambda, buffer-bits, "
+                         "qos-rate-scale, speed-boost, analysis-ms",
+                         GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+  gst_element_class_set_static_metadata(
+      element_class, "ccm rate control", "Filter/Analyzer/Video",
+      "Per-frame R-λ rate control from SIMD frame analysis, encoded sizes, QoS and bandwidth estimates",
+      "gst-ccm");
+
+  trans_class->transform_ip = gst_ccm_rate_controller_transform_ip;
+  trans_class->set_caps = gst_ccm_rate_controller_set_caps;
+  trans_class->sink_event = gst_ccm_rate_controller_sink_event;
+  trans_class->src_event = gst_ccm_rate_controller_src_event;
+  trans_class->propose_allocation = gst_ccm_rate_controller_propose_allocation;
+  trans_class->start = gst_ccm_rate_controller_start;
+  trans_class->stop = gst_ccm_rate_controller_stop;
+  trans_class->passthrough_on_same_caps = FALSE;
+  trans_class->transform_ip_on_passthrough = FALSE;
+}
+
+static void gst_ccm_rate_controller_init(GstCcmRateController* self) {
+  self->priv = new Private();
+  gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
+  gst_base_transform_set_passthrough(GST_BASE_TRANSFORM(self), FALSE);
+  // QoS events are ours to read (src_event); we never drop frames for them.
+  gst_base_transform_set_qos_enabled(GST_BASE_TRANSFORM(self), FALSE);
+}

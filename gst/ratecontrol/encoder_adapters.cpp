@@ -1,0 +1,343 @@
+#include "ratecontrol/encoder_adapters.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "common/qp_meta.h"
+
+GST_DEBUG_CATEGORY_EXTERN(ccm_rate_control_debug);
+#define GST_CAT_DEFAULT ccm_rate_control_debug
+
+namespace ccm::gst {
+namespace {
+
+// A bitrate change that reopens or drains the encoder costs a key frame or a
+// stall: at most one per second, the latest rate wins.
+constexpr gint64 kSlowChangeIntervalUs = 1000000;
+constexpr double kRateTolerance = 0.05;  // changes smaller than 5% are not worth a reconfigure
+
+bool has_property(GstElement* e, const char* name) {
+  return !!g_object_class_find_property(G_OBJECT_GET_CLASS(e), name);
+}
+
+std::optional<int> get_int_property(GstElement* e, const char* name) {
+  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), name);
+  if (!spec) return std::nullopt;
+  GValue v = G_VALUE_INIT;
+  g_value_init(&v, spec->value_type);
+  g_object_get_property(G_OBJECT(e), name, &v);
+  std::optional<int> out;
+  if (G_VALUE_HOLDS_INT(&v)) out = g_value_get_int(&v);
+  else if (G_VALUE_HOLDS_UINT(&v)) out = static_cast<int>(g_value_get_uint(&v));
+  else if (G_VALUE_HOLDS_ENUM(&v)) out = g_value_get_enum(&v);
+  else if (G_VALUE_HOLDS_INT64(&v)) out = static_cast<int>(g_value_get_int64(&v));
+  g_value_unset(&v);
+  return out;
+}
+
+SpeedKnob speed_knob_for(std::string_view factory) {
+  if (factory == "ccmx265enc") return {"speed-preset", -1, 0};
+  if (factory == "ccmsvtav1enc") return {"speed-preset", +1, 13};
+  if (factory == "vp9enc" || factory == "vp8enc") return {"cpu-used", +1, 9};
+  if (factory == "av1enc") return {"cpu-used", +1, 10};
+  return {};
+}
+
+std::optional<catalog::Codec> codec_from_templates(GstElement* e) {
+  GstElementFactory* f = gst_element_get_factory(e);
+  if (!f) return std::nullopt;
+  for (const GList* l = gst_element_factory_get_static_pad_templates(f); l; l = l->next) {
+    auto* t = static_cast<GstStaticPadTemplate*>(l->data);
+    if (t->direction != GST_PAD_SRC) continue;
+    GstCaps* caps = gst_static_caps_get(&t->static_caps);
+    std::optional<catalog::Codec> c;
+    for (guint i = 0; !c && i < gst_caps_get_size(caps); ++i) {
+      const char* name = gst_structure_get_name(gst_caps_get_structure(caps, i));
+      for (catalog::Codec k : catalog::kAllCodecs)
+        if (std::strcmp(name, catalog::caps_name(k)) == 0) c = k;
+      if (!c && std::strcmp(name, "video/x-vp8") == 0) c = catalog::Codec::VP9;  // same quantizer scale
+    }
+    gst_caps_unref(caps);
+    if (c) return c;
+  }
+  return std::nullopt;
+}
+
+// Unit of an unknown element's bitrate property, read from its description as
+// ccmencbin does: "bit/s" or "bits per second" without "kbit" means bit/s.
+uint32_t bitrate_units_from_blurb(GstElement* e, const char* name) {
+  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), name);
+  const char* blurb = spec ? g_param_spec_get_blurb(spec) : nullptr;
+  if (!blurb) return 1;
+  std::string b(blurb);
+  std::transform(b.begin(), b.end(), b.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (b.find("kbit") != std::string::npos || b.find("kbps") != std::string::npos) return 1;
+  if (b.find("bit/s") != std::string::npos || b.find("bits per second") != std::string::npos ||
+      b.find("bps") != std::string::npos)
+    return 1000;
+  return 1;
+}
+
+}  // namespace
+
+const char* to_string(EncoderFamily f) {
+  switch (f) {
+    case EncoderFamily::QpMeta: return "qp-meta";
+    case EncoderFamily::Quantizer: return "quantizer";
+    case EncoderFamily::Bitrate: return "bitrate";
+    case EncoderFamily::BitrateOnChange: return "bitrate-on-change";
+    case EncoderFamily::None: return "none";
+  }
+  return "?";
+}
+
+EncoderAdapter::EncoderAdapter(GstElement* encoder, std::string factory, catalog::Codec codec, EncoderFamily family,
+                               const catalog::EncoderEntry* entry)
+    : encoder_(GST_ELEMENT(gst_object_ref(encoder))),
+      factory_(std::move(factory)),
+      codec_(codec),
+      family_(family),
+      entry_(entry),
+      speed_(speed_knob_for(factory_)) {
+  if (entry_) {
+    bitrate_property_ = std::string(entry_->bitrate_property);
+    bitrate_units_per_kbps_ = entry_->bitrate_units_per_kbps;
+    native_qp_max_ = entry_->qp_max;
+  } else if (has_property(encoder_, "bitrate")) {
+    bitrate_property_ = "bitrate";
+    bitrate_units_per_kbps_ = bitrate_units_from_blurb(encoder_, "bitrate");
+  } else if (has_property(encoder_, "target-bitrate")) {
+    bitrate_property_ = "target-bitrate";
+    bitrate_units_per_kbps_ = bitrate_units_from_blurb(encoder_, "target-bitrate");
+  }
+  if (factory_ == "vp8enc") {
+    bitrate_property_ = "target-bitrate";
+    bitrate_units_per_kbps_ = 1000;
+    native_qp_max_ = 63;
+  }
+  if (!speed_.property.empty() && !has_property(encoder_, speed_.property.c_str())) speed_ = {};
+}
+
+EncoderAdapter::~EncoderAdapter() { gst_object_unref(encoder_); }
+
+bool EncoderAdapter::honours_key_units() const {
+  return !entry_ || entry_->key_unit == catalog::KeyUnit::Event;
+}
+
+std::string EncoderAdapter::limitation() const {
+  switch (family_) {
+    case EncoderFamily::QpMeta:
+    case EncoderFamily::Quantizer: return {};
+    case EncoderFamily::Bitrate:
+      return factory_ + " takes no per-frame QP: ccmratecontrol steers its bitrate property frame by frame "
+                        "(its own rate control places the bits inside each frame)";
+    case EncoderFamily::BitrateOnChange: {
+      std::string s = factory_ + " takes no per-frame QP (no GstCcmQpMeta, no live quantizer): ccmratecontrol "
+                                 "only changes its " + bitrate_property_ + " property when the target rate changes";
+      if (entry_ && (entry_->bitrate_change == catalog::BitrateChange::Reopen ||
+                     entry_->bitrate_change == catalog::BitrateChange::Drain))
+        s += std::string(", at most once a second because each change ") +
+             (entry_->bitrate_change == catalog::BitrateChange::Reopen ? "reopens the encoder (an IDR)"
+                                                                       : "drains the encoder");
+      if (factory_ == "x265enc") s += "; ccmx265enc takes per-frame QP";
+      return s;
+    }
+    case EncoderFamily::None:
+      return factory_ + " has no bitrate or quantizer property ccmratecontrol knows: analysis and messages only";
+  }
+  return {};
+}
+
+void EncoderAdapter::set_int_property(const char* name, long long value) {
+  gst_util_set_object_arg(G_OBJECT(encoder_), name, std::to_string(value).c_str());
+}
+
+void EncoderAdapter::set_bitrate_property(double bps) {
+  if (bitrate_property_.empty()) return;
+  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(encoder_), bitrate_property_.c_str());
+  if (!spec) return;
+  double value = bps / 1000.0 * bitrate_units_per_kbps_;
+  // Clamp into the property's range so a large rate does not leave it unchanged
+  // with only a GLib warning.
+  if (G_IS_PARAM_SPEC_UINT(spec)) {
+    auto* u = G_PARAM_SPEC_UINT(spec);
+    value = std::clamp(value, static_cast<double>(u->minimum), static_cast<double>(u->maximum));
+  } else if (G_IS_PARAM_SPEC_INT(spec)) {
+    auto* i = G_PARAM_SPEC_INT(spec);
+    value = std::clamp(value, static_cast<double>(i->minimum), static_cast<double>(i->maximum));
+  }
+  set_int_property(bitrate_property_.c_str(), std::llround(value));
+}
+
+void EncoderAdapter::take_control(double bitrate_bps) {
+  if (family_ == EncoderFamily::QpMeta && has_property(encoder_, "rate-control")) {
+    if (!user_rate_control_) user_rate_control_ = get_int_property(encoder_, "rate-control");
+    // Our encoders honour a frame QP only as their whole rate control: SVT-AV1
+    // takes per-picture QP in CQP mode only, and x265's VBV would fight it.
+    gst_util_set_object_arg(G_OBJECT(encoder_), "rate-control", "cqp");
+  }
+  if (family_ == EncoderFamily::Quantizer && entry_ && !entry_->min_qp_property.empty()) {
+    if (!user_min_q_) user_min_q_ = get_int_property(encoder_, std::string(entry_->min_qp_property).c_str());
+    if (!user_max_q_) user_max_q_ = get_int_property(encoder_, std::string(entry_->max_qp_property).c_str());
+  } else if (family_ == EncoderFamily::Quantizer) {
+    if (!user_min_q_) user_min_q_ = get_int_property(encoder_, "min-quantizer");
+    if (!user_max_q_) user_max_q_ = get_int_property(encoder_, "max-quantizer");
+  }
+  last_qp_ = -1;
+  last_rate_bps_ = 0;
+  if (family_ != EncoderFamily::QpMeta) apply_frame(nullptr, -1, bitrate_bps, bitrate_bps);
+}
+
+void EncoderAdapter::release_control(double bitrate_bps) {
+  if (user_rate_control_) {
+    set_int_property("rate-control", *user_rate_control_);
+    user_rate_control_.reset();
+  }
+  const char* min_name = entry_ && !entry_->min_qp_property.empty() ? entry_->min_qp_property.data() : "min-quantizer";
+  const char* max_name = entry_ && !entry_->max_qp_property.empty() ? entry_->max_qp_property.data() : "max-quantizer";
+  // The catalogue's strings are NUL-terminated literals, so data() is a C string.
+  if (user_max_q_) set_int_property(max_name, *user_max_q_);
+  if (user_min_q_) set_int_property(min_name, *user_min_q_);
+  user_min_q_.reset();
+  user_max_q_.reset();
+  if (family_ != EncoderFamily::None) set_bitrate_property(bitrate_bps);
+  set_speed_boost(0);
+  last_qp_ = -1;
+  last_rate_bps_ = bitrate_bps;
+}
+
+void EncoderAdapter::apply_frame(GstBuffer* buffer, int qp, double frame_rate_bps, double rate_bps) {
+  switch (family_) {
+    case EncoderFamily::QpMeta:
+      if (buffer && qp >= 0) gst_buffer_add_ccm_qp_meta(buffer, qp);
+      return;
+    case EncoderFamily::Quantizer: {
+      if (qp >= 0 && qp != last_qp_) {
+        // Hardware elements of this family take the 8-bit q-index (0-255).
+        const int native = native_qp_max_ > 63 ? std::min(native_qp_max_, qp * 4) : std::min(native_qp_max_, qp);
+        const char* min_name =
+            entry_ && !entry_->min_qp_property.empty() ? entry_->min_qp_property.data() : "min-quantizer";
+        const char* max_name =
+            entry_ && !entry_->max_qp_property.empty() ? entry_->max_qp_property.data() : "max-quantizer";
+        // libvpx checks min <= max on every config change: move the bound on the
+        // side we are going first.
+        if (last_qp_ < 0 || qp > last_qp_) {
+          set_int_property(max_name, native);
+          set_int_property(min_name, native);
+        } else {
+          set_int_property(min_name, native);
+          set_int_property(max_name, native);
+        }
+        last_qp_ = qp;
+      }
+      if (last_rate_bps_ <= 0 || std::fabs(rate_bps / last_rate_bps_ - 1.0) > kRateTolerance) {
+        set_bitrate_property(rate_bps);
+        last_rate_bps_ = rate_bps;
+      }
+      return;
+    }
+    case EncoderFamily::Bitrate:
+      if (last_rate_bps_ <= 0 || std::fabs(frame_rate_bps / last_rate_bps_ - 1.0) > kRateTolerance) {
+        set_bitrate_property(frame_rate_bps);
+        last_rate_bps_ = frame_rate_bps;
+      }
+      return;
+    case EncoderFamily::BitrateOnChange: {
+      if (last_rate_bps_ > 0 && std::fabs(rate_bps / last_rate_bps_ - 1.0) <= kRateTolerance) return;
+      const bool slow = entry_ && (entry_->bitrate_change == catalog::BitrateChange::Reopen ||
+                                   entry_->bitrate_change == catalog::BitrateChange::Drain);
+      const gint64 now = g_get_monotonic_time();
+      if (slow && last_rate_bps_ > 0 && now - last_rate_change_us_ < kSlowChangeIntervalUs) return;
+      set_bitrate_property(rate_bps);
+      last_rate_bps_ = rate_bps;
+      last_rate_change_us_ = now;
+      return;
+    }
+    case EncoderFamily::None: return;
+  }
+}
+
+int EncoderAdapter::set_speed_boost(int steps) {
+  if (speed_.property.empty()) return 0;
+  steps = std::max(0, steps);
+  if (steps == boost_) return boost_;
+  if (!user_speed_) user_speed_ = get_int_property(encoder_, speed_.property.c_str());
+  if (!user_speed_) return 0;
+  int value = *user_speed_ + speed_.direction * steps;
+  value = speed_.direction > 0 ? std::min(value, std::max(speed_.fastest, *user_speed_))
+                               : std::max(value, std::min(speed_.fastest, *user_speed_));
+  set_int_property(speed_.property.c_str(), value);
+  boost_ = std::abs(value - *user_speed_);
+  if (boost_ == 0) user_speed_.reset();
+  return boost_;
+}
+
+GstElement* find_downstream_encoder(GstPad* pad, std::string& seen) {
+  GstPad* peer = gst_pad_get_peer(pad);
+  for (int hops = 0; peer && hops < 64; ++hops) {
+    // Into a bin: follow the ghost pad to the element inside.
+    if (GST_IS_GHOST_PAD(peer)) {
+      GstPad* target = gst_ghost_pad_get_target(GST_GHOST_PAD(peer));
+      gst_object_unref(peer);
+      peer = target;
+      continue;
+    }
+    // Out of a bin: the internal pad of a source ghost pad; go on from the ghost pad's peer.
+    if (GST_IS_PROXY_PAD(peer)) {
+      GstProxyPad* ghost = gst_proxy_pad_get_internal(GST_PROXY_PAD(peer));
+      gst_object_unref(peer);
+      peer = ghost ? gst_pad_get_peer(GST_PAD(ghost)) : nullptr;
+      if (ghost) gst_object_unref(ghost);
+      continue;
+    }
+    GstElement* element = gst_pad_get_parent_element(peer);
+    gst_object_unref(peer);
+    peer = nullptr;
+    if (!element) break;
+    seen = GST_OBJECT_NAME(element);
+    if (GstElementFactory* f = gst_element_get_factory(element))
+      seen += std::string(" (") + GST_OBJECT_NAME(f) + ")";
+    const char* klass = gst_element_get_metadata(element, GST_ELEMENT_METADATA_KLASS);
+    if (klass && std::strstr(klass, "Encoder")) return element;
+    // Parsers, capsfilters, queues, converters: one way on.
+    GstPad* src = nullptr;
+    GST_OBJECT_LOCK(element);
+    if (element->numsrcpads == 1) src = GST_PAD(gst_object_ref(element->srcpads->data));
+    GST_OBJECT_UNLOCK(element);
+    gst_object_unref(element);
+    if (!src) break;
+    peer = gst_pad_get_peer(src);
+    gst_object_unref(src);
+  }
+  if (peer) gst_object_unref(peer);
+  return nullptr;
+}
+
+std::unique_ptr<EncoderAdapter> make_adapter(GstElement* encoder) {
+  GstElementFactory* f = gst_element_get_factory(encoder);
+  const std::string factory = f ? GST_OBJECT_NAME(f) : GST_OBJECT_NAME(encoder);
+  const catalog::EncoderEntry* entry = catalog::find(factory);
+  std::optional<catalog::Codec> codec = entry ? std::optional(entry->codec) : codec_from_templates(encoder);
+  EncoderFamily family = EncoderFamily::None;
+  if (factory == "ccmx265enc" || factory == "ccmsvtav1enc") {
+    family = EncoderFamily::QpMeta;
+  } else if (factory == "vp9enc" || factory == "vp8enc" || factory == "av1enc") {
+    // libvpx and libaom apply min/max-quantizer through their config-set call on the next frame.
+    family = EncoderFamily::Quantizer;
+  } else if (factory == "x264enc") {
+    family = EncoderFamily::Bitrate;
+  } else if ((entry && !entry->bitrate_property.empty()) || has_property(encoder, "bitrate") ||
+             has_property(encoder, "target-bitrate")) {
+    family = EncoderFamily::BitrateOnChange;
+  }
+  if (!codec) {
+    codec = catalog::Codec::H264;  // QP scale only matters for per-frame families
+    if (family == EncoderFamily::QpMeta || family == EncoderFamily::Quantizer) family = EncoderFamily::BitrateOnChange;
+  }
+  GST_DEBUG("encoder %s: codec %s, family %s", factory.c_str(), catalog::to_string(*codec), to_string(family));
+  return std::make_unique<EncoderAdapter>(encoder, factory, *codec, family, entry);
+}
+
+}  // namespace ccm::gst

@@ -1,0 +1,104 @@
+// How ccmratecontrol drives each encoder family, in one place.
+//
+//   family          encoders                               per frame                       on a rate change
+//   QpMeta          ccmx265enc, ccmsvtav1enc               GstCcmQpMeta (rate-control=cqp) (nothing: QP is the rate)
+//   Quantizer       vp9enc, vp8enc, av1enc                 min-quantizer = max-quantizer   target-bitrate (their CBR stays sane
+//                                                                                          if we stop pinning the quantizer)
+//   Bitrate         x264enc                                bitrate = the frame budget's    bitrate
+//                                                          rate (x264_encoder_reconfig)
+//   BitrateOnChange every other encoder with a bitrate     nothing                         bitrate (rate-limited where a change
+//                   property (nv*, va*, qsv*, x265enc ...)                                 reopens or drains the encoder)
+//
+// The speed knob (QoS: raise the preset while frames run late) is per element:
+// ccmx265enc speed-preset down towards 0 (ultrafast), ccmsvtav1enc speed-preset up
+// to 13, vp9enc/vp8enc/av1enc cpu-used up.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "catalog/catalog.h"
+
+namespace ccm::gst {
+
+enum class EncoderFamily { QpMeta, Quantizer, Bitrate, BitrateOnChange, None };
+const char* to_string(EncoderFamily f);
+
+struct SpeedKnob {
+  std::string property;  // "" = none
+  int direction = 0;     // +1: a larger value is faster; -1: a smaller one
+  int fastest = 0;       // the value beyond which we do not go
+};
+
+// What we learnt about one encoder element. Owns a ref on it.
+class EncoderAdapter {
+ public:
+  EncoderAdapter(GstElement* encoder, std::string factory, catalog::Codec codec, EncoderFamily family,
+                 const catalog::EncoderEntry* entry);
+  ~EncoderAdapter();
+  EncoderAdapter(const EncoderAdapter&) = delete;
+  EncoderAdapter& operator=(const EncoderAdapter&) = delete;
+
+  GstElement* encoder() const { return encoder_; }
+  const std::string& factory() const { return factory_; }
+  catalog::Codec codec() const { return codec_; }
+  EncoderFamily family() const { return family_; }
+  // Whether force-key-unit events make key frames (libaom's av1enc in 1.22 ignores them).
+  bool honours_key_units() const;
+  // Whether the encoder takes a QP for every frame (meta or min = max quantizer).
+  bool per_frame_qp() const { return family_ == EncoderFamily::QpMeta || family_ == EncoderFamily::Quantizer; }
+  // Why per-frame control is not possible, for the warning ("" when it is).
+  std::string limitation() const;
+
+  // Before the first frame (and when the mode returns to rlambda): put the
+  // encoder where we can steer it (cqp for QpMeta). Remembers what it changes.
+  void take_control(double bitrate_bps);
+  // mode=passthrough: give back what take_control changed.
+  void release_control(double bitrate_bps);
+
+  // Per frame: qp in the codec's scale (-1 = none), frame_rate_bps the rate this
+  // frame's budget stands for (x264enc follows it), rate_bps the rate in force
+  // (property, bandwidth estimate, QoS). Must not be called with the element's
+  // lock held: setting a property takes the encoder's own lock, which its
+  // streaming thread holds while it pushes output into our probe.
+  void apply_frame(GstBuffer* buffer, int qp, double frame_rate_bps, double rate_bps);
+  // QoS: steps > 0 faster than the user's setting, 0 = back to it. Returns the steps applied.
+  int set_speed_boost(int steps);
+
+ private:
+  void set_int_property(const char* name, long long value);
+  void set_bitrate_property(double bps);
+
+  GstElement* encoder_;
+  std::string factory_;
+  catalog::Codec codec_;
+  EncoderFamily family_;
+  const catalog::EncoderEntry* entry_;  // nullptr for elements the catalogue lacks
+  std::string bitrate_property_;
+  uint32_t bitrate_units_per_kbps_ = 1;
+  int native_qp_max_ = 51;  // the element's quantizer scale (255 for q-index elements)
+  int last_qp_ = -1;
+  double last_rate_bps_ = 0;
+  gint64 last_rate_change_us_ = 0;
+  SpeedKnob speed_;
+  std::optional<int> user_speed_;
+  std::optional<int> user_rate_control_;     // QpMeta: the mode before cqp
+  std::optional<int> user_min_q_, user_max_q_;  // Quantizer: the range before pinning
+  int boost_ = 0;
+};
+
+// Walks downstream from `pad` (our source pad) through ghost pads, parsers,
+// capsfilters, queues and converters (elements with one source pad) to the first
+// element whose klass has "Encoder". `seen` is the last element looked at (for
+// the warning when there is no encoder). nullptr when none.
+GstElement* find_downstream_encoder(GstPad* pad, std::string& seen);
+
+// The adapter for an encoder element: the catalogue's entry where it has one,
+// otherwise the codec from the source pad template and the family from the
+// properties the element has.
+std::unique_ptr<EncoderAdapter> make_adapter(GstElement* encoder);
+
+}  // namespace ccm::gst
