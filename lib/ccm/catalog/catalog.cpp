@@ -564,11 +564,12 @@ constexpr EncoderEntry kEntries[] = {
         .key_unit = KeyUnit::Event,
         .low_latency = kCcmLowLatency,
         .always = {},
-        .traps = "gst-ccm's own x265 element (docs/encoders.md): bitrate changes through "
-                 "x265_encoder_reconfig in place (no new headers, no IDR) while the bitrate stays within the "
-                 "HEVC level pinned at start (room for twice the opening rate; beyond it, a reopen). Per-frame QP "
-                 "and per-block offsets from GstCcmQpMeta; offsets need cbr/vbr (x265 turns AQ off in cqp). "
-                 "No B-frames or QP-limit properties; speed-preset 0-9 = ultrafast..placebo.",
+        .traps = "gst-ccm's own x265 element (docs/encoders.md): bitrate changes in place on the next "
+                 "frame (no new headers, no IDR) while the bitrate stays within the HEVC level pinned at start "
+                 "(4x the opening rate, at least 20 Mbit/s), and for sizes that are multiples of 8; otherwise a "
+                 "change reopens the encoder. Per-frame QP and per-block offsets from GstCcmQpMeta; offsets need "
+                 "cbr/vbr (x265 turns AQ off in cqp). No B-frames or QP-limit properties; speed-preset 0-9 = "
+                 "ultrafast..placebo.",
         .debian_package = "",
     },
     {
