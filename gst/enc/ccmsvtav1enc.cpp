@@ -483,13 +483,13 @@ GstFlowReturn drain_session(GstCcmSvtAv1Enc* self) {
 GstFlowReturn restart_for_key(GstCcmSvtAv1Enc* self) {
   SvtState& st = *self->state;
   const gint64 t0 = g_get_monotonic_time();
-  GstFlowReturn ret = drain_session(self);
+  const GstFlowReturn ret = drain_session(self);
   st.session.reset();
   if (!open_session(self)) return GST_FLOW_ERROR;
   g_atomic_int_inc(&self->restarts);
   GST_INFO_OBJECT(self, "restarted SVT-AV1 for a requested key frame in %.1f ms",
                   (g_get_monotonic_time() - t0) / 1000.0);
-  return ret == GST_FLOW_EOS ? GST_FLOW_OK : ret;
+  return ret;  // downstream's answer to the pictures that came out (flushing, not linked ...)
 }
 
 // Whether upstream is live (its latency query says so). Unknown counts as live:

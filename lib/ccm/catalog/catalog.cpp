@@ -257,7 +257,7 @@ constexpr EncoderEntry kEntries[] = {
                  "controller, so bitrate, rate-control and quantizer change on the next picture without a "
                  "key frame; GstCcmQpMeta overrides the QP (per-block offsets are ignored: SVT 1.4 takes no "
                  "QP map). A requested key frame restarts the library at that picture (SVT refuses forced "
-                 "key pictures in low delay): ~0.1-0.2 s at 1080p. Odd sizes and sizes below 64x64 are "
+                 "key pictures in low delay): 20-60 ms at 1080p. Odd sizes and sizes below 64x64 are "
                  "refused (4:2:0 in SVT needs even sizes). low-latency=false: random access with SVT's own "
                  "rate control, where a bitrate change reopens. speed-preset 0-13 (default 12).",
         .debian_package = "",
