@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -591,6 +592,25 @@ TEST_F(X265Enc, EosDrainsEveryFrameWithLookahead) {
   expect_decodes(e.write("lookahead.h265"), 40);
 }
 
+TEST_F(X265Enc, BitrateChangeWithLookaheadKeepsEveryFrame) {
+  // low-latency=false: frames inside the look-ahead when the change lands.
+  const Clip& clip = cars_small();
+  EncodeOptions o;
+  o.encoder = "ccmx265enc low-latency=false bitrate=1200";
+  o.frames = 90;
+  o.before_frame = [](GstElement* enc, GstPad*, int index) {
+    if (index == 30) g_object_set(enc, "bitrate", 300u, nullptr);
+  };
+  const Encoded e = encode(clip, o);
+  ASSERT_TRUE(e.eos) << e.error;
+  ASSERT_EQ(e.packets.size(), 90u);
+  std::printf("[ lookahead ] kbit/s per second: %.0f %.0f %.0f\n", e.kbps_in_window(0), e.kbps_in_window(1),
+              e.kbps_in_window(2));
+  EXPECT_LT(e.kbps_in_window(2), 0.5 * e.kbps_in_window(0));
+  EXPECT_EQ(idr_frames(e), (std::set<int>{0}));
+  expect_decodes(e.write("lookahead-bitrate.h265"), 90);
+}
+
 TEST_F(X265Enc, LatencyQueryAnswersTheLibraryDelay) {
   for (const bool low_latency : {true, false}) {
     GstElement* pipeline = gst_parse_launch(
@@ -642,6 +662,69 @@ TEST_F(X265Enc, VariableRateInputWithoutTimestampsIsEncoded) {
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, 19);
   EXPECT_NEAR(p.duration_s, 19.0 / 30, 0.05);
+}
+
+TEST_F(X265Enc, NewCapsMidStreamReopenWithAKeyFrame) {
+  // 10 frames of the cars clip, then 10 of its top-left 160x128: the encoder
+  // drains, reopens at the new size and starts with an IDR.
+  const Clip& clip = cars_small();
+  ASSERT_FALSE(clip.frames.empty());
+  GstElement* pipeline = gst_parse_launch(
+      "appsrc name=src format=time ! ccmx265enc ! appsink name=sink sync=false", nullptr);
+  ASSERT_NE(pipeline, nullptr);
+  GstElement* src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  for (int i = 0; i < 20; ++i) {
+    const bool small = i >= 10;
+    if (i == 0 || i == 10) {
+      GstCaps* caps = gst_caps_copy(clip.caps);
+      gst_caps_set_simple(caps, "framerate", GST_TYPE_FRACTION, kFps, 1, "width", G_TYPE_INT, small ? 160 : 320,
+                          "height", G_TYPE_INT, small ? 128 : 240, nullptr);
+      gst_app_src_set_caps(GST_APP_SRC(src), caps);
+      gst_caps_unref(caps);
+    }
+    GstBuffer* frame;
+    if (!small) {
+      frame = gst_buffer_copy(clip.frames[size_t(i)]);
+    } else {
+      GstVideoInfo info;
+      gst_video_info_set_format(&info, GST_VIDEO_FORMAT_I420, 160, 128);
+      frame = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&info), nullptr);
+      GstVideoFrame in, out;
+      gst_video_frame_map(&in, const_cast<GstVideoInfo*>(&clip.info), clip.frames[size_t(i)], GST_MAP_READ);
+      gst_video_frame_map(&out, &info, frame, GST_MAP_WRITE);
+      for (int p = 0; p < 3; ++p)
+        for (int y = 0; y < GST_VIDEO_FRAME_COMP_HEIGHT(&out, p); ++y)
+          memcpy(static_cast<guint8*>(GST_VIDEO_FRAME_PLANE_DATA(&out, p)) + y * GST_VIDEO_FRAME_PLANE_STRIDE(&out, p),
+                 static_cast<guint8*>(GST_VIDEO_FRAME_PLANE_DATA(&in, p)) + y * GST_VIDEO_FRAME_PLANE_STRIDE(&in, p),
+                 GST_VIDEO_FRAME_COMP_WIDTH(&out, p));
+      gst_video_frame_unmap(&out);
+      gst_video_frame_unmap(&in);
+    }
+    GST_BUFFER_PTS(frame) = GstClockTime(i) * kFrameDuration;
+    GST_BUFFER_DURATION(frame) = kFrameDuration;
+    ASSERT_EQ(gst_app_src_push_buffer(GST_APP_SRC(src), frame), GST_FLOW_OK);
+  }
+  gst_app_src_end_of_stream(GST_APP_SRC(src));
+  Encoded e;
+  while (GstSample* sample = gst_app_sink_pull_sample(GST_APP_SINK(sink))) {
+    GstBuffer* b = gst_sample_get_buffer(sample);
+    Packet p;
+    p.pts = GST_BUFFER_PTS(b);
+    p.delta = GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+    p.data.resize(gst_buffer_get_size(b));
+    gst_buffer_extract(b, 0, p.data.data(), p.data.size());
+    e.packets.push_back(std::move(p));
+    gst_sample_unref(sample);
+  }
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(src);
+  gst_object_unref(sink);
+  gst_object_unref(pipeline);
+  EXPECT_EQ(e.packets.size(), 20u);
+  EXPECT_EQ(idr_frames(e), (std::set<int>{0, 10}));
+  expect_decodes(e.write("caps-change.h265"), 20);
 }
 
 TEST_F(X265Enc, OddSizesIn444KeepTheirSize) {
