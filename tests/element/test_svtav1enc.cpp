@@ -336,6 +336,37 @@ INSTANTIATE_TEST_SUITE_P(Depths, BitrateChange,
                          ::testing::Values(DepthCase{"I420", "yuv420p"}, DepthCase{"I420_10LE", "yuv420p10le"}),
                          [](const auto& info) { return std::string(info.param.format); });
 
+// ---- keyframe-interval ----------------------------------------------------------------------
+
+// keyframe-interval is the library's own intra period: key frames exactly every
+// N pictures, without a restart; the base's interval requests fall on them.
+TEST(SvtAv1Enc, KeyframeIntervalWithoutRestarts) {
+  const std::string mkv = temp_path("svt-keyint.mkv");
+  GError* err = nullptr;
+  GstElement* pipeline = gst_parse_launch(
+      ("videotestsrc num-buffers=31 pattern=ball ! video/x-raw,format=I420,width=160,height=128,framerate=25/1 ! "
+       "ccmsvtav1enc name=enc keyframe-interval=10 ! av1parse ! matroskamux ! filesink location=" + mkv).c_str(),
+      &err);
+  ASSERT_TRUE(pipeline && !err);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  GstMessage* msg =
+      gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, GstMessageType(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  ASSERT_NE(msg, nullptr);
+  EXPECT_EQ(GST_MESSAGE_TYPE(msg), GST_MESSAGE_EOS);
+  gst_message_unref(msg);
+  GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+  guint restarts = 99;
+  g_object_get(enc, "key-frame-restarts", &restarts, nullptr);
+  gst_object_unref(enc);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(bus);
+  gst_object_unref(pipeline);
+  EXPECT_EQ(restarts, 0u);
+  EXPECT_EQ(decoded_key_frames(mkv, kFps), (std::set<long>{0, 10, 20, 30}));
+  EXPECT_TRUE(probe_file(mkv).ok);
+}
+
 // ---- the rate controller alone, on a synthetic encoder ----------------------------------
 
 // An encoder whose frames cost C * 2^(-qp / 6.5) bits (steeper than the controller's
