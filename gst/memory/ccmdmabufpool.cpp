@@ -41,6 +41,15 @@ int resolve_numa_node(GstObject* pool, int requested, int gpu) {
   return local;
 }
 
+bool same_alignment(const GstVideoAlignment& a, const GstVideoAlignment& b) {
+  if (a.padding_top != b.padding_top || a.padding_bottom != b.padding_bottom || a.padding_left != b.padding_left ||
+      a.padding_right != b.padding_right)
+    return false;
+  for (int i = 0; i < GST_VIDEO_MAX_PLANES; i++)
+    if (a.stride_align[i] != b.stride_align[i]) return false;
+  return true;
+}
+
 std::string plane_list(const GstVideoInfo& info, bool strides) {
   std::string out;
   for (guint i = 0; i < GST_VIDEO_INFO_N_PLANES(&info); i++) {
@@ -63,6 +72,13 @@ struct _GstCcmDmaBufPool {
     guint min_buffers = 0, max_buffers = 0;
     ccm::memory::AllocatorOptions options;
     GstAllocator* allocator = nullptr;
+    // The alignment we wrote into the config last time, and the upstream
+    // request it was made from: a config that comes back with ours unchanged
+    // (get_config, edit params, set_config) still means that request, not our
+    // padding as a new one.
+    GstVideoAlignment written{};
+    bool has_request = false;
+    GstVideoAlignment request{};
   }* priv;
 };
 
@@ -130,8 +146,15 @@ static gboolean ccm_dmabuf_pool_set_config(GstBufferPool* pool, GstStructure* co
   // Padding that upstream asked for (decoders drawing outside the picture) is
   // kept; our alignment is added to its stride masks.
   GstVideoAlignment requested;
-  const bool has_requested = gst_buffer_pool_config_has_option(config, GST_BUFFER_POOL_OPTION_VIDEO_ALIGNMENT) &&
-                             gst_buffer_pool_config_get_video_alignment(config, &requested);
+  bool has_requested = gst_buffer_pool_config_has_option(config, GST_BUFFER_POOL_OPTION_VIDEO_ALIGNMENT) &&
+                       gst_buffer_pool_config_get_video_alignment(config, &requested);
+  {
+    std::lock_guard lock(p.lock);
+    if (has_requested && p.configured && same_alignment(requested, p.written)) {
+      has_requested = p.has_request;
+      requested = p.request;
+    }
+  }
   ccm::memory::AlignedLayout layout{};
   std::string why;
   if (!ccm::memory::aligned_layout(info, alignment, has_requested ? &requested : nullptr, &layout, &why)) {
@@ -172,6 +195,9 @@ static gboolean ccm_dmabuf_pool_set_config(GstBufferPool* pool, GstStructure* co
     p.buffer_size = buffer_size;
     p.min_buffers = min_buffers;
     p.max_buffers = max_buffers;
+    p.written = layout.padding;
+    p.has_request = has_requested;
+    if (has_requested) p.request = requested;
     p.configured = true;
   }
   GST_DEBUG_OBJECT(pool, "%s %dx%d: %" G_GSIZE_FORMAT "-byte buffers, offsets %s, strides %s, %u-byte aligned",

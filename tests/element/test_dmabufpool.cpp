@@ -54,10 +54,13 @@ int count_open_fds() {
   return n;
 }
 
+// Mappings of our memfds (named "ccmdmabuf"); other threads and the sanitizer
+// runtime map memory of their own at any time.
 int count_mappings() {
   std::ifstream maps("/proc/self/maps");
   int n = 0;
-  for (std::string line; std::getline(maps, line);) n++;
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("/memfd:ccmdmabuf") != std::string::npos) n++;
   return n;
 }
 
@@ -283,18 +286,21 @@ TEST(Layout, EveryRawFormatEverySize) {
   EXPECT_GT(checked, 1000);
 }
 
+// The figures docs/memory.md gives.
 TEST(Layout, KnownFormatsAt256) {
   struct Case {
     GstVideoFormat format;
     int w, h;
     std::vector<gint> strides;
+    std::vector<gsize> offsets;
+    gsize size;
   };
   const Case cases[] = {
-      {GST_VIDEO_FORMAT_NV12, 1918, 1080, {2048, 2048}},
-      {GST_VIDEO_FORMAT_I420, 1918, 1080, {2048, 1024, 1024}},
-      {GST_VIDEO_FORMAT_P010_10LE, 1920, 1080, {3840, 3840}},
-      {GST_VIDEO_FORMAT_I420_10LE, 1280, 720, {2560, 1280, 1280}},
-      {GST_VIDEO_FORMAT_NV12, 7680, 4320, {7680, 7680}},
+      {GST_VIDEO_FORMAT_NV12, 1918, 1080, {2048, 2048}, {0, 2211840}, 3317760},
+      {GST_VIDEO_FORMAT_I420, 1918, 1080, {2048, 1024, 1024}, {0, 2211840, 2764800}, 3317760},
+      {GST_VIDEO_FORMAT_P010_10LE, 1920, 1080, {3840, 3840}, {0, 4147200}, 6220800},
+      {GST_VIDEO_FORMAT_I420_10LE, 1280, 720, {2560, 1280, 1280}, {0, 1843200, 2304000}, 2764800},
+      {GST_VIDEO_FORMAT_NV12, 7680, 4320, {7680, 7680}, {0, 33177600}, 49766400},
   };
   for (const Case& c : cases) {
     GstVideoInfo in;
@@ -302,8 +308,12 @@ TEST(Layout, KnownFormatsAt256) {
     ccm::memory::AlignedLayout layout;
     std::string why;
     ASSERT_TRUE(ccm::memory::aligned_layout(in, 256, nullptr, &layout, &why)) << why;
-    for (size_t i = 0; i < c.strides.size(); i++)
-      EXPECT_EQ(layout.info.stride[i], c.strides[i]) << gst_video_format_to_string(c.format) << " plane " << i;
+    const char* name = gst_video_format_to_string(c.format);
+    for (size_t i = 0; i < c.strides.size(); i++) {
+      EXPECT_EQ(layout.info.stride[i], c.strides[i]) << name << " plane " << i;
+      EXPECT_EQ(layout.info.offset[i], c.offsets[i]) << name << " plane " << i;
+    }
+    EXPECT_EQ(layout.info.size, c.size) << name;
   }
 }
 
@@ -405,6 +415,7 @@ TEST(Allocator, DmabufMemorySyncsEveryCpuAccessAndStaysMapped) {
     syncs = log.count("synchroniz");
   }
   EXPECT_EQ(syncs, 20) << "one SYNC_START and one SYNC_END per CPU access";
+  EXPECT_EQ(mappings_before, 1);
   EXPECT_EQ(count_mappings(), mappings_before) << "no mmap per access";
   gst_memory_unref(mem);
   gst_object_unref(allocator);
@@ -579,6 +590,34 @@ INSTANTIATE_TEST_SUITE_P(MustShow, PoolFormats,
                            return std::string(info.param.format) + "_" + std::to_string(info.param.width) + "x" +
                                   std::to_string(info.param.height);
                          });
+
+// get_config / set_config round trips: our own padding is not mistaken for an
+// upstream request, an upstream request survives, a new alignment takes effect.
+TEST(Pool, ReconfigureKeepsRequestsNotOwnPadding) {
+  GstBufferPool* pool = make_pool("NV12", 1920, 1080, 0, 0);
+  auto strides = [&] {
+    Structure st(ccm_dmabuf_pool_get_stats(pool));
+    return str(st.get(), "strides");
+  };
+  EXPECT_EQ(strides(), "2048,2048");
+  GstStructure* config = gst_buffer_pool_get_config(pool);
+  ccm_dmabuf_pool_config_set_alignment(config, 128);
+  ASSERT_TRUE(gst_buffer_pool_set_config(pool, config));
+  EXPECT_EQ(strides(), "1920,1920") << "1920 is 128-aligned: no padding left over from the 256 layout";
+
+  config = gst_buffer_pool_get_config(pool);
+  GstVideoAlignment request;
+  gst_video_alignment_reset(&request);
+  request.padding_right = 200;
+  gst_buffer_pool_config_add_option(config, GST_BUFFER_POOL_OPTION_VIDEO_ALIGNMENT);
+  gst_buffer_pool_config_set_video_alignment(config, &request);
+  ASSERT_TRUE(gst_buffer_pool_set_config(pool, config));
+  EXPECT_EQ(strides(), "2176,2176") << "1920 + 200 padding, rounded up to 128";
+  config = gst_buffer_pool_get_config(pool);  // unchanged round trip
+  ASSERT_TRUE(gst_buffer_pool_set_config(pool, config));
+  EXPECT_EQ(strides(), "2176,2176");
+  gst_object_unref(pool);
+}
 
 TEST(Pool, MinAndMaxBuffersHonoured) {
   GstBufferPool* pool = make_pool("NV12", 640, 480, 2, 3);
