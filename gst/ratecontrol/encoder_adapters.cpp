@@ -274,6 +274,39 @@ int EncoderAdapter::set_speed_boost(int steps) {
   return boost_;
 }
 
+namespace {
+
+bool is_encoder(GstElement* e) {
+  const char* klass = gst_element_get_metadata(e, GST_ELEMENT_METADATA_KLASS);
+  return klass && std::strstr(klass, "Encoder");
+}
+
+// An encoder bin (ccmencbin, encodebin) whose sink pad is not a plain ghost pad:
+// the one encoder element inside it, if there is exactly one.
+GstElement* encoder_inside(GstBin* bin) {
+  GstElement* found = nullptr;
+  int count = 0;
+  GstIterator* it = gst_bin_iterate_recurse(bin);
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto* e = GST_ELEMENT(g_value_get_object(&item));
+    if (!GST_IS_BIN(e) && is_encoder(e)) {
+      ++count;
+      if (!found) found = GST_ELEMENT(gst_object_ref(e));
+    }
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  if (count != 1 && found) {
+    gst_object_unref(found);
+    found = nullptr;
+  }
+  return found;
+}
+
+}  // namespace
+
 GstElement* find_downstream_encoder(GstPad* pad, std::string& seen) {
   GstPad* peer = gst_pad_get_peer(pad);
   for (int hops = 0; peer && hops < 64; ++hops) {
@@ -299,8 +332,15 @@ GstElement* find_downstream_encoder(GstPad* pad, std::string& seen) {
     seen = GST_OBJECT_NAME(element);
     if (GstElementFactory* f = gst_element_get_factory(element))
       seen += std::string(" (") + GST_OBJECT_NAME(f) + ")";
-    const char* klass = gst_element_get_metadata(element, GST_ELEMENT_METADATA_KLASS);
-    if (klass && std::strstr(klass, "Encoder")) return element;
+    if (is_encoder(element)) {
+      if (GST_IS_BIN(element)) {
+        if (GstElement* inner = encoder_inside(GST_BIN(element))) {
+          gst_object_unref(element);
+          return inner;
+        }
+      }
+      return element;
+    }
     // Parsers, capsfilters, queues, converters: one way on.
     GstPad* src = nullptr;
     GST_OBJECT_LOCK(element);

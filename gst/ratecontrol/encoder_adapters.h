@@ -92,8 +92,9 @@ class EncoderAdapter {
 
 // Walks downstream from `pad` (our source pad) through ghost pads, parsers,
 // capsfilters, queues and converters (elements with one source pad) to the first
-// element whose klass has "Encoder". `seen` is the last element looked at (for
-// the warning when there is no encoder). nullptr when none.
+// element whose klass has "Encoder"; when that is a bin (ccmencbin), the one
+// encoder element inside it. `seen` is the last element looked at (for the
+// warning when there is no encoder). nullptr when none.
 GstElement* find_downstream_encoder(GstPad* pad, std::string& seen);
 
 // The adapter for an encoder element: the catalogue's entry where it has one,

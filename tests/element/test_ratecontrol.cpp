@@ -1,0 +1,602 @@
+// ccmratecontrol on real encoders and real clips: the rate over every 1 s window
+// of the output file (sizes read back by ffprobe, not from our own messages), key
+// frames at the scene cuts of mixed-content, bandwidth-estimate events from both
+// directions, QoS, the PSNR cap against PSNR measured by decoding, and the
+// warnings for bad input.
+#include "pipeline_util.h"
+
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using ccm::test::media;
+using ccm::test::temp_path;
+
+namespace {
+
+bool has_element(const char* name) {
+  GstElementFactory* f = gst_element_factory_find(name);
+  if (f) gst_object_unref(f);
+  return f != nullptr;
+}
+
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+struct Clip {
+  std::string yuv;  // raw I420, every frame of the clip
+  int width = 0, height = 0, frames = 0;
+  std::string source(int fps = 25) const {
+    return "filesrc location=" + yuv + " ! rawvideoparse width=" + std::to_string(width) +
+           " height=" + std::to_string(height) + " format=i420 framerate=" + std::to_string(fps) + "/1";
+  }
+};
+
+// Decodes a clip of shared/media once per process into raw I420 (ffmpeg, every frame).
+const Clip* raw_clip(const std::string& name, int w, int h) {
+  static std::map<std::string, Clip> cache;
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second.frames ? &it->second : nullptr;
+  Clip c;
+  const std::string src = media(name);
+  if (!src.empty()) {
+    c.yuv = temp_path(name + ".yuv");
+    run_capture("ffmpeg -nostdin -v error -y -i '" + src + "' -fps_mode passthrough -f rawvideo -pix_fmt yuv420p '" +
+                c.yuv + "' 2>&1");
+    c.width = w;
+    c.height = h;
+    if (FILE* f = fopen(c.yuv.c_str(), "rb")) {
+      fseek(f, 0, SEEK_END);
+      c.frames = static_cast<int>(ftell(f) / (w * h * 3 / 2));
+      fclose(f);
+    }
+  }
+  auto& stored = cache[name] = c;
+  return stored.frames ? &stored : nullptr;
+}
+
+struct Packet {
+  double pts = 0;  // seconds
+  int size = 0;
+  bool key = false;
+};
+
+std::vector<Packet> packets(const std::string& file) {
+  std::vector<Packet> out;
+  std::istringstream in(run_capture("ffprobe -v error -select_streams v -show_entries packet=pts_time,size,flags -of csv=p=0 '" +
+                                    file + "'"));
+  std::string line;
+  while (std::getline(in, line)) {
+    Packet p;
+    std::istringstream l(line);
+    std::string pts, size, flags;
+    if (!std::getline(l, pts, ',') || !std::getline(l, size, ',') || !std::getline(l, flags, ',')) continue;
+    p.pts = std::atof(pts.c_str());
+    p.size = std::atoi(size.c_str());
+    p.key = flags.find('K') != std::string::npos;
+    out.push_back(p);
+  }
+  std::sort(out.begin(), out.end(), [](const Packet& a, const Packet& b) { return a.pts < b.pts; });
+  return out;
+}
+
+// kbit/s of every 1 s window [t, t+1) with t = from, from + step, ... while t + 1 <= to.
+std::vector<double> window_kbps(const std::vector<Packet>& pk, double from, double to, double step = 0.2) {
+  std::vector<double> out;
+  for (double t = from; t + 1.0 <= to + 1e-9; t += step) {
+    double bits = 0;
+    for (const auto& p : pk)
+      if (p.pts >= t - 1e-6 && p.pts < t + 1.0 - 1e-6) bits += p.size * 8.0;
+    out.push_back(bits / 1000.0);
+  }
+  return out;
+}
+
+double p95_error(const std::vector<double>& kbps, double target) {
+  std::vector<double> e;
+  for (double k : kbps) e.push_back(std::fabs(k / target - 1.0));
+  std::sort(e.begin(), e.end());
+  return e.empty() ? 1.0 : e[static_cast<size_t>(0.95 * (e.size() - 1))];
+}
+
+double psnr_y(const std::string& encoded, const Clip& clip, int frames) {
+  const std::string out = run_capture("ffmpeg -nostdin -v info -i '" + encoded + "' -f rawvideo -pix_fmt yuv420p -s " +
+                                      std::to_string(clip.width) + "x" + std::to_string(clip.height) + " -i '" +
+                                      clip.yuv + "' -frames:v " + std::to_string(frames) +
+                                      " -lavfi '[0:v][1:v]psnr' -f null - 2>&1");
+  const auto at = out.find("PSNR y:");
+  return at == std::string::npos ? 0.0 : std::atof(out.c_str() + at + 7);
+}
+
+struct Result {
+  bool eos = false;
+  std::string error;
+  std::vector<std::string> warnings;
+  std::vector<GstStructure*> messages;  // ccm-ratecontrol only
+  GstStructure* stats = nullptr;
+  Result() = default;
+  Result(const Result&) = delete;
+  Result(Result&& o) noexcept
+      : eos(o.eos), error(std::move(o.error)), warnings(std::move(o.warnings)), messages(std::move(o.messages)),
+        stats(o.stats) {
+    o.messages.clear();
+    o.stats = nullptr;
+  }
+  ~Result() {
+    for (auto* s : messages) gst_structure_free(s);
+    if (stats) gst_structure_free(stats);
+  }
+  bool warned(const std::string& text) const {
+    return std::any_of(warnings.begin(), warnings.end(),
+                       [&](const std::string& w) { return w.find(text) != std::string::npos; });
+  }
+};
+
+// Runs a pipeline with an element named "rc" (ccmratecontrol). before_play may
+// install probes; warnings and ccm-ratecontrol messages are collected.
+Result run(const std::string& desc, const std::function<void(GstElement*)>& before_play = {}, int timeout_s = 120) {
+  Result r;
+  GError* err = nullptr;
+  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
+  if (!pipeline || err) {
+    r.error = std::string("parse: ") + (err ? err->message : "?");
+    if (err) g_error_free(err);
+    if (pipeline) gst_object_unref(pipeline);
+    return r;
+  }
+  if (before_play) before_play(pipeline);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  const gint64 deadline = g_get_monotonic_time() + gint64(timeout_s) * G_USEC_PER_SEC;
+  bool done = false;
+  while (!done && g_get_monotonic_time() < deadline) {
+    GstMessage* m = gst_bus_timed_pop(bus, 100 * GST_MSECOND);
+    if (!m) continue;
+    switch (GST_MESSAGE_TYPE(m)) {
+      case GST_MESSAGE_EOS: r.eos = done = true; break;
+      case GST_MESSAGE_ERROR:
+      case GST_MESSAGE_WARNING: {
+        GError* e = nullptr;
+        gchar* dbg = nullptr;
+        if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR)
+          gst_message_parse_error(m, &e, &dbg);
+        else
+          gst_message_parse_warning(m, &e, &dbg);
+        const std::string text = std::string(e->message) + " | " + (dbg ? dbg : "");
+        if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+          r.error = text;
+          done = true;
+        } else {
+          r.warnings.push_back(text);
+        }
+        g_error_free(e);
+        g_free(dbg);
+        break;
+      }
+      case GST_MESSAGE_ELEMENT: {
+        const GstStructure* s = gst_message_get_structure(m);
+        if (s && gst_structure_has_name(s, "ccm-ratecontrol")) r.messages.push_back(gst_structure_copy(s));
+        break;
+      }
+      default: break;
+    }
+    gst_message_unref(m);
+  }
+  if (!done) r.error = "timeout";
+  if (GstElement* rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc")) {
+    g_object_get(rc, "stats", &r.stats, nullptr);
+    gst_object_unref(rc);
+  }
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(bus);
+  gst_object_unref(pipeline);
+  return r;
+}
+
+struct EncoderCase {
+  const char* factory;
+  const char* element;  // with the settings a live sender uses
+  const char* tail;     // parser ! muxer
+  const char* ext;
+  bool per_frame_qp;
+};
+
+const EncoderCase kEncoders[] = {
+    {"ccmx265enc", "ccmx265enc keyframe-interval=1000", "h265parse ! matroskamux", "mkv", true},
+    {"ccmsvtav1enc", "ccmsvtav1enc keyframe-interval=1000", "av1parse ! matroskamux", "mkv", true},
+    {"vp9enc", "vp9enc deadline=1 cpu-used=8 lag-in-frames=0 end-usage=cbr keyframe-max-dist=1000", "webmmux", "webm",
+     true},
+    {"x264enc", "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=1000", "h264parse ! matroskamux", "mkv",
+     false},
+};
+
+std::string name_of(const ::testing::TestParamInfo<EncoderCase>& i) { return i.param.factory; }
+
+class RateControl : public ::testing::TestWithParam<EncoderCase> {
+ protected:
+  void SetUp() override {
+    if (!has_element(GetParam().factory)) GTEST_SKIP() << GetParam().factory << " is not in this registry";
+  }
+};
+
+}  // namespace
+
+// Foreman (hand-held camera, a fast pan at the end) at 400 kbit/s: every 1 s
+// window of the file after the first second within the goal.
+TEST_P(RateControl, OneSecondWindowsFollowTheTarget) {
+  const auto& e = GetParam();
+  const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
+  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  const std::string out = temp_path(std::string("rc-foreman-") + e.factory + "." + e.ext);
+  const double target = 400;
+  auto r = run(clip->source() + " ! ccmratecontrol name=rc target-bitrate=400 ! " + e.element + " ! " + e.tail +
+               " ! filesink location=" + out);
+  ASSERT_TRUE(r.eos) << r.error;
+  const auto pk = packets(out);
+  ASSERT_EQ(static_cast<int>(pk.size()), clip->frames);
+  const double duration = clip->frames / 25.0;
+  const auto w = window_kbps(pk, 1.0, duration);
+  double bits = 0;
+  for (const auto& p : pk) bits += p.size * 8.0;
+  const double err95 = p95_error(w, target);
+  const double worst = *std::max_element(w.begin(), w.end()) / target;
+  RecordProperty("p95_window_error", std::to_string(err95));
+  RecordProperty("worst_window_ratio", std::to_string(worst));
+  std::printf("%s: mean %.1f kbit/s, p95 |1 s window error| %.1f%%, worst window %.2f x target\n", e.factory,
+              bits / duration / 1000, 100 * err95, worst);
+  // Goal 5% (p95) and 1.15 (worst) for encoders that take a QP per frame; the
+  // limits here leave room for a loaded machine. SVT-AV1's low-delay structure
+  // (base-layer pictures cost twice the rest at one QP, sizes arrive frames
+  // late) and x264enc (a bitrate property, its own ABR in between) get more.
+  const std::string f = e.factory;
+  const double mean_tol = f == "x264enc" ? 0.12 : 0.05;
+  const double p95_limit = f == "x264enc" ? 0.25 : f == "ccmsvtav1enc" ? 0.20 : 0.07;
+  const double worst_limit = f == "x264enc" ? 1.3 : f == "ccmsvtav1enc" ? 1.25 : 1.12;
+  EXPECT_NEAR(bits / duration / 1000.0, target, mean_tol * target);
+  EXPECT_LT(err95, p95_limit);
+  EXPECT_LT(worst, worst_limit);
+  ASSERT_TRUE(r.stats);
+  guint64 frames_out = 0;
+  gst_structure_get_uint64(r.stats, "frames-out", &frames_out);
+  EXPECT_EQ(frames_out, static_cast<guint64>(clip->frames)) << "the probe saw every encoded frame";
+  EXPECT_EQ(r.messages.size(), static_cast<size_t>(clip->frames));
+}
+
+// mixed-content: cuts at 5.000 s (frame 125), 10.036 s (frame 245) and a camera
+// cut at frame 356; with scene-cut=false none of them is a key frame.
+TEST_P(RateControl, KeyFramesAtSceneCuts) {
+  const auto& e = GetParam();
+  if (std::string(e.factory) == "ccmsvtav1enc") GTEST_SKIP() << "SVT-AV1 forces no key frames in low delay";
+  const Clip* clip = raw_clip("mixed-content_480x270.webm", 480, 270);
+  if (!clip) GTEST_SKIP() << "ffmpeg or the mixed-content clip is missing";
+  for (bool cuts : {true, false}) {
+    const std::string out = temp_path(std::string("rc-mixed-") + e.factory + (cuts ? "-cuts." : "-nocuts.") + e.ext);
+    auto r = run(clip->source() + " ! ccmratecontrol name=rc target-bitrate=600 scene-cut=" + (cuts ? "true" : "false") +
+                 " ! " + e.element + " ! " + e.tail + " ! filesink location=" + out);
+    ASSERT_TRUE(r.eos) << r.error;
+    const auto pk = packets(out);
+    ASSERT_EQ(static_cast<int>(pk.size()), clip->frames);
+    std::vector<int> keys;
+    for (size_t i = 0; i < pk.size(); ++i)
+      if (pk[i].key) keys.push_back(static_cast<int>(i));
+    const auto has = [&](int f) { return std::find(keys.begin(), keys.end(), f) != keys.end(); };
+    std::string listed;
+    for (int k : keys) listed += std::to_string(k) + " ";
+    if (cuts) {
+      EXPECT_TRUE(has(125) && has(245) && has(356)) << e.factory << " key frames: " << listed;
+      guint64 n = 0;
+      gst_structure_get_uint64(r.stats, "scene-cuts", &n);
+      EXPECT_EQ(n, 3u);
+    } else if (std::string(e.factory) != "x264enc") {  // x264 places key frames at cuts by itself
+      EXPECT_FALSE(has(125) || has(245)) << e.factory << " key frames: " << listed;
+    }
+  }
+}
+
+// A bandwidth estimate from downstream at 4 s (300 kbit/s) and one from upstream
+// at 8 s (600 kbit/s): each rate holds in the windows after it.
+TEST_P(RateControl, BandwidthEstimatesFromBothDirections) {
+  const auto& e = GetParam();
+  const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
+  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  const std::string out = temp_path(std::string("rc-bwe-") + e.factory + "." + e.ext);
+  struct State {
+    GstElement* rc = nullptr;
+    bool down = false, up = false;
+  } st;
+  auto r = run(
+      clip->source() + " ! ccmratecontrol name=rc target-bitrate=900 ! " + e.element + " ! " + e.tail +
+          " ! filesink location=" + out,
+      [&](GstElement* pipeline) {
+        st.rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc");
+        GstPad* sink = gst_element_get_static_pad(st.rc, "sink");
+        gst_pad_add_probe(
+            sink, GST_PAD_PROBE_TYPE_BUFFER,
+            [](GstPad*, GstPadProbeInfo* info, gpointer data) -> GstPadProbeReturn {
+              auto* s = static_cast<State*>(data);
+              const GstClockTime pts = GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info));
+              if (!s->down && pts >= 4 * GST_SECOND) {
+                s->down = true;  // as an application would: a downstream event into the element
+                gst_element_send_event(s->rc, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+                                                                   gst_structure_new("ccm-bandwidth-estimate", "bitrate",
+                                                                                     G_TYPE_UINT, 300000u, nullptr)));
+              }
+              if (!s->up && pts >= 8 * GST_SECOND) {
+                s->up = true;  // as WebRTC glue downstream would: upstream, into our source pad
+                GstPad* src = gst_element_get_static_pad(s->rc, "src");
+                gst_pad_send_event(src, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
+                                                             gst_structure_new("ccm-bandwidth-estimate", "bitrate",
+                                                                               G_TYPE_DOUBLE, 600000.0, nullptr)));
+                gst_object_unref(src);
+              }
+              return GST_PAD_PROBE_OK;
+            },
+            &st, nullptr);
+        gst_object_unref(sink);
+      });
+  if (st.rc) gst_object_unref(st.rc);
+  ASSERT_TRUE(r.eos) << r.error;
+  ASSERT_TRUE(st.down && st.up);
+  const auto pk = packets(out);
+  const std::string f = e.factory;
+  const double tol = f == "x264enc" ? 0.4 : f == "ccmsvtav1enc" ? 0.25 : 0.12;
+  for (double k : window_kbps(pk, 1.5, 4.0)) EXPECT_NEAR(k, 900, 900 * tol) << "before the first estimate";
+  for (double k : window_kbps(pk, 4.6, 8.0)) EXPECT_NEAR(k, 300, 300 * tol) << "after the downstream estimate";
+  for (double k : window_kbps(pk, 8.6, 12.0)) EXPECT_NEAR(k, 600, 600 * tol) << "after the upstream estimate";
+  if (e.per_frame_qp && f != "ccmsvtav1enc") {
+    // Per-frame-QP encoders follow within two frames: the third frame after 4 s
+    // is already under the new rate's share (300 kbit/s / 25 fps).
+    size_t i = 0;
+    while (i < pk.size() && pk[i].pts < 4.0 - 1e-6) ++i;
+    ASSERT_LT(i + 2, pk.size());
+    EXPECT_LT(pk[i + 2].size * 8.0, 1.3 * 300000 / 25) << "frame " << i + 2;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Encoders, RateControl, ::testing::ValuesIn(kEncoders), name_of);
+
+// QoS from the sink: frames later than the budget cut the rate 5% each and raise
+// the encoder's speed; on-time frames bring both back.
+TEST(RateControlQos, LateFramesCutTheRateAndSpeedUpTheEncoder) {
+  if (!has_element("vp9enc")) GTEST_SKIP() << "no vp9enc";
+  struct State {
+    GstElement* rc = nullptr;
+    GstElement* enc = nullptr;
+    int frames = 0;
+    double scale_after_late = 0;
+    int cpu_used_after_late = 0;
+  } st;
+  auto r = run(
+      "videotestsrc num-buffers=200 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! "
+      "ccmratecontrol name=rc target-bitrate=500 latency-budget=33 ! vp9enc name=enc deadline=1 cpu-used=4 "
+      "lag-in-frames=0 end-usage=cbr ! fakesink name=sink",
+      [&](GstElement* pipeline) {
+        st.rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc");
+        st.enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+        GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+        GstPad* pad = gst_element_get_static_pad(sink, "sink");
+        gst_pad_add_probe(
+            pad, GST_PAD_PROBE_TYPE_BUFFER,
+            [](GstPad* p, GstPadProbeInfo* info, gpointer data) -> GstPadProbeReturn {
+              auto* s = static_cast<State*>(data);
+              const GstClockTime ts = GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info));
+              ++s->frames;
+              if (s->frames == 40) {
+                GstStructure* stats = nullptr;
+                g_object_get(s->rc, "stats", &stats, nullptr);
+                gst_structure_get_double(stats, "qos-rate-scale", &s->scale_after_late);
+                gst_structure_free(stats);
+                g_object_get(s->enc, "cpu-used", &s->cpu_used_after_late, nullptr);
+              }
+              // Frames 20..39 arrive 80 ms late (more than the 33 ms budget), the rest on time.
+              const GstClockTimeDiff late = (s->frames >= 20 && s->frames < 40) ? 80 * GST_MSECOND : -5 * GST_MSECOND;
+              gst_pad_push_event(p, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 1.2, late, ts));
+              return GST_PAD_PROBE_OK;
+            },
+            &st, nullptr);
+        gst_object_unref(pad);
+        gst_object_unref(sink);
+      });
+  ASSERT_TRUE(r.eos) << r.error;
+  // 20 late frames: 0.95^20 = 0.36.
+  EXPECT_NEAR(st.scale_after_late, std::pow(0.95, 20), 0.01);
+  EXPECT_GT(st.cpu_used_after_late, 4) << "the speed preset went up while frames were late";
+  double scale_end = 0;
+  gst_structure_get_double(r.stats, "qos-rate-scale", &scale_end);
+  EXPECT_DOUBLE_EQ(scale_end, 1.0) << "recovered once frames were on time";
+  int cpu_end = 0;
+  g_object_get(st.enc, "cpu-used", &cpu_end, nullptr);
+  EXPECT_LT(cpu_end, st.cpu_used_after_late);
+  gst_object_unref(st.rc);
+  gst_object_unref(st.enc);
+}
+
+// max-psnr: far more rate than the clip needs, capped at 36 dB. The measured
+// PSNR-Y (decoded by ffmpeg) stays near the cap and the estimate agrees with it.
+TEST(RateControlPsnr, CapHoldsAgainstMeasuredPsnr) {
+  if (!has_element("ccmx265enc")) GTEST_SKIP() << "no ccmx265enc";
+  const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
+  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  const int frames = 100;
+  double kbps[2] = {0, 0}, psnr[2] = {0, 0}, estimate = 0;
+  for (int capped = 0; capped < 2; ++capped) {
+    const std::string out = temp_path(std::string("rc-psnr-") + (capped ? "cap" : "free") + ".mkv");
+    auto r = run(clip->source() + " ! identity eos-after=" + std::to_string(frames + 1) +
+                 " ! ccmratecontrol name=rc target-bitrate=3000 max-psnr=" + (capped ? "36" : "0") +
+                 " ! ccmx265enc ! h265parse ! matroskamux ! filesink location=" + out);
+    ASSERT_TRUE(r.eos) << r.error;
+    double bits = 0;
+    for (const auto& p : packets(out)) bits += p.size * 8.0;
+    kbps[capped] = bits / (frames / 25.0) / 1000.0;
+    psnr[capped] = psnr_y(out, *clip, frames);
+    if (capped) {
+      double sum = 0;
+      int n = 0;
+      for (auto* s : r.messages) {
+        double e = 0;
+        gboolean c = FALSE;
+        gst_structure_get_double(s, "psnr-estimate", &e);
+        gst_structure_get_boolean(s, "psnr-capped", &c);
+        sum += e;
+        ++n;
+      }
+      estimate = n ? sum / n : 0;
+    }
+  }
+  std::printf("free: %.0f kbit/s %.2f dB; cap 36: %.0f kbit/s %.2f dB (estimate %.2f dB)\n", kbps[0], psnr[0],
+              kbps[1], psnr[1], estimate);
+  EXPECT_GT(psnr[0], 38.0) << "without the cap the rate buys more quality";
+  EXPECT_LT(psnr[1], 37.5);
+  EXPECT_LT(kbps[1], 0.6 * kbps[0]) << "the cap leaves bits unspent";
+  EXPECT_NEAR(estimate, psnr[1], 2.0) << "the estimate matches decoded PSNR";
+}
+
+// mode=passthrough hands the rate back to the encoder's own settings.
+TEST(RateControlModes, PassthroughLeavesTheEncoderAlone) {
+  if (!has_element("ccmx265enc")) GTEST_SKIP() << "no ccmx265enc";
+  const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
+  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  double kbps[2];
+  for (int pass = 0; pass < 2; ++pass) {
+    const std::string out = temp_path(std::string("rc-mode-") + (pass ? "pass" : "rl") + ".mkv");
+    auto r = run(clip->source() + " ! identity eos-after=151 ! ccmratecontrol name=rc target-bitrate=250 mode=" +
+                 (pass ? "passthrough" : "rlambda") + " ! ccmx265enc bitrate=1000 ! h265parse ! matroskamux ! filesink location=" + out);
+    ASSERT_TRUE(r.eos) << r.error;
+    double bits = 0;
+    for (const auto& p : packets(out)) bits += p.size * 8.0;
+    kbps[pass] = bits / 6.0 / 1000.0;
+    int qp = 0;
+    ASSERT_FALSE(r.messages.empty());
+    gst_structure_get_int(r.messages.back(), "qp", &qp);
+    EXPECT_EQ(qp < 0, pass == 1) << "QP is reported only when it was applied";
+  }
+  EXPECT_NEAR(kbps[0], 250, 30);
+  EXPECT_GT(kbps[1], 600) << "passthrough: ccmx265enc's own bitrate=1000 decides";
+}
+
+TEST(RateControlInput, WarningsSayWhatHappened) {
+  // No encoder downstream.
+  {
+    auto r = run("videotestsrc num-buffers=10 ! video/x-raw,width=64,height=64 ! ccmratecontrol name=rc ! fakesink");
+    ASSERT_TRUE(r.eos) << r.error;
+    EXPECT_TRUE(r.warned("no encoder downstream")) << (r.warnings.empty() ? "" : r.warnings[0]);
+    EXPECT_TRUE(r.warned("fakesink"));
+    EXPECT_EQ(r.messages.size(), 10u) << "analysis and messages go on without an encoder";
+  }
+  // A zero target is refused and the old one kept.
+  {
+    GstElement* rc = gst_element_factory_make("ccmratecontrol", nullptr);
+    GstBus* bus = gst_bus_new();
+    gst_element_set_bus(rc, bus);
+    g_object_set(rc, "target-bitrate", 700u, nullptr);
+    g_object_set(rc, "target-bitrate", 0u, nullptr);
+    guint kbps = 0;
+    g_object_get(rc, "target-bitrate", &kbps, nullptr);
+    EXPECT_EQ(kbps, 700u);
+    GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+    ASSERT_TRUE(m);
+    GError* e = nullptr;
+    gst_message_parse_warning(m, &e, nullptr);
+    EXPECT_NE(std::string(e->message).find("keeping 700 kbit/s"), std::string::npos) << e->message;
+    g_error_free(e);
+    gst_message_unref(m);
+    gst_element_set_bus(rc, nullptr);
+    gst_object_unref(bus);
+    gst_object_unref(rc);
+  }
+  // A stock encoder without per-frame QP: said so, and its bitrate is still steered.
+  if (has_element("x265enc")) {
+    auto r = run("videotestsrc num-buffers=10 ! video/x-raw,width=64,height=64 ! ccmratecontrol name=rc "
+                 "target-bitrate=300 ! x265enc name=enc tune=zerolatency speed-preset=ultrafast ! fakesink");
+    ASSERT_TRUE(r.eos) << r.error;
+    EXPECT_TRUE(r.warned("x265enc takes no per-frame QP")) << (r.warnings.empty() ? "" : r.warnings[0]);
+  }
+  // Bad bandwidth estimates are ignored with a warning.
+  {
+    auto r = run(
+        "videotestsrc num-buffers=5 ! video/x-raw,width=64,height=64 ! ccmratecontrol name=rc ! fakesink",
+        [](GstElement* pipeline) {
+          GstElement* rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc");
+          GstPad* sink = gst_element_get_static_pad(rc, "sink");
+          gst_pad_add_probe(
+              sink, GST_PAD_PROBE_TYPE_BUFFER,
+              [](GstPad* pad, GstPadProbeInfo*, gpointer) -> GstPadProbeReturn {
+                GstElement* e = gst_pad_get_parent_element(pad);
+                gst_element_send_event(e, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+                                                               gst_structure_new("ccm-bandwidth-estimate", "bitrate",
+                                                                                 G_TYPE_INT, 0, nullptr)));
+                gst_object_unref(e);
+                return GST_PAD_PROBE_REMOVE;
+              },
+              nullptr, nullptr);
+          gst_object_unref(sink);
+          gst_object_unref(rc);
+        });
+    ASSERT_TRUE(r.eos) << r.error;
+    EXPECT_TRUE(r.warned("ignoring a ccm-bandwidth-estimate event"));
+    double target = 0;
+    gst_structure_get_double(r.stats, "target-kbps", &target);
+    EXPECT_DOUBLE_EQ(target, 2000.0) << "the default target stays";
+  }
+}
+
+// The encoder is found through queues, capsfilters and into bins (ghost pads).
+TEST(RateControlDiscovery, ThroughQueuesAndIntoBins) {
+  if (!has_element("vp9enc")) GTEST_SKIP() << "no vp9enc";
+  const std::string src = "videotestsrc num-buffers=20 ! video/x-raw,width=160,height=120,framerate=30/1 ! ";
+  const std::string chains[] = {
+      "ccmratecontrol name=rc ! queue ! capsfilter caps=video/x-raw ! vp9enc deadline=1 ! fakesink",
+      "ccmratecontrol name=rc ! ccmencbin codec=vp9 ! fakesink",
+  };
+  for (const auto& chain : chains) {
+    auto r = run(src + chain);
+    ASSERT_TRUE(r.eos) << r.error;
+    ASSERT_TRUE(r.stats);
+    EXPECT_STREQ(gst_structure_get_string(r.stats, "encoder"), "vp9enc") << chain;
+    EXPECT_STREQ(gst_structure_get_string(r.stats, "family"), "quantizer") << chain;
+    guint64 out = 0;
+    gst_structure_get_uint64(r.stats, "frames-out", &out);
+    EXPECT_EQ(out, 20u) << chain;
+    EXPECT_FALSE(r.warned("no encoder downstream")) << chain;
+  }
+}
+
+// 10-bit input (I420_10LE) through ccmx265enc: analysis of 16-bit samples and QP meta.
+TEST(RateControlFormats, TenBitInput) {
+  if (!has_element("ccmx265enc")) GTEST_SKIP() << "no ccmx265enc";
+  const std::string out = temp_path("rc-10bit.mkv");
+  auto r = run("videotestsrc num-buffers=60 pattern=ball ! video/x-raw,format=I420_10LE,width=320,height=240,framerate=30/1 ! "
+               "ccmratecontrol name=rc target-bitrate=300 message-interval=10 ! ccmx265enc ! h265parse ! matroskamux ! "
+               "filesink location=" + out);
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_EQ(r.messages.size(), 6u) << "every 10th frame";
+  auto probe = ccm::test::probe_file(out);
+  EXPECT_TRUE(probe.ok) << probe.decoder_errors;
+  EXPECT_EQ(probe.pix_fmt, "yuv420p10le");
+  double mafd = 0;
+  gst_structure_get_double(r.messages.back(), "mafd", &mafd);
+  EXPECT_GT(mafd, 0.0) << "the ball moves";
+}
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ccm::test::init_gstreamer(&argc, &argv);
+  int rc = RUN_ALL_TESTS();
+  gst_deinit();
+  return rc;
+}
