@@ -343,6 +343,7 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     const LevelLimits* roomy = nullptr;
     for (const auto& l : kLevels) {
       if (!picture_fits(l, w, h, fps)) continue;
+      if (l.idc >= 50 && p->maxCUSize < 32) break;  // levels 5+ need 32x32 CTUs: tiny pictures stay below
       if (!fit && rate_fits(l, unsigned(rc.vbv_max), unsigned(rc.vbv_buffer))) fit = &l;
       if (!roomy && rate_fits(l, want_rate, want_cpb)) roomy = &l;
     }

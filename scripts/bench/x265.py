@@ -57,15 +57,22 @@ def prepare_raw(frames):
 
 def run_process(argv, env):
     """Runs argv to the end; wall seconds, CPU seconds and peak RSS (MB) of that process."""
+    # Peak RSS through /usr/bin/time: the ru_maxrss that wait4 reports for a child
+    # starts from this (large) Python process's RSS at fork.
+    rss_file = f"/tmp/ccm-bench-rss-{os.getpid()}"
     t0 = time.monotonic()
-    p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file] + argv, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     err = p.stderr.read().decode(errors="replace")
     p.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {' '.join(argv)}\n{err[-2000:]}")
-    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}
+    with open(rss_file) as f:
+        rss_kb = float(f.read().split()[-1])
+    os.unlink(rss_file)
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": rss_kb / 1024}
 
 
 def throughput(args, raw, env):
@@ -142,8 +149,8 @@ def change_trial(spec):
         data = bytes(m.data) if ok else b""
         if ok:
             buf.unmap(m)
-        frames[buf.pts] = {"ms": (time.monotonic() - t_in.get(buf.pts, time.monotonic())) * 1000,
-                           "bytes": len(data), "idr": any(t in (19, 20) for t in nal_types(data))}
+        frames[buf.pts] = {"t_out": time.monotonic(), "bytes": len(data),
+                           "idr": any(t in (19, 20) for t in nal_types(data))}
         return Gst.PadProbeReturn.OK
 
     enc.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, on_in)
@@ -155,6 +162,12 @@ def change_trial(spec):
     if msg is None or msg.type == Gst.MessageType.ERROR:
         print(json.dumps({"error": msg.parse_error()[0].message if msg else "timeout"}))
         return 1
+    # x265enc shifts its output timestamps by 1000 hours (GstVideoEncoder min-pts,
+    # room for negative DTS); bring them back to the input's.
+    shift = min(frames) - min(t_in) if frames and t_in else 0
+    frames = {p - shift: f for p, f in frames.items()}
+    for p, f in frames.items():
+        f["ms"] = (f["t_out"] - t_in[p]) * 1000 if p in t_in else float("nan")
     pts = sorted(frames)
     change_frames = [p for p in pts if 0 < p // second <= spec["changes"] and p % second < second // FPS]
     others = [frames[p]["ms"] for p in pts if p not in change_frames and p >= second]
@@ -162,6 +175,7 @@ def change_trial(spec):
     for p in pts:
         windows[p // second] = windows.get(p // second, 0) + frames[p]["bytes"] * 8 / 1000
     print(json.dumps({
+        "frames_in": len(t_in),
         "frames": len(pts),
         "idr": [round(p / second * FPS) for p in pts if frames[p]["idr"]],
         "change_ms": [frames[p]["ms"] for p in change_frames],
@@ -182,9 +196,9 @@ def change_cost(args, raw, env):
     }
     print(f"\n## cost of a bitrate change: {args.changes} changes {args.bitrate} <-> {args.low_bitrate} kbit/s, "
           f"one per second, {frames} frames")
-    print("| encoder | key frames (IDR) at frame | frame time at a change (mean / max) | median frame time | "
-          "kbit/s per second of stream |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| encoder | frames in / out | key frames (IDR) at frame | frame time at a change (mean / max) | "
+          "median frame time | kbit/s per second of stream |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, pipeline in pipelines.items():
         spec = json.dumps({"pipeline": pipeline, "bitrate": args.bitrate, "low": args.low_bitrate,
                            "changes": args.changes})
@@ -195,7 +209,8 @@ def change_cost(args, raw, env):
             sys.exit(f"change trial failed: {name}\n{out.stdout}\n{out.stderr[-2000:]}")
         r = json.loads(line[-1])
         ch = r["change_ms"]
-        print(f"| {name} | {len(r['idr'])}: {r['idr']} | {statistics.mean(ch):.1f} / {max(ch):.1f} ms | "
+        print(f"| {name} | {r['frames_in']} / {r['frames']} | {len(r['idr'])}: {r['idr']} | "
+              f"{statistics.mean(ch):.1f} / {max(ch):.1f} ms | "
               f"{r['median_ms']:.1f} ms | {' '.join(str(k) for k in r['kbps'])} |")
 
 
