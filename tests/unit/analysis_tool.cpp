@@ -3,7 +3,7 @@
 //
 //   analysis_tool --dump FILE.y W H [ROW_STEP]
 //       per frame of an 8-bit gray raw file: "index mafd activity complexity skip fast full cut score"
-//   analysis_tool --time W H [FRAMES] [ROW_STEP] [ISA]
+//   analysis_tool --time W H [FRAMES] [ROW_STEP] [ISA] [THREADS]
 //       times analyse_frame on two synthetic 8-bit planes of W x H (fresh memory
 //       each frame, larger than the caches) and the memory floor of the same bytes
 //       read by a plain streaming sum; prints one JSON line.
@@ -73,7 +73,7 @@ uint64_t stream_sum(const uint8_t* p, size_t n) {
 }
 #endif
 
-int time_it(int w, int h, int frames, int step, Isa isa) {
+int time_it(int w, int h, int frames, int step, Isa isa, int threads) {
   const size_t plane = static_cast<size_t>(w) * h;
   // A ring of planes far larger than the last-level cache, so every frame comes from DRAM.
   const size_t ring = std::max<size_t>(8, (512u << 20) / plane);
@@ -83,6 +83,7 @@ int time_it(int w, int h, int frames, int step, Isa isa) {
   FrameAnalysis fa;
   AnalysisOptions o;
   o.row_step = step;
+  o.threads = threads;
   using clock = std::chrono::steady_clock;
   double analysis_s = 0, floor_s = 0;
   uint64_t sink = 0;
@@ -107,9 +108,9 @@ int time_it(int w, int h, int frames, int step, Isa isa) {
   const LumaPlane c{mem.data(), w, w, h};
   const double bytes = static_cast<double>(bytes_read(c, true, step));
   std::printf(
-      "{\"width\": %d, \"height\": %d, \"row_step\": %d, \"isa\": \"%s\", \"frames\": %d, \"analysis_ms\": %.4f, "
+      "{\"width\": %d, \"height\": %d, \"row_step\": %d, \"threads\": %d, \"isa\": \"%s\", \"frames\": %d, \"analysis_ms\": %.4f, "
       "\"floor_ms\": %.4f, \"bytes\": %.0f, \"analysis_gbps\": %.2f, \"floor_gbps\": %.2f, \"sink\": %llu}\n",
-      w, h, step, to_string(isa), frames, 1e3 * analysis_s / frames, 1e3 * floor_s / frames, bytes,
+      w, h, step, threads, to_string(isa), frames, 1e3 * analysis_s / frames, 1e3 * floor_s / frames, bytes,
       bytes * frames / analysis_s / 1e9, bytes * frames / floor_s / 1e9, static_cast<unsigned long long>(sink & 1));
   return 0;
 }
@@ -127,9 +128,9 @@ int main(int argc, char** argv) {
       if (!isa_supported(isa)) return 2;
     }
     return time_it(std::atoi(argv[2]), std::atoi(argv[3]), argc > 4 ? std::atoi(argv[4]) : 100,
-                   argc > 5 ? std::atoi(argv[5]) : 1, isa);
+                   argc > 5 ? std::atoi(argv[5]) : 1, isa, argc > 7 ? std::atoi(argv[7]) : 1);
   }
-  std::fprintf(stderr, "usage: %s --dump FILE.y W H [ROW_STEP] | --time W H [FRAMES] [ROW_STEP] [scalar|avx2|avx512]\n",
+  std::fprintf(stderr, "usage: %s --dump FILE.y W H [ROW_STEP] | --time W H [FRAMES] [ROW_STEP] [scalar|avx2|avx512] [THREADS]\n",
                argv[0]);
   return 2;
 }

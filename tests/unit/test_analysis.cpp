@@ -216,6 +216,26 @@ TEST(Analysis, SimdBitExactOnRealFramesAnd10BitAgrees) {
   }
 }
 
+TEST(Analysis, ThreadsGiveTheSameResults) {
+  std::mt19937 rng(9);
+  for (const Size s : {Size{1920, 1080, 0}, Size{3840, 600, 64}, Size{700, 300, 3}}) {
+    TestPlane cur(s.w, s.h, 1, s.pad), prev(s.w, s.h, 1, s.pad);
+    fill_random(cur, rng, 255);
+    fill_random(prev, rng, 255);
+    const LumaPlane c = cur.view(), p = prev.view();
+    FrameAnalysis one, many;
+    AnalysisOptions o;
+    ASSERT_TRUE(analyse_frame(c, &p, o, one));
+    for (int t : {2, 3, 8}) {
+      o.threads = t;
+      for (int repeat = 0; repeat < 3; ++repeat) {  // the pool is reused between frames
+        ASSERT_TRUE(analyse_frame(c, &p, o, many));
+        expect_same(one, many, std::to_string(t) + " threads, " + std::to_string(s.w) + "x" + std::to_string(s.h));
+      }
+    }
+  }
+}
+
 TEST(Analysis, BlockClassesFollowTheThresholds) {
   // 128x80: 2x2 blocks of 64, the bottom row partial (16 rows).
   TestPlane prev(128, 80, 1, 0), cur(128, 80, 1, 0);

@@ -260,6 +260,34 @@ TEST(Controller, UnknownFramesAndBounds) {
   EXPECT_DOUBLE_EQ(rc.set_target_bitrate(0), 500e3);  // a zero target is ignored
 }
 
+// Screen content: still frames cost nothing at any QP. They must neither walk the
+// QP down (the next scroll would come at a QP far too low) nor teach the model.
+TEST(Controller, StillFramesKeepTheQp) {
+  RateController rc(config(Codec::H265, 1000));
+  SyntheticEncoder enc{2.0, 0.14, 0.0};
+  simulate(rc, enc, 60, [](int) { return 1e6; }, [](int) { return 4.0; });
+  const int qp = rc.last_qp();
+  const auto alpha = rc.inter_model().params().alpha;
+  for (int i = 0; i < 60; ++i) {
+    FrameInfo f;
+    f.id = 500 + i;
+    f.complexity = 0.01;
+    f.activity = 8;
+    const auto d = rc.decide(f);
+    EXPECT_EQ(d.qp, qp);
+    rc.on_encoded(f.id, 50);  // a skipped frame: a few bytes
+  }
+  EXPECT_DOUBLE_EQ(rc.inter_model().params().alpha, alpha);
+  // A scroll after the still frames: 40x the motion of the frame before lets the
+  // QP move by more than qp_step at once, upwards.
+  FrameInfo scroll;
+  scroll.id = 1000;
+  scroll.complexity = 40;
+  scroll.activity = 8;
+  rc.decide({.id = 999, .complexity = 1.0, .activity = 8});
+  EXPECT_GT(rc.decide(scroll).qp, qp + 3);
+}
+
 TEST(Controller, SceneCutLetsTheQpFollowNewContentFast) {
   RateController rc(config(Codec::H265, 1000));
   SyntheticEncoder enc{2.0, 0.14, 0.0};

@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <string_view>
+#include <thread>
 
 #include "analysis/kernels.h"
 #include "hw/cpu.h"
@@ -143,6 +147,74 @@ bool valid(const LumaPlane& p) {
 
 int sampled_rows(int rows, int step) { return (rows + step - 1) / step; }
 
+// A small pool that runs job(0..n-1), job(0) on the calling thread. Workers
+// live for the process: a frame is too short to pay for starting threads.
+class Pool {
+ public:
+  static Pool& instance() {
+    static Pool pool;
+    return pool;
+  }
+  void run(int n, const std::function<void(int)>& job) {
+    std::unique_lock<std::mutex> call(call_lock_);  // one frame at a time through the pool
+    ensure_workers(n - 1);
+    {
+      std::lock_guard<std::mutex> g(lock_);
+      job_ = &job;
+      next_ = 1;
+      count_ = n;
+      pending_ = n - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    job(0);
+    std::unique_lock<std::mutex> g(lock_);
+    done_.wait(g, [&] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> g(lock_);
+      stop_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+ private:
+  void ensure_workers(int n) {
+    while (static_cast<int>(workers_.size()) < n) workers_.emplace_back([this] { work(); });
+  }
+  void work() {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> g(lock_);
+    for (;;) {
+      wake_.wait(g, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      while (job_ && next_ < count_) {
+        const int i = next_++;
+        const auto* job = job_;
+        g.unlock();
+        (*job)(i);
+        g.lock();
+        if (--pending_ == 0) done_.notify_one();
+      }
+    }
+  }
+  std::mutex call_lock_;
+  std::mutex lock_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;
+  int next_ = 0, count_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+void parallel_for(int n, const std::function<void(int)>& job) { Pool::instance().run(n, job); }
+
 }  // namespace
 
 bool isa_supported(Isa isa) {
@@ -188,38 +260,48 @@ bool analyse_frame(const LumaPlane& cur, const LumaPlane* prev, const AnalysisOp
 
   const detail::BandKernel kernel = kernel_for(isa, bps);
   const int step = options.row_step;
-  for (int y = 0; y < by; ++y) {
-    const int rows = std::min(16, cur.height - 16 * y);
-    const uint8_t* crow = cur.data + static_cast<ptrdiff_t>(16 * y) * cur.stride;
-    const uint8_t* prow = prev ? prev->data + static_cast<ptrdiff_t>(16 * y) * prev->stride : nullptr;
-    uint32_t* sad = out.sad16.data() + static_cast<size_t>(y) * bx;
-    uint32_t* act = out.activity16.data() + static_cast<size_t>(y) * bx;
-    if (full_x > 0) {
-      detail::BandArgs a;
-      a.cur = crow;
-      a.cur_stride = cur.stride;
-      a.prev = prow;
-      a.prev_stride = prev ? prev->stride : 0;
-      a.blocks = full_x;
-      a.rows = rows;
-      a.row_step = step;
-      a.shift = cur.shift;
-      a.sad = sad;
-      a.activity = act;
-      kernel(a);
+  // Bands are independent (each writes its own row of 16x16 results), so they
+  // split across threads without changing a single result.
+  auto bands = [&](int y_begin, int y_end) {
+    for (int y = y_begin; y < y_end; ++y) {
+      const int rows = std::min(16, cur.height - 16 * y);
+      const uint8_t* crow = cur.data + static_cast<ptrdiff_t>(16 * y) * cur.stride;
+      const uint8_t* prow = prev ? prev->data + static_cast<ptrdiff_t>(16 * y) * prev->stride : nullptr;
+      uint32_t* sad = out.sad16.data() + static_cast<size_t>(y) * bx;
+      uint32_t* act = out.activity16.data() + static_cast<size_t>(y) * bx;
+      if (full_x > 0) {
+        detail::BandArgs a;
+        a.cur = crow;
+        a.cur_stride = cur.stride;
+        a.prev = prow;
+        a.prev_stride = prev ? prev->stride : 0;
+        a.blocks = full_x;
+        a.rows = rows;
+        a.row_step = step;
+        a.shift = cur.shift;
+        a.sad = sad;
+        a.activity = act;
+        kernel(a);
+      }
+      if (full_x < bx) {
+        const int w = cur.width - 16 * full_x;
+        const ptrdiff_t off = static_cast<ptrdiff_t>(16 * full_x) * bps;
+        const uint8_t* p = prow ? prow + off : nullptr;
+        const ptrdiff_t ps = prev ? prev->stride : 0;
+        if (bps == 1)
+          detail::block_scalar8(crow + off, cur.stride, p, ps, w, rows, step, sad[full_x], act[full_x]);
+        else
+          detail::block_scalar16(crow + off, cur.stride, p, ps, w, rows, step, cur.shift, sad[full_x],
+                                 act[full_x]);
+      }
     }
-    if (full_x < bx) {
-      const int w = cur.width - 16 * full_x;
-      const ptrdiff_t off = static_cast<ptrdiff_t>(16 * full_x) * bps;
-      const uint8_t* p = prow ? prow + off : nullptr;
-      const ptrdiff_t ps = prev ? prev->stride : 0;
-      if (bps == 1)
-        detail::block_scalar8(crow + off, cur.stride, p, ps, w, rows, step, sad[full_x], act[full_x]);
-      else
-        detail::block_scalar16(crow + off, cur.stride, p, ps, w, rows, step, cur.shift, sad[full_x],
-                               act[full_x]);
-    }
-  }
+  };
+  // Below about 64 bands per thread the hand-over costs more than it saves.
+  const int threads = std::clamp(std::min(options.threads, by / 16), 1, 64);
+  if (threads == 1)
+    bands(0, by);
+  else
+    parallel_for(threads, [&](int i) { bands(by * i / threads, by * (i + 1) / threads); });
 
   // Aggregation: the same scalar code for every ISA, so the results stay bit-exact.
   const double scale = static_cast<double>(1u << (cur.bit_depth - 8));

@@ -50,6 +50,9 @@ struct AnalysisOptions {
   uint32_t full_threshold_q4 = 160;  // 10 per pixel
   // 1 = every row; 2, 4 = every 2nd / 4th row of each block (reads fewer bytes).
   int row_step = 1;
+  // Threads sharing the bands of one frame (the caller's thread is one of them);
+  // results are identical whatever the number. Small frames use fewer.
+  int threads = 1;
 };
 
 struct FrameAnalysis {

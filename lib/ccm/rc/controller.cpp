@@ -7,6 +7,8 @@ namespace ccm::rc {
 namespace {
 
 constexpr double kComplexityFloor = 0.05;        // 8-bit units per pixel
+constexpr double kStillComplexity = 0.3;         // below: a still frame (camera noise alone is ~1)
+constexpr double kComplexityJump = 4.0;          // x the scene's reference: QP moves by qp_step_relaxed
 constexpr double kActivityReference = 8.0;       // intra bpp is scaled by this / activity
 constexpr double kMinFrameShare = 0.15;          // no frame gets less than this x avg
 constexpr int kFreshFrames = 5;                  // frames after a reset with a raised model gain
@@ -16,6 +18,10 @@ constexpr double kFarOffGain = 0.3;
 constexpr double kFarOffLog = 0.3;  // |ln(bits / budget)| beyond which a frame is far off (x1.35)
 constexpr int kRelaxedFrames = 3;
 constexpr size_t kMaxPending = 256;
+// Bits not spent are banked up to half a window of average frames: enough for
+// bursty content (a scroll after still frames) to use the budget it saved,
+// without a long pause turning into a burst beyond the bucket.
+constexpr double kCreditWindows = 0.5;
 constexpr double kStructureWeight = 0.1;  // EMA weight per observation of a position
 constexpr double kStructureClamp = 1.2;   // |ln multiplier| at most (x3.3)
 constexpr double kStructureMinSpread = 0.3;  // ln: a position 35% off the mean  // frames an encoder may hold (or drop) before we forget them
@@ -44,6 +50,7 @@ void RateController::reset() {
 void RateController::reset_short_term() {
   have_scene_complexity_ = false;
   scene_complexity_ = 0;
+  previous_complexity_ = 0;
   relaxed_frames_ = kRelaxedFrames;
   fresh_frames_ = kFreshFrames;
 }
@@ -131,15 +138,29 @@ Decision RateController::decide(const FrameInfo& frame) {
   // The model sees the frame as a mean position would be.
   const double bpp = target / structure / std::max(1.0, pixels());
   double scale = 1.0;
-  double lambda;
-  if (frame.key) {
+  double lambda = 0;
+  // A still frame (screen content between scrolls, a paused camera) costs almost
+  // nothing at any QP: it keeps the QP, and neither it nor its size teach the
+  // model anything (learning from it would walk the QP down to the minimum and
+  // the next scroll would arrive at a QP far too low).
+  const bool still = !frame.key && last_inter_qp_ >= 0 && frame.complexity < kStillComplexity;
+  // Far more (or less) motion than the frame before: let the QP follow at once.
+  bool jump = false;
+  if (still) {
+    // The QP below stays last_inter_qp_.
+  } else if (frame.key) {
     // Intra bits follow spatial activity almost linearly on every clip measured.
     scale = std::clamp(kActivityReference / std::max(frame.activity, 0.5), 0.25, 4.0);
     lambda = intra_.lambda(bpp * scale);
   } else {
     const double c = std::max(frame.complexity, kComplexityFloor);
     if (have_scene_complexity_)
-      scale = std::clamp(std::pow(scene_complexity_ / c, cfg_.complexity_gamma), 0.5, 2.0);
+      scale = std::clamp(std::pow(scene_complexity_ / c, cfg_.complexity_gamma), 0.25, 4.0);
+    if (previous_complexity_ > 0) {
+      const double change = c / previous_complexity_;
+      jump = change > kComplexityJump || change < 1.0 / kComplexityJump;
+    }
+    previous_complexity_ = c;
     lambda = inter_.lambda(bpp * scale);
     // The reference stays put within a scene: the model learns bits at the
     // reference complexity, and a lasting change of motion keeps its ratio until
@@ -151,9 +172,9 @@ Decision RateController::decide(const FrameInfo& frame) {
     }
   }
 
-  int qp = static_cast<int>(std::lround(qp_from_lambda(cfg_.codec, lambda)));
+  int qp = still ? last_inter_qp_ : static_cast<int>(std::lround(qp_from_lambda(cfg_.codec, lambda)));
   if (!frame.key && last_inter_qp_ >= 0) {
-    const int step = relaxed_frames_ > 0 ? cfg_.qp_step_relaxed : cfg_.qp_step;
+    const int step = relaxed_frames_ > 0 || jump ? cfg_.qp_step_relaxed : cfg_.qp_step;
     qp = std::clamp(qp, last_inter_qp_ - step, last_inter_qp_ + step);
   }
   qp = clamp_qp(qp);
@@ -175,8 +196,8 @@ Decision RateController::decide(const FrameInfo& frame) {
 
   // Until its size is known the frame counts with its budget.
   buffer_ = std::max(0.0, buffer_ + target - avg);
-  deviation_ = std::clamp(deviation_ + target - avg, -0.25 * window * avg, 2.0 * window * avg);
-  pending_.push_back({frame.id, target, d.lambda, scale, bpp * scale, qp, frame.key, fresh, position, structure});
+  deviation_ = std::clamp(deviation_ + target - avg, -kCreditWindows * window * avg, 2.0 * window * avg);
+  pending_.push_back({frame.id, target, d.lambda, scale, bpp * scale, qp, frame.key, fresh, position, structure, !still});
   if (pending_.size() > kMaxPending) pending_.pop_front();
   return d;
 }
@@ -191,10 +212,10 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
   const double window = cfg_.window_frames;
   const double err = bits - p.target_bits;
   buffer_ = std::max(0.0, buffer_ + err);
-  deviation_ = std::clamp(deviation_ + err, -0.25 * window * avg, 2.0 * window * avg);
+  deviation_ = std::clamp(deviation_ + err, -kCreditWindows * window * avg, 2.0 * window * avg);
 
   const double bpp_actual = bits / std::max(1.0, pixels()) * p.bpp_scale / p.structure;
-  const bool as_decided = !coded_as_key || *coded_as_key == p.key;
+  const bool as_decided = (!coded_as_key || *coded_as_key == p.key) && p.learn;
   if (as_decided && p.position >= 0 && bits > 0) {
     // What the model expected at this λ, before it learns from the frame.
     const auto& m = inter_.params();

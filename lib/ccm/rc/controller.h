@@ -39,7 +39,7 @@ struct ControllerConfig {
   int qp_step_relaxed = 10; // after a rate change or a scene cut
   double key_frame_ratio = 4.0;
   // Inter frames: bpp is scaled by (scene reference complexity / frame complexity)^gamma,
-  // the ratio clipped to [1/2, 2]: a frame with more motion than the scene's start
+  // the ratio clipped to [1/4, 4]: a frame with more motion than the scene's start
   // gets a higher λ for the same budget (calibration: 0.5 predicts best).
   double complexity_gamma = 0.5;
 };
@@ -127,6 +127,7 @@ class RateController {
     bool fresh;         // decided within a few frames of a reset
     int position;       // inter frames: frame count mod kStructurePeriod; -1 for key frames
     double structure;   // the position's multiplier used for this frame
+    bool learn;         // false for still frames: their size says nothing about the model
   };
 
   // Encoders with a layered low-delay structure (SVT-AV1's, every 8 frames)
@@ -148,6 +149,7 @@ class RateController {
   double deviation_ = 0;
   double scene_complexity_ = 0;  // the scene's first inter complexity: the model's reference
   bool have_scene_complexity_ = false;
+  double previous_complexity_ = 0;  // the last inter frame's that was not still
   int last_inter_qp_ = -1;
   int relaxed_frames_ = 0;   // frames left with qp_step_relaxed
   int fresh_frames_ = 0;     // frames left with a raised model gain
