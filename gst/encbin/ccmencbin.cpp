@@ -2,17 +2,29 @@
  * SECTION:element-ccmencbin
  * @title: ccmencbin
  *
- * One encoder element for every machine. ccmencbin looks at the GPUs and CPU of
- * this machine and the encoder elements this GStreamer has, picks the best
- * encoder for the codec downstream accepts (hardware first, then software), and
- * configures it for low latency, with one set of properties whatever the encoder
- * underneath: `bitrate` is always kbit/s, `rate-control` is always cbr/vbr/cqp.
+ * One encoder element for every machine, that keeps encoding when its encoder
+ * does not. ccmencbin looks at the GPUs and CPU of this machine and the encoder
+ * elements this GStreamer has, picks the best encoder for the codec downstream
+ * accepts (hardware first, the least loaded GPU first, then software),
+ * test-encodes a frame with it before committing (answers cached on disk), and
+ * configures it for low latency, with one set of properties whatever the
+ * encoder underneath: `bitrate` is always kbit/s, `rate-control` is always
+ * cbr/vbr/cqp.
  *
- * Inside: videoconvert ! [capsfilter] ! <encoder> ! <parser>. The output is
- * parsed, so muxers and RTP payloaders take it as it is.
+ * Inside, one "session" per encoder in use:
+ * [cudadownload] ! videoconvert ! [capsfilter] ! <encoder> ! <parser>, fed from
+ * the real sink pad through a pad of our own by a thread of the session, and
+ * collected by another pad of ours that pushes out of the real src pad. Raw
+ * frames are kept until their encoded output is seen, so when the encoder
+ * fails (an error message, a flow error, no output for `stall-timeout` ms) the
+ * next candidate takes over and re-encodes every frame that had not come out,
+ * starting on a key frame; `ccm-encoder-switched` says so. Setting `codec`,
+ * `hardware`, `gpu` or `candidates` while PLAYING switches the same way at the
+ * next frame, after draining the old encoder.
  *
- * It posts an element message `ccm-encoder-selected` (factory, codec, hardware,
- * device, reason, passed-over) when it has chosen.
+ * Messages: `ccm-encoder-selected` (factory, codec, hardware, device, reason,
+ * passed-over: every candidate not taken and why), `ccm-encoder-switched`
+ * (from, to, reason, frames-reencoded, standby).
  *
  * ## Example launch lines
  * |[
@@ -27,17 +39,26 @@
 
 #include "catalog/rank.h"
 #include "encbin/encoder_setup.h"
+#include "encbin/gpu_sessions.h"
+#include "encbin/probe.h"
 #include "encbin/registry_probe.h"
+#include "hw/nvml.h"
 #include "memory/ccmdmabufpool.h"
 
 #include <gst/video/video.h>
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 GST_DEBUG_CATEGORY(ccm_enc_bin_debug);
@@ -111,6 +132,12 @@ constexpr int kAssumedFpsN = 30;
 // x264enc); streams that need one sooner ask with force-key-unit.
 constexpr int kAutoKeyframeSeconds = 10;
 
+// A session that takes longer than this over one frame, or leaves frames
+// without output for this long while frames keep going in, is taken for dead.
+constexpr guint kDefaultStallTimeoutMs = 2000;
+// A probe waits this long for the test frame's output.
+constexpr auto kProbeTimeout = std::chrono::milliseconds(3000);
+
 enum {
   PROP_0,
   PROP_CODEC,
@@ -129,6 +156,9 @@ enum {
   PROP_ENCODER,
   PROP_STATS,
   PROP_DMABUF_POOL,
+  PROP_PROBE,
+  PROP_STANDBY,
+  PROP_STALL_TIMEOUT,
 };
 
 struct Settings {
@@ -146,12 +176,50 @@ struct Settings {
   gint max_quantizer = -1;
   gboolean hdr = FALSE;
   gboolean dmabuf_pool = TRUE;
+  gboolean probe = TRUE;
+  gboolean standby = FALSE;
+  guint stall_timeout_ms = kDefaultStallTimeoutMs;
 };
 
-// The encoding chain in use; built on the first CAPS event, torn down in READY.
+// A raw frame or a serialized event on its way into a session, in stream order.
+struct Item {
+  guint64 seq = 0;
+  GstMiniObject* obj = nullptr;  // owned
+  Item() = default;
+  Item(guint64 s, GstMiniObject* o) : seq(s), obj(o) {}
+  Item(Item&& o) noexcept : seq(o.seq), obj(o.obj) { o.obj = nullptr; }
+  Item& operator=(Item&& o) noexcept {
+    if (this != &o) {
+      reset();
+      seq = o.seq;
+      obj = o.obj;
+      o.obj = nullptr;
+    }
+    return *this;
+  }
+  Item(const Item&) = delete;
+  Item& operator=(const Item&) = delete;
+  ~Item() { reset(); }
+  void reset() {
+    if (obj) gst_mini_object_unref(obj);
+    obj = nullptr;
+  }
+  GstMiniObject* release() {
+    GstMiniObject* r = obj;
+    obj = nullptr;
+    return r;
+  }
+  bool is_buffer() const { return obj && GST_IS_BUFFER(obj); }
+  bool is_event(GstEventType t) const { return obj && GST_IS_EVENT(obj) && GST_EVENT_TYPE(GST_EVENT(obj)) == t; }
+};
+
+// The elements of one session, in link order.
 struct Chain {
+  GstElement* download = nullptr;       // cudadownload, for input in CUDA memory
   GstElement* convert = nullptr;
-  GstElement* format_filter = nullptr;  // forces a 10-bit format for hdr
+  GstElement* format_filter = nullptr;  // 4:2:0 (or 10-bit, or 4:4:4 for odd H.26x sizes)
+  // An optional element between the converter and the encoder (ccmratecontrol)
+  // goes here, in elements() order.
   GstElement* encoder = nullptr;
   GstElement* parser = nullptr;
   const ccm::catalog::EncoderEntry* entry = nullptr;
@@ -159,18 +227,36 @@ struct Chain {
   Codec codec = Codec::H264;
   bool hardware = false;
   int gpu = -1;
-  bool built() const { return encoder != nullptr; }
+  std::vector<GstElement*> elements() const {
+    std::vector<GstElement*> out;
+    for (GstElement* e : {download, convert, format_filter, encoder, parser})
+      if (e) out.push_back(e);
+    return out;
+  }
 };
+
+struct Session;
 
 struct Stats {
   std::atomic<guint64> frames_in{0}, frames_out{0}, bytes_out{0}, key_frames{0};
   std::atomic<gint64> first_in_wall_us{-1}, last_out_wall_us{-1};
   std::atomic<guint64> first_out_pts{GST_CLOCK_TIME_NONE}, last_out_end{GST_CLOCK_TIME_NONE};
+  std::atomic<guint64> switches{0}, failovers{0}, frames_reencoded{0};
+  std::atomic<double> last_switch_ms{-1}, start_ms{-1};
   void reset() {
     frames_in = frames_out = bytes_out = key_frames = 0;
     first_in_wall_us = last_out_wall_us = -1;
     first_out_pts = last_out_end = GST_CLOCK_TIME_NONE;
+    switches = failovers = frames_reencoded = 0;
+    last_switch_ms = start_ms = -1;
   }
+};
+
+// What a start walk settled on: the codec and the candidates in the order they
+// are tried, for failover and standby.
+struct Plan {
+  Codec codec = Codec::H264;
+  ccm::catalog::Ranking ranking;
 };
 
 }  // namespace
@@ -180,18 +266,99 @@ struct _GstCcmEncBin {
   GstPad* sinkpad;
   GstPad* srcpad;
 
-  // Private state, C++ objects; guarded by `lock` except the atomics.
+  // C++ state; guarded by `lock` unless atomic. Lock order: output_lock, then lock.
   struct Private {
     std::mutex lock;
+    std::condition_variable cond;  // any change of a session, the pending frames or the flags
+    // Serialises pushes out of the src pad, and makes "is this the current
+    // session" + "push" one step against a switch.
+    std::mutex output_lock;
     Settings settings;
-    Chain chain;
     Stats stats;
+
+    std::shared_ptr<Session> current;             // the session whose output goes out
+    std::shared_ptr<Session> standby;             // the next candidate, ready (standby=true)
+    std::vector<std::shared_ptr<Session>> attached;  // every session whose elements are in the bin
+    std::optional<Plan> plan;
+    std::set<std::string> failed;                 // factories that failed in this stream
+    std::vector<std::string> failures;            // "factory: why", for the final error
+    std::deque<Item> pending;                     // raw frames in, not out yet
+    guint64 next_seq = 0;
+    GstCaps* input_caps = nullptr;                // as the encoders get them (nominal framerate)
+    bool flushing = false;
+    bool final_eos = false;                       // upstream's EOS is on its way through
+    bool fatal = false;                           // no candidate left; the error was posted
+    std::atomic<bool> switch_requested{false};
+    std::string switch_reason;
+    gint64 switch_requested_us = -1;
+    int next_session_id = 0;
+    guint64 standby_generation = 0;
+    std::thread standby_builder;
+    struct Reaper {
+      std::thread thread;
+      std::shared_ptr<std::atomic<bool>> done;
+    };
+    std::vector<Reaper> reapers;
+
     // Timestamps for input that has none (raw .h264 decoded by GStreamer):
     // frame duration from the (nominal) framerate, next expected pts.
     GstClockTime frame_duration = GST_CLOCK_TIME_NONE;
     GstClockTime next_pts = GST_CLOCK_TIME_NONE;
   }* priv;
 };
+
+namespace {
+
+// One encoder in use (or ready to be): its elements in the bin, a pad of ours
+// feeding them, one collecting from them, and a thread that pushes into them so
+// that an encoder that hangs cannot hang the stream.
+struct Session {
+  GstCcmEncBin* bin = nullptr;
+  int id = 0;
+  Chain chain;
+  GstPad* feed = nullptr;     // our src pad -> first element
+  GstPad* collect = nullptr;  // last element -> our sink pad
+  std::thread pusher;
+  std::optional<ccm::gst::GpuSessions::Lease> lease;
+  std::string setup_report;   // settings line for messages
+
+  // Guarded by the bin's lock.
+  std::deque<Item> queue;
+  bool busy = false;          // the pusher is inside a push
+  gint64 busy_since = 0;
+  bool in_downstream = false; // ...and that push is in downstream's hands (preroll, clock wait)
+  bool stop = false;
+  bool retired = false;
+  bool failed = false;
+  std::string failure;
+  bool drained = false;       // the EOS we pushed came out
+  bool stall_reported = false;
+  bool produced = false;      // at least one output buffer
+  guint64 frames_pushed = 0;  // raw frames pushed in
+  // Encoders may move timestamps by a constant (GstVideoEncoder's minimum pts:
+  // x265enc starts every stream at 1000 h). The first output is the first frame
+  // in, whatever the encoder, which gives the constant; outputs go out with the
+  // timestamps that came in, in the segment that came in.
+  GstClockTime first_pushed_pts = GST_CLOCK_TIME_NONE;
+  bool offset_known = false;
+  gint64 pts_offset = 0;
+  guint64 frames_out = 0;     // encoded frames out
+  GstFlowReturn downstream = GST_FLOW_OK;  // what downstream answered to our last push
+  gint64 waiting_since = -1;  // oldest moment since which output is due
+  gint64 last_push = -1;
+  gint64 switch_started = -1; // the switch that made it current, for last-switch-ms
+
+  Session() = default;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session() {
+    if (feed) gst_object_unref(feed);
+    if (collect) gst_object_unref(collect);
+  }
+};
+
+}  // namespace
+
 
 static void gst_ccm_enc_bin_preset_init(gpointer iface, gpointer data);
 
@@ -263,7 +430,10 @@ std::string refuse_reason(GstCaps* caps) {
     return std::string("ccmencbin takes raw video, not ") + gst_structure_get_name(s) +
            ": decode first (decodebin)";
   GstCapsFeatures* f = gst_caps_get_features(caps, 0);
-  if (f && !gst_caps_features_is_any(f) &&
+  // CUDA memory (cudaupload, nvdec upstream) is downloaded inside when cudadownload exists.
+  const bool cuda_ok = f && gst_caps_features_contains(f, "memory:CUDAMemory") &&
+                       ccm::gst::registry_has_element("cudadownload");
+  if (f && !gst_caps_features_is_any(f) && !cuda_ok &&
       !gst_caps_features_is_equal(f, GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)) {
     gchar* fs = gst_caps_features_to_string(f);
     std::string why = std::string("ccmencbin cannot convert video in ") + fs +
@@ -437,47 +607,715 @@ bool encoder_takes_size(GstElement* encoder, GstCaps* input_caps, GstCaps* forma
   return !refused;
 }
 
-void post_selected(Self* self, const Chain& chain, const ccm::catalog::Ranking& ranking,
-                   const std::vector<ccm::catalog::PassedOver>& failed_here,
-                   const ccm::gst::SetupReport& report, const std::string& reason) {
-  GValue passed = G_VALUE_INIT;
-  gst_value_array_init(&passed, 0);
-  auto add = [&](const ccm::catalog::PassedOver& p) {
+gint64 now_us() { return g_get_monotonic_time(); }
+
+constexpr const char* kCudaMemory = "memory:CUDAMemory";
+
+bool caps_in_cuda_memory(GstCaps* caps) {
+  GstCapsFeatures* f = caps && gst_caps_get_size(caps) > 0 ? gst_caps_get_features(caps, 0) : nullptr;
+  return f && gst_caps_features_contains(f, kCudaMemory);
+}
+
+bool can_download_cuda() { return ccm::gst::registry_has_element("cudadownload"); }
+
+// NVML, opened once per process, only where detection reads the real machine.
+const ccm::hw::NvmlSession* nvml() {
+  static const std::optional<ccm::hw::NvmlSession> session = []() -> std::optional<ccm::hw::NvmlSession> {
+    const char* root = g_getenv("CCM_SYSFS_ROOT");
+    if (root && *root && !g_str_equal(root, "/")) return std::nullopt;
+    const auto& gpus = ccm::gst::detected_gpus();
+    if (std::none_of(gpus.begin(), gpus.end(), [](const auto& g) { return g.vendor == ccm::hw::GpuVendor::Nvidia; }))
+      return std::nullopt;
+    return ccm::hw::NvmlSession::open();
+  }();
+  return session ? &*session : nullptr;
+}
+
+std::string gpu_key(int gpu) {
+  const auto& gpus = ccm::gst::detected_gpus();
+  return gpu >= 0 && gpu < (int)gpus.size() ? gpus[gpu].pci_address : std::string();
+}
+
+// Load of a GPU for choosing where a new session goes: live sessions (all
+// processes) first, NVML encoder utilisation (percent) to break ties.
+long gpu_load(int gpu, const std::map<std::string, int>& sessions) {
+  const std::string key = gpu_key(gpu);
+  if (key.empty()) return 0;
+  const auto it = sessions.find(key);
+  long load = it == sessions.end() ? 0 : 1000L * it->second;
+  if (const auto* n = nvml())
+    if (auto util = n->encoder_utilization(key)) load += *util;
+  return load;
+}
+
+bool any_hardware(const std::vector<ccm::catalog::Candidate>& cands) {
+  return std::any_of(cands.begin(), cands.end(), [](const auto& c) { return c.hardware; });
+}
+
+// Hardware candidates, least loaded GPU first (rank order among equals); the
+// device-choosing nvautogpu elements get the least loaded NVIDIA GPU with an encoder.
+void order_by_load(std::vector<ccm::catalog::Candidate>& cands, const std::map<std::string, int>& sessions) {
+  const auto& gpus = ccm::gst::detected_gpus();
+  int best_nvidia = -1;
+  long best_load = 0;
+  for (int i = 0; i < (int)gpus.size(); i++) {
+    if (gpus[i].vendor != ccm::hw::GpuVendor::Nvidia || !gpus[i].has_encoder.value_or(true)) continue;
+    const long l = gpu_load(i, sessions);
+    if (best_nvidia < 0 || l < best_load) best_nvidia = i, best_load = l;
+  }
+  for (auto& c : cands)
+    if (c.hardware && c.gpu < 0 && c.entry && c.entry->api == ccm::catalog::Api::NvencAutoGpu) c.gpu = best_nvidia;
+  std::stable_sort(cands.begin(), cands.end(), [&](const auto& a, const auto& b) {
+    if (a.hardware != b.hardware) return a.hardware;
+    if (!a.hardware) return false;
+    return gpu_load(a.gpu, sessions) < gpu_load(b.gpu, sessions);
+  });
+}
+
+std::string device_of(const ccm::catalog::Candidate& c) {
+  const auto& gpus = ccm::gst::detected_gpus();
+  if (c.gpu < 0 || c.gpu >= (int)gpus.size()) return c.hardware ? "gpu?" : "cpu";
+  return gpus[c.gpu].pci_address + " " + (gpus[c.gpu].name.empty() ? ccm::hw::to_string(gpus[c.gpu].vendor) : gpus[c.gpu].name);
+}
+
+// The candidate's element with every unified setting applied (floating).
+GstElement* create_encoder(const ccm::catalog::Candidate& cand, Codec codec, const Settings& s, GstCaps* caps,
+                           ccm::gst::SetupReport* report) {
+  GstElement* e = gst_element_factory_make(cand.factory.c_str(), nullptr);
+  if (!e) return nullptr;
+  auto r = ccm::gst::configure_encoder(e, cand.entry, encode_settings(codec, s, caps));
+  // nvautogpu elements pick their GPU by property: the balancer's choice.
+  if (cand.entry && cand.entry->api == ccm::catalog::Api::NvencAutoGpu && cand.gpu >= 0) {
+    const int ordinal = ccm::gst::detected_gpus()[cand.gpu].vendor_index;
+    std::string why;
+    if (ccm::gst::set_property_from_string(e, "cuda-device-id", std::to_string(ordinal), &why))
+      r.applied.push_back("cuda-device-id=" + std::to_string(ordinal));
+    else
+      r.skipped.push_back("cuda-device-id: " + why);
+  }
+  if (report) *report = std::move(r);
+  return e;
+}
+
+ccm::gst::ProbeResult probe_candidate(const ccm::catalog::Candidate& cand, Codec codec, const Settings& s,
+                                      GstCaps* caps) {
+  if (!s.probe) return ccm::gst::ProbeResult{.ok = true, .cached = true};
+  const ccm::gst::ProbeCache cache(ccm::gst::ProbeCache::default_path());
+  const std::string key = ccm::gst::probe_key(cand.factory, codec, device_of(cand));
+  if (auto hit = cache.lookup(key)) return *hit;
+  auto result = ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, kProbeTimeout);
+  cache.store(key, result);
+  GST_INFO("test encode with %s: %s (%.1f ms)", cand.factory.c_str(), result.ok ? "ok" : result.reason.c_str(),
+           result.ms);
+  return result;
+}
+
+Session* session_of(GstPad* pad) { return static_cast<Session*>(gst_pad_get_element_private(pad)); }
+
+bool healthy(const Self::Private* p, const Session& s, gint64 now, std::string* why) {
+  if (s.failed) {
+    *why = s.failure;
+    return false;
+  }
+  const gint64 bound = gint64(p->settings.stall_timeout_ms) * 1000;
+  if (bound <= 0 || s.in_downstream) return true;
+  // Before its first output an encoder is still opening (threads, look-ahead, a
+  // hardware session): it gets longer.
+  const gint64 first = s.produced ? bound : 3 * bound;
+  if (s.busy && now - s.busy_since > first) {
+    *why = "stalled: inside one push for more than " + std::to_string(p->settings.stall_timeout_ms) + " ms";
+    return false;
+  }
+  if (s.waiting_since >= 0 && now - s.waiting_since > first) {
+    *why = "stalled: no output for more than " + std::to_string(p->settings.stall_timeout_ms) + " ms";
+    return false;
+  }
+  return true;
+}
+
+// Frames whose output has come out are not needed any more: the one with this
+// pts, and every frame with a pts below the output's dts (pts >= dts for every
+// frame, so those are out already, with or without reordering).
+void forget_pending(Self::Private* p, GstBuffer* out) {
+  const GstClockTime pts = GST_BUFFER_PTS(out), dts = GST_BUFFER_DTS(out);
+  for (auto it = p->pending.begin(); it != p->pending.end();) {
+    const GstClockTime fp = GST_BUFFER_PTS(GST_BUFFER(it->obj));
+    if ((GST_CLOCK_TIME_IS_VALID(pts) && fp == pts) || (GST_CLOCK_TIME_IS_VALID(dts) && fp < dts))
+      it = p->pending.erase(it);
+    else
+      ++it;
+  }
+}
+
+void post_message(Self* self, GstStructure* s) {
+  gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
+}
+
+GValue string_array(const std::vector<std::string>& lines) {
+  GValue arr = G_VALUE_INIT;
+  gst_value_array_init(&arr, lines.size());
+  for (const auto& l : lines) {
     GValue v = G_VALUE_INIT;
     g_value_init(&v, G_TYPE_STRING);
-    g_value_take_string(&v, g_strdup_printf("%s: %s", p.factory.c_str(), p.reason.c_str()));
-    gst_value_array_append_and_take_value(&passed, &v);
-  };
-  for (const auto& p : ranking.passed_over) add(p);
-  for (const auto& p : failed_here) add(p);
+    g_value_set_string(&v, l.c_str());
+    gst_value_array_append_and_take_value(&arr, &v);
+  }
+  return arr;
+}
 
+void post_selected(Self* self, const Session& sess, const std::vector<std::string>& passed_over,
+                   const std::string& reason, double start_ms) {
+  const Chain& chain = sess.chain;
   const std::string device = gpu_description(chain.gpu);
   GstStructure* s = gst_structure_new(
       "ccm-encoder-selected", "factory", G_TYPE_STRING, chain.factory.c_str(), "codec", G_TYPE_STRING,
       ccm::catalog::to_string(chain.codec), "hardware", G_TYPE_BOOLEAN, chain.hardware, "device",
       G_TYPE_STRING, device.c_str(), "gpu", G_TYPE_INT, chain.gpu, "api", G_TYPE_STRING,
       chain.entry ? ccm::catalog::to_string(chain.entry->api) : "unknown", "reason", G_TYPE_STRING,
-      reason.c_str(), "settings", G_TYPE_STRING, join(report.applied, ", ").c_str(), "not-set",
-      G_TYPE_STRING, join(report.skipped, "; ").c_str(), nullptr);
+      reason.c_str(), "settings", G_TYPE_STRING, sess.setup_report.c_str(), "start-ms", G_TYPE_DOUBLE, start_ms,
+      nullptr);
+  GValue passed = string_array(passed_over);
   gst_structure_take_value(s, "passed-over", &passed);
   GST_INFO_OBJECT(self, "selected %s (%s): %s", chain.factory.c_str(), device.c_str(), reason.c_str());
-  gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
+  post_message(self, s);
+}
+
+void post_switched(Self* self, const Chain& from, const Chain& to, const std::string& reason, guint frames,
+                   bool requested, bool standby) {
+  GstStructure* s = gst_structure_new(
+      "ccm-encoder-switched", "from", G_TYPE_STRING, from.factory.c_str(), "to", G_TYPE_STRING,
+      to.factory.c_str(), "from-codec", G_TYPE_STRING, ccm::catalog::to_string(from.codec), "codec", G_TYPE_STRING,
+      ccm::catalog::to_string(to.codec), "hardware", G_TYPE_BOOLEAN, to.hardware, "device", G_TYPE_STRING,
+      gpu_description(to.gpu).c_str(), "gpu", G_TYPE_INT, to.gpu, "reason", G_TYPE_STRING, reason.c_str(),
+      "frames-reencoded", G_TYPE_UINT, frames, "requested", G_TYPE_BOOLEAN, requested, "standby", G_TYPE_BOOLEAN,
+      standby, nullptr);
+  GST_INFO_OBJECT(self, "switched %s -> %s (%s), %u frame(s) re-encoded", from.factory.c_str(), to.factory.c_str(),
+                  reason.c_str(), frames);
+  post_message(self, s);
 }
 
 }  // namespace
 
-// ---- building the chain ---------------------------------------------------------
+// ---- sessions -------------------------------------------------------------------
 
-static gboolean ccm_enc_bin_output_probe_install(Self* self, GstPad* pad);
+static GstFlowReturn ccm_enc_bin_collect_chain(GstPad* pad, GstObject*, GstBuffer* buffer);
+static gboolean ccm_enc_bin_collect_event(GstPad* pad, GstObject*, GstEvent* event);
+static gboolean ccm_enc_bin_collect_query(GstPad* pad, GstObject*, GstQuery* query);
+static gboolean ccm_enc_bin_feed_event(GstPad* pad, GstObject*, GstEvent* event);
+static gboolean ccm_enc_bin_feed_query(GstPad* pad, GstObject*, GstQuery* query);
 
-// Picks the codec and the encoder, builds videoconvert ! [capsfilter] ! encoder !
-// parser, and points the ghost pads at it. Called from the streaming thread on the
-// first CAPS event; posts an element error naming cause and fix on failure.
-static bool ccm_enc_bin_build(Self* self, GstCaps* input_caps) {
+// The pusher: takes items off the session's queue and pushes them in. Holds a
+// reference on the bin so that a pusher stuck in a broken element never outlives it.
+static void ccm_enc_bin_pusher(Self* self, std::shared_ptr<Session> s) {
+  auto* p = self->priv;
+  std::unique_lock lk(p->lock);
+  for (;;) {
+    p->cond.wait(lk, [&] { return s->stop || (!s->queue.empty() && !s->failed); });
+    if (s->stop) break;
+    Item item = std::move(s->queue.front());
+    s->queue.pop_front();
+    const gint64 t = now_us();
+    const gint64 bound = gint64(p->settings.stall_timeout_ms) * 1000;
+    s->busy = true;
+    s->busy_since = t;
+    const bool is_buffer = item.is_buffer();
+    const bool is_eos = item.is_event(GST_EVENT_EOS);
+    // Output is due from now on; a gap in the input (a paused live source) is
+    // not the encoder's fault, so the clock restarts after one.
+    if ((is_buffer || is_eos) && (s->waiting_since < 0 || (s->last_push >= 0 && t - s->last_push > bound)))
+      s->waiting_since = t;
+    if (is_buffer) {
+      s->last_push = t;
+      if (s->frames_pushed++ == 0) s->first_pushed_pts = GST_BUFFER_PTS(GST_BUFFER(item.obj));
+    }
+    lk.unlock();
+    GstFlowReturn flow = GST_FLOW_OK;
+    if (is_buffer) {
+      flow = gst_pad_push(s->feed, GST_BUFFER(item.release()));
+    } else {
+      GstEvent* ev = GST_EVENT(item.release());
+      const GstEventType type = GST_EVENT_TYPE(ev);
+      if (!gst_pad_push_event(s->feed, ev) && type == GST_EVENT_CAPS) flow = GST_FLOW_NOT_NEGOTIATED;
+    }
+    lk.lock();
+    s->busy = false;
+    if (flow < GST_FLOW_OK && !s->stop && !s->failed) {
+      // Downstream's answer passed back through the encoder is not the encoder's failure.
+      const bool from_downstream = s->downstream == flow;
+      const bool flushing = flow == GST_FLOW_FLUSHING && p->flushing;
+      if (!from_downstream && !flushing) {
+        s->failed = true;
+        s->failure = std::string("returned ") + gst_flow_get_name(flow);
+      }
+    }
+    p->cond.notify_all();
+  }
+  lk.unlock();
+  gst_object_unref(self);
+}
+
+// Takes a session out of the bin and out of service. Its pusher is unblocked
+// with a flush; a thread of its own joins it and sets the elements to NULL, so
+// an encoder that hangs never hangs the stream. Lock not held.
+static void ccm_enc_bin_retire(Self* self, const std::shared_ptr<Session>& s) {
+  auto* p = self->priv;
+  {
+    std::lock_guard out(p->output_lock);
+    std::lock_guard lk(p->lock);
+    if (s->retired) return;
+    s->retired = true;
+    s->stop = true;
+    std::erase(p->attached, s);
+    if (p->current == s) p->current = nullptr;
+    if (p->standby == s) p->standby = nullptr;
+    s->queue.clear();
+  }
+  p->cond.notify_all();
+  s->lease.reset();
+  GST_DEBUG_OBJECT(self, "retiring session %d (%s)", s->id, s->chain.factory.c_str());
+  gst_pad_push_event(s->feed, gst_event_new_flush_start());
+  const auto elements = s->chain.elements();
+  for (GstElement* e : elements) {
+    gst_object_ref(e);
+    gst_bin_remove(GST_BIN(self), e);
+  }
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread reaper([s, elements, done] {
+    if (s->pusher.joinable()) s->pusher.join();
+    for (GstElement* e : elements) gst_element_set_state(e, GST_STATE_NULL);
+    gst_pad_set_active(s->feed, FALSE);
+    gst_pad_set_active(s->collect, FALSE);
+    if (GstPad* peer = gst_pad_get_peer(s->feed)) {
+      gst_pad_unlink(s->feed, peer);
+      gst_object_unref(peer);
+    }
+    if (GstPad* peer = gst_pad_get_peer(s->collect)) {
+      gst_pad_unlink(peer, s->collect);
+      gst_object_unref(peer);
+    }
+    for (GstElement* e : elements) gst_object_unref(e);
+    *done = true;
+  });
+  std::lock_guard lk(p->lock);
+  p->reapers.push_back({std::move(reaper), done});
+}
+
+// Waits for retired sessions to be gone; one that stays stuck past `bound` (an
+// element that never returns) is left behind with an error in the log.
+static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound) {
+  auto* p = self->priv;
+  std::vector<Self::Private::Reaper> reapers;
+  {
+    std::lock_guard lk(p->lock);
+    reapers.swap(p->reapers);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  for (auto& r : reapers) {
+    while (!*r.done && std::chrono::steady_clock::now() < deadline) g_usleep(2000);
+    if (*r.done) {
+      r.thread.join();
+    } else {
+      GST_ERROR_OBJECT(self, "an encoder did not return within %lld ms of being shut down; leaving it behind",
+                       (long long)bound.count());
+      r.thread.detach();
+    }
+  }
+}
+
+// Builds one session: elements configured, linked and in the bin, our pads on
+// both ends, the sticky events (stream-start, caps, segment) pushed in so the
+// encoder opens now, and its pusher started. nullptr and the reason when the
+// candidate cannot take this input.
+static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::catalog::Candidate& cand, Codec codec,
+                                                         const Settings& s, GstCaps* input_caps, std::string* why) {
+  auto* p = self->priv;
+  auto sess = std::make_shared<Session>();
+  sess->bin = self;
+  {
+    std::lock_guard lk(p->lock);
+    sess->id = p->next_session_id++;
+  }
+  Chain& c = sess->chain;
+  c.factory = cand.factory;
+  c.entry = cand.entry;
+  c.codec = codec;
+  c.hardware = cand.hardware;
+  c.gpu = cand.gpu;
+  ccm::gst::SetupReport report;
+  c.encoder = create_encoder(cand, codec, s, input_caps, &report);
+  if (!c.encoder) {
+    *why = "could not be created";
+    return nullptr;
+  }
+  gst_object_ref_sink(c.encoder);
+  std::vector<GstElement*> owned{c.encoder};
+  auto discard = [&](std::string reason) {
+    for (GstElement* e : owned) gst_object_unref(e);
+    *why = std::move(reason);
+    return nullptr;
+  };
+  auto make = [&](const char* factory) {
+    GstElement* e = gst_element_factory_make(factory, nullptr);
+    if (e) owned.push_back(GST_ELEMENT(gst_object_ref_sink(e)));
+    return e;
+  };
+  if (caps_in_cuda_memory(input_caps) && !(c.download = make("cudadownload")))
+    return discard("input is in CUDA memory and cudadownload is missing");
+  if (!(c.convert = make("videoconvert"))) return discard("videoconvert is missing (gstreamer1.0-plugins-base)");
+
+  GstVideoInfo vinfo;
+  gst_video_info_from_caps(&vinfo, input_caps);
+  const bool odd = (GST_VIDEO_INFO_WIDTH(&vinfo) | GST_VIDEO_INFO_HEIGHT(&vinfo)) & 1;
+  const bool full_chroma = odd && (codec == Codec::H264 || codec == Codec::H265);
+  Ref<GstCaps> input(encoder_input_caps(c.encoder, s.hdr, full_chroma));
+  if (!input && s.hdr) {
+    GST_ELEMENT_WARNING(self, STREAM, FORMAT, ("%s cannot encode 10-bit video", cand.factory.c_str()),
+                        ("hdr=true ignored: the stream is 8-bit"));
+    input.p = encoder_input_caps(c.encoder, false, full_chroma);
+  }
+  if (!input && full_chroma)
+    return discard("cannot encode an odd size (4:2:0 " + std::string(ccm::catalog::to_string(codec)) +
+                   " cannot carry it, and the element takes no 4:4:4)");
+  {
+    // The size as the encoder would get it (the converter keeps it).
+    Ref<GstCaps> sized(gst_caps_copy(input_caps));
+    gst_caps_set_features(sized.get(), 0, nullptr);
+    if (!encoder_takes_size(c.encoder, sized.get(), input.get()))
+      return discard("refuses " + std::to_string(GST_VIDEO_INFO_WIDTH(&vinfo)) + "x" +
+                     std::to_string(GST_VIDEO_INFO_HEIGHT(&vinfo)) + " (its library cannot encode that size)");
+  }
+  if (full_chroma)
+    GST_INFO_OBJECT(self, "odd size %dx%d: encoding 4:4:4 to keep the exact size", GST_VIDEO_INFO_WIDTH(&vinfo),
+                    GST_VIDEO_INFO_HEIGHT(&vinfo));
+  if (input) {
+    c.format_filter = make("capsfilter");
+    g_object_set(c.format_filter, "caps", input.get(), nullptr);
+  }
+  c.parser = make(ccm::catalog::parser_factory(codec));
+  if (!c.parser)
+    GST_WARNING_OBJECT(self, "%s missing (gstreamer1.0-plugins-bad): output is not parsed",
+                       ccm::catalog::parser_factory(codec));
+  sess->setup_report = join(report.applied, ", ");
+  if (!report.skipped.empty()) sess->setup_report += "; not set: " + join(report.skipped, "; ");
+
+  gchar* name = g_strdup_printf("feed%d", sess->id);
+  sess->feed = GST_PAD(gst_object_ref_sink(gst_pad_new(name, GST_PAD_SRC)));
+  g_free(name);
+  name = g_strdup_printf("collect%d", sess->id);
+  sess->collect = GST_PAD(gst_object_ref_sink(gst_pad_new(name, GST_PAD_SINK)));
+  g_free(name);
+  gst_pad_set_element_private(sess->feed, sess.get());
+  gst_pad_set_element_private(sess->collect, sess.get());
+  gst_pad_set_event_function(sess->feed, ccm_enc_bin_feed_event);
+  gst_pad_set_query_function(sess->feed, ccm_enc_bin_feed_query);
+  gst_pad_set_chain_function(sess->collect, ccm_enc_bin_collect_chain);
+  gst_pad_set_event_function(sess->collect, ccm_enc_bin_collect_event);
+  gst_pad_set_query_function(sess->collect, ccm_enc_bin_collect_query);
+
+  // From here on errors of its elements are attributed to it (handle_message).
+  {
+    std::lock_guard lk(p->lock);
+    p->attached.push_back(sess);
+  }
+  const auto elements = c.elements();
+  for (GstElement* e : elements) gst_bin_add(GST_BIN(self), e);
+  for (GstElement* e : owned) gst_object_unref(e);  // the bin holds them now
+  owned.clear();
+  auto undo = [&](std::string reason) {
+    {
+      std::lock_guard lk(p->lock);
+      std::erase(p->attached, sess);
+    }
+    gst_pad_set_active(sess->feed, FALSE);
+    gst_pad_set_active(sess->collect, FALSE);
+    for (GstElement* e : elements) {
+      gst_element_set_state(e, GST_STATE_NULL);
+      gst_bin_remove(GST_BIN(self), e);
+    }
+    *why = std::move(reason);
+    return nullptr;
+  };
+  bool linked = true;
+  for (size_t k = 0; k + 1 < elements.size(); k++) linked = linked && gst_element_link(elements[k], elements[k + 1]);
+  if (!linked) return undo("could not be linked (caps do not match)");
+  {
+    GstPad* first = gst_element_get_static_pad(elements.front(), "sink");
+    GstPad* last = gst_element_get_static_pad(elements.back(), "src");
+    const bool ok = first && last && gst_pad_link(sess->feed, first) == GST_PAD_LINK_OK &&
+                    gst_pad_link(last, sess->collect) == GST_PAD_LINK_OK;
+    if (first) gst_object_unref(first);
+    if (last) gst_object_unref(last);
+    if (!ok) return undo("could not be linked to ccmencbin's pads");
+  }
+  gst_pad_set_active(sess->feed, TRUE);
+  gst_pad_set_active(sess->collect, TRUE);
+  for (GstElement* e : elements) gst_element_sync_state_with_parent(e);
+
+  // The stream so far, so the encoder opens now (errors show here, not on the first frame).
+  GstEvent* start = gst_pad_get_sticky_event(self->sinkpad, GST_EVENT_STREAM_START, 0);
+  if (!start) {
+    gchar* id = gst_pad_create_stream_id(self->srcpad, GST_ELEMENT(self), nullptr);
+    start = gst_event_new_stream_start(id);
+    g_free(id);
+  }
+  gst_pad_push_event(sess->feed, start);
+  const bool caps_ok = gst_pad_push_event(sess->feed, gst_event_new_caps(input_caps));
+  if (GstEvent* segment = gst_pad_get_sticky_event(self->sinkpad, GST_EVENT_SEGMENT, 0))
+    gst_pad_push_event(sess->feed, segment);
+  std::string failure;
+  {
+    std::lock_guard lk(p->lock);
+    if (sess->failed) failure = sess->failure;
+  }
+  if (!failure.empty()) return undo(failure);
+  if (!caps_ok) return undo("refused the input caps");
+
+  gst_object_ref(self);  // released by the pusher
+  sess->pusher = std::thread(ccm_enc_bin_pusher, self, sess);
+  return sess;
+}
+
+// Tries the candidates in order (least loaded GPU first unless the order is the
+// user's or a GPU is pinned): the probe (cached), then a session on this input.
+// Every candidate not taken is added to `passed` with its reason.
+static std::shared_ptr<Session> ccm_enc_bin_walk(Self* self, std::vector<ccm::catalog::Candidate> cands, Codec codec,
+                                                 const Settings& s, GstCaps* caps, std::vector<std::string>& passed) {
+  auto* p = self->priv;
+  const bool balance = s.gpu < 0 && s.candidates.empty();
+  while (!cands.empty()) {
+    std::optional<ccm::gst::GpuSessions::Lease> lease;
+    if (any_hardware(cands)) {
+      // Count, choose and take in one step, so concurrent starters spread out.
+      const ccm::gst::GpuSessions registry(ccm::gst::GpuSessions::default_dir());
+      const auto guard = registry.lock();
+      if (balance) order_by_load(cands, guard.counts());
+      if (cands.front().hardware && cands.front().gpu >= 0) lease = guard.acquire(gpu_key(cands.front().gpu));
+    }
+    const ccm::catalog::Candidate cand = cands.front();
+    cands.erase(cands.begin());
+    {
+      std::lock_guard lk(p->lock);
+      if (p->failed.contains(cand.factory)) {
+        passed.push_back(cand.factory + ": failed earlier in this stream");
+        continue;
+      }
+    }
+    const auto probe = probe_candidate(cand, codec, s, caps);
+    if (!probe.ok) {
+      passed.push_back(cand.factory + ": test encode failed" + (probe.cached ? " (cached)" : "") + ": " + probe.reason);
+      continue;
+    }
+    std::string why;
+    auto sess = ccm_enc_bin_make_session(self, cand, codec, s, caps, &why);
+    if (!sess) {
+      passed.push_back(cand.factory + ": " + why);
+      continue;
+    }
+    sess->lease = std::move(lease);
+    return sess;
+  }
+  return nullptr;
+}
+
+// Frames not out yet, and events not pushed yet, into a new session in stream
+// order; the EOS again when it was on its way. Lock held. Returns frames re-encoded.
+static guint ccm_enc_bin_requeue(Self* self, Session& next, std::deque<Item> leftovers) {
+  auto* p = self->priv;
+  std::vector<Item> items;
+  for (const Item& f : p->pending) items.emplace_back(f.seq, gst_mini_object_ref(f.obj));
+  const guint frames = items.size();
+  for (Item& it : leftovers)
+    if (!it.is_buffer() && !it.is_event(GST_EVENT_EOS)) items.push_back(std::move(it));
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.seq < b.seq; });
+  for (Item& it : items) next.queue.push_back(std::move(it));
+  if (p->final_eos) next.queue.emplace_back(p->next_seq++, GST_MINI_OBJECT(gst_event_new_eos()));
+  p->cond.notify_all();
+  return frames;
+}
+
+static void ccm_enc_bin_build_standby(Self* self);
+
+// The session in use failed: the next candidate (the standby when there is one)
+// takes over and re-encodes what had not come out. Upstream streaming thread.
+// False when nothing is left; the error naming every failure was posted.
+static bool ccm_enc_bin_fail_over(Self* self, const std::shared_ptr<Session>& failed, const std::string& why) {
+  auto* p = self->priv;
+  const gint64 t0 = now_us();
+  Settings s;
+  std::optional<Plan> plan;
+  Ref<GstCaps> caps;
+  std::shared_ptr<Session> standby;
+  {
+    std::lock_guard lk(p->lock);
+    if (p->current != failed) return !p->fatal;  // already dealt with
+    s = p->settings;
+    plan = p->plan;
+    caps.p = p->input_caps ? gst_caps_ref(p->input_caps) : nullptr;
+    p->failed.insert(failed->chain.factory);
+    p->failures.push_back(failed->chain.factory + ": " + why);
+    standby = p->standby;
+    p->standby = nullptr;
+  }
+  GST_WARNING_OBJECT(self, "%s failed (%s): failing over", failed->chain.factory.c_str(), why.c_str());
+  std::deque<Item> leftovers;
+  {
+    // No output of the failed session after this point.
+    std::lock_guard out(p->output_lock);
+    std::lock_guard lk(p->lock);
+    leftovers = std::move(failed->queue);
+    failed->queue.clear();
+    failed->stop = true;
+  }
+  ccm_enc_bin_retire(self, failed);
+
+  std::shared_ptr<Session> next;
+  bool used_standby = false;
+  std::string standby_trouble;
+  if (standby) {
+    std::lock_guard lk(p->lock);
+    if (healthy(p, *standby, now_us(), &standby_trouble) && !p->failed.contains(standby->chain.factory)) {
+      next = standby;
+      used_standby = true;
+    }
+  }
+  if (standby && !used_standby) ccm_enc_bin_retire(self, standby);
+  std::vector<std::string> passed;
+  if (!next && plan && caps) next = ccm_enc_bin_walk(self, plan->ranking.candidates, plan->codec, s, caps.get(), passed);
+  if (!next) {
+    std::string all;
+    {
+      std::lock_guard lk(p->lock);
+      p->fatal = true;
+      all = join(p->failures, "; ");
+    }
+    p->cond.notify_all();
+    GST_ELEMENT_ERROR(self, STREAM, ENCODE,
+                      ("every encoder failed (%s); no candidate is left", all.c_str()),
+                      ("failures in this stream: %s; not tried: %s", all.c_str(),
+                       passed.empty() ? "none" : join(passed, "; ").c_str()));
+    return false;
+  }
+  guint frames = 0;
+  {
+    std::lock_guard out(p->output_lock);
+    std::lock_guard lk(p->lock);
+    p->current = next;
+    next->switch_started = t0;
+    frames = ccm_enc_bin_requeue(self, *next, std::move(leftovers));
+  }
+  p->stats.failovers++;
+  p->stats.switches++;
+  p->stats.frames_reencoded += frames;
+  post_switched(self, failed->chain, next->chain, why, frames, false, used_standby);
+  ccm_enc_bin_build_standby(self);
+  return true;
+}
+
+// Whether a candidate other than the one in use is left to fail over to. Lock held.
+static bool ccm_enc_bin_has_alternative(const Self::Private* p, const Session& in_use) {
+  if (p->standby && !p->standby->failed) return true;
+  if (!p->plan) return false;
+  for (const auto& c : p->plan->ranking.candidates)
+    if (c.factory != in_use.chain.factory && !p->failed.contains(c.factory)) return true;
+  return false;
+}
+
+// Waits, in the upstream streaming thread, until `done` holds; fails over
+// whenever the session in use turns out dead meanwhile. False when flushing or
+// when nothing is left.
+template <typename Done>
+static bool ccm_enc_bin_wait(Self* self, std::unique_lock<std::mutex>& lk, Done done) {
+  auto* p = self->priv;
+  for (;;) {
+    if (p->fatal || p->flushing || !p->current) return false;
+    std::string why;
+    auto cur = p->current;
+    if (!healthy(p, *cur, now_us(), &why)) {
+      // A slow encoder is better than none: a stall only moves on when there
+      // is somewhere to move to; errors always do (and end the stream without one).
+      if (!cur->failed && !ccm_enc_bin_has_alternative(p, *cur)) {
+        if (!cur->stall_reported) {
+          cur->stall_reported = true;
+          GST_WARNING_OBJECT(self, "%s is %s, and no other candidate is left: waiting for it",
+                             cur->chain.factory.c_str(), why.c_str());
+        }
+        if (done()) return true;
+        p->cond.wait_for(lk, std::chrono::milliseconds(5));
+        continue;
+      }
+      lk.unlock();
+      const bool ok = ccm_enc_bin_fail_over(self, cur, why);
+      lk.lock();
+      if (!ok) return false;
+      continue;
+    }
+    if (done()) return true;
+    p->cond.wait_for(lk, std::chrono::milliseconds(5));
+  }
+}
+
+// Prepares the next candidate in the background (standby=true), so a failover
+// only has to hand the frames over.
+static void ccm_enc_bin_build_standby(Self* self) {
+  auto* p = self->priv;
+  guint64 generation;
+  {
+    std::lock_guard lk(p->lock);
+    if (!p->settings.standby || p->fatal || p->flushing || !p->plan || !p->current || p->standby || !p->input_caps)
+      return;
+    generation = ++p->standby_generation;
+  }
+  if (p->standby_builder.joinable()) p->standby_builder.join();
+  p->standby_builder = std::thread([self, generation] {
+    auto* p = self->priv;
+    Settings s;
+    Plan plan;
+    Ref<GstCaps> caps;
+    std::string in_use;
+    {
+      std::lock_guard lk(p->lock);
+      if (generation != p->standby_generation || !p->plan || !p->current) return;
+      s = p->settings;
+      plan = *p->plan;
+      caps.p = gst_caps_ref(p->input_caps);
+      in_use = p->current->chain.factory;
+    }
+    std::vector<ccm::catalog::Candidate> rest;
+    for (const auto& c : plan.ranking.candidates)
+      if (c.factory != in_use) rest.push_back(c);
+    std::vector<std::string> passed;
+    auto sess = ccm_enc_bin_walk(self, rest, plan.codec, s, caps.get(), passed);
+    if (!sess) {
+      GST_INFO_OBJECT(self, "no standby: %s", join(passed, "; ").c_str());
+      return;
+    }
+    bool keep = false;
+    {
+      std::lock_guard lk(p->lock);
+      if (generation == p->standby_generation && !p->standby && !p->flushing && !p->fatal) {
+        p->standby = sess;
+        keep = true;
+      }
+    }
+    if (keep)
+      GST_INFO_OBJECT(self, "standby ready: %s", sess->chain.factory.c_str());
+    else
+      ccm_enc_bin_retire(self, sess);
+  });
+}
+
+// ---- choosing at the start ---------------------------------------------------------
+
+// Picks the codec and the first candidate that passes its test encode and takes
+// this input. Called from the streaming thread on the first CAPS event; posts an
+// element error naming cause and fix on failure.
+static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
+  auto* p = self->priv;
+  const gint64 t0 = now_us();
   Settings s;
   {
-    Lock lock(self->priv->lock);
-    s = self->priv->settings;
+    std::lock_guard lk(p->lock);
+    s = p->settings;
   }
 
   if (s.rate_control != RateControl::Cqp && s.bitrate == 0) {
@@ -512,10 +1350,6 @@ static bool ccm_enc_bin_build(Self* self, GstCaps* input_caps) {
 
   // Rank each wanted codec; with codec=auto prefer a codec a hardware encoder
   // makes, then the first codec with any encoder at all.
-  struct Plan {
-    Codec codec;
-    ccm::catalog::Ranking ranking;
-  };
   std::vector<Plan> plans;
   for (Codec c : wanted) plans.push_back({c, rank_for(c, s)});
   std::stable_sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) {
@@ -528,177 +1362,423 @@ static bool ccm_enc_bin_build(Self* self, GstCaps* input_caps) {
 
   std::vector<std::string> failures;  // for the error when nothing works
   for (Plan& plan : plans) {
-    std::vector<ccm::catalog::PassedOver> failed_here;
-    for (size_t i = 0; i < plan.ranking.candidates.size(); i++) {
-      const auto& cand = plan.ranking.candidates[i];
-      GstElement* encoder = gst_element_factory_make(cand.factory.c_str(), nullptr);
-      if (!encoder) {
-        failed_here.push_back({cand.factory, "could not be created"});
-        continue;
-      }
-      const auto report = ccm::gst::configure_encoder(encoder, cand.entry, encode_settings(plan.codec, s, input_caps));
-
-      Chain chain;
-      chain.encoder = encoder;
-      chain.entry = cand.entry;
-      chain.factory = cand.factory;
-      chain.codec = plan.codec;
-      chain.hardware = cand.hardware;
-      chain.gpu = cand.gpu;
-      chain.convert = gst_element_factory_make("videoconvert", nullptr);
-      if (!chain.convert) {
-        gst_object_unref(encoder);
-        GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("videoconvert is missing"),
-                          ("install gstreamer1.0-plugins-base"));
-        return false;
-      }
-      GstVideoInfo vinfo;
-      gst_video_info_from_caps(&vinfo, input_caps);
-      const bool odd = (GST_VIDEO_INFO_WIDTH(&vinfo) | GST_VIDEO_INFO_HEIGHT(&vinfo)) & 1;
-      const bool full_chroma = odd && (plan.codec == Codec::H264 || plan.codec == Codec::H265);
-      Ref<GstCaps> input(encoder_input_caps(encoder, s.hdr, full_chroma));
-      if (!input && s.hdr) {
-        GST_ELEMENT_WARNING(self, STREAM, FORMAT, ("%s cannot encode 10-bit video", cand.factory.c_str()),
-                            ("hdr=true ignored: the stream is 8-bit"));
-        input.p = encoder_input_caps(encoder, false, full_chroma);
-      }
-      if (!input && full_chroma) {
-        failed_here.push_back({cand.factory, "cannot encode an odd size (4:2:0 " + std::string(ccm::catalog::to_string(plan.codec)) +
-                                                 " cannot carry it, and the element takes no 4:4:4)"});
-        gst_object_unref(encoder);
-        continue;
-      }
-      if (!encoder_takes_size(encoder, input_caps, input.get())) {
-        failed_here.push_back({cand.factory, "refuses " + std::to_string(GST_VIDEO_INFO_WIDTH(&vinfo)) + "x" +
-                                                 std::to_string(GST_VIDEO_INFO_HEIGHT(&vinfo)) +
-                                                 " (its library cannot encode that size)"});
-        gst_object_unref(encoder);
-        continue;
-      }
-      if (full_chroma)
-        GST_INFO_OBJECT(self, "odd size %dx%d: encoding 4:4:4 to keep the exact size", GST_VIDEO_INFO_WIDTH(&vinfo),
-                        GST_VIDEO_INFO_HEIGHT(&vinfo));
-      if (input) {
-        chain.format_filter = gst_element_factory_make("capsfilter", nullptr);
-        g_object_set(chain.format_filter, "caps", input.get(), nullptr);
-      }
-      chain.parser = gst_element_factory_make(ccm::catalog::parser_factory(plan.codec), nullptr);
-      if (!chain.parser)
-        GST_WARNING_OBJECT(self, "%s missing (gstreamer1.0-plugins-bad): output is not parsed",
-                           ccm::catalog::parser_factory(plan.codec));
-
-      std::vector<GstElement*> elements;
-      for (GstElement* e : {chain.convert, chain.format_filter, chain.encoder, chain.parser})
-        if (e) elements.push_back(e);
-      for (GstElement* e : elements) gst_bin_add(GST_BIN(self), e);
-      bool linked = true;
-      for (size_t k = 0; k + 1 < elements.size(); k++)
-        linked = linked && gst_element_link(elements[k], elements[k + 1]);
-      if (!linked) {
-        for (GstElement* e : elements) {
-          gst_element_set_state(e, GST_STATE_NULL);
-          gst_bin_remove(GST_BIN(self), e);
-        }
-        failed_here.push_back({cand.factory, "could not be linked (caps do not match)"});
-        continue;
-      }
-      for (GstElement* e : elements) gst_element_sync_state_with_parent(e);
-
-      GstPad* sink_target = gst_element_get_static_pad(elements.front(), "sink");
-      GstPad* src_target = gst_element_get_static_pad(elements.back(), "src");
-      gst_ghost_pad_set_target(GST_GHOST_PAD(self->sinkpad), sink_target);
-      gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), src_target);
-      gst_object_unref(sink_target);
-      gst_object_unref(src_target);
-
+    std::vector<std::string> passed;
+    for (const auto& po : plan.ranking.passed_over) passed.push_back(po.factory + ": " + po.reason);
+    const size_t ranked_out = passed.size();
+    auto sess = ccm_enc_bin_walk(self, plan.ranking.candidates, plan.codec, s, input_caps, passed);
+    if (sess) {
       std::string reason;
       if (s.candidates.empty())
-        reason = std::string(cand.hardware ? "best-ranked hardware encoder" : "best-ranked software encoder") +
+        reason = std::string(sess->chain.hardware ? "best-ranked hardware encoder" : "best-ranked software encoder") +
                  " for " + ccm::catalog::to_string(plan.codec);
       else
         reason = "first usable element of candidates=" + s.candidates;
+      if (sess->chain.hardware && s.gpu < 0 && s.candidates.empty())
+        reason += ", on the least loaded GPU";
+      if (passed.size() > ranked_out) reason += " that passed its test encode";
       if (!to_codec(s.codec))
         reason += std::string("; codec=auto chose ") + ccm::catalog::to_string(plan.codec) +
-                  (cand.hardware ? " (a hardware encoder makes it)" : " (first codec downstream accepts with an encoder)");
+                  (sess->chain.hardware ? " (a hardware encoder makes it)"
+                                        : " (first codec downstream accepts with an encoder)");
+      const double start_ms = double(now_us() - t0) / 1000.0;
       {
-        Lock lock(self->priv->lock);
-        self->priv->chain = chain;
+        std::lock_guard lk(p->lock);
+        p->current = sess;
+        p->plan = plan;
       }
-      post_selected(self, chain, plan.ranking, failed_here, report, reason);
+      p->stats.start_ms = start_ms;
+      post_selected(self, *sess, passed, reason, start_ms);
       GST_INFO_OBJECT(self, "input %" GST_PTR_FORMAT, input_caps);
       return true;
     }
-    for (const auto& p : plan.ranking.passed_over)
-      failures.push_back(std::string(ccm::catalog::to_string(plan.codec)) + " " + p.factory + ": " + p.reason);
-    for (const auto& p : failed_here)
-      failures.push_back(std::string(ccm::catalog::to_string(plan.codec)) + " " + p.factory + ": " + p.reason);
+    for (const auto& line : passed) failures.push_back(std::string(ccm::catalog::to_string(plan.codec)) + " " + line);
   }
 
   // Nothing usable: name the fix.
   std::string fix;
   if (s.hardware == HardwarePolicy::HardwareOnly) {
-    fix = "no hardware encoder is usable here (" +
-          std::to_string(ccm::gst::detected_gpus().size()) +
+    fix = "no hardware encoder is usable here (" + std::to_string(ccm::gst::detected_gpus().size()) +
           " GPU(s) detected); set hardware=auto to allow software encoders";
   } else {
-    for (const Plan& p : plans) {
+    for (const Plan& pl : plans) {
       if (!fix.empty()) fix += "; ";
-      fix += std::string("for ") + ccm::catalog::to_string(p.codec) + " install " +
-             std::string(ccm::catalog::debian_package_for(p.codec));
+      fix += std::string("for ") + ccm::catalog::to_string(pl.codec) + " install " +
+             std::string(ccm::catalog::debian_package_for(pl.codec));
     }
   }
   std::string codecs;
-  for (const Plan& p : plans) codecs += std::string(codecs.empty() ? "" : ", ") + ccm::catalog::to_string(p.codec);
+  for (const Plan& pl : plans) codecs += std::string(codecs.empty() ? "" : ", ") + ccm::catalog::to_string(pl.codec);
   GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("no usable encoder for %s: %s", codecs.c_str(), fix.c_str()),
                     ("tried: %s", failures.empty() ? "nothing" : join(failures, "; ").c_str()));
   return false;
 }
 
-static void ccm_enc_bin_teardown(Self* self) {
-  Chain chain;
+// ---- switching on request -----------------------------------------------------------
+
+// Settings that choose the encoder changed while streaming: at this frame
+// boundary, build the new session, drain the old one, and hand over. The old
+// one stays when no new candidate can start (a warning says why).
+static void ccm_enc_bin_switch(Self* self) {
+  auto* p = self->priv;
+  Settings s;
+  std::string reason;
+  gint64 t0;
+  std::shared_ptr<Session> old;
+  Ref<GstCaps> caps;
   {
-    Lock lock(self->priv->lock);
-    chain = self->priv->chain;
-    self->priv->chain = Chain{};
+    std::lock_guard lk(p->lock);
+    if (!p->current || p->fatal || !p->input_caps) return;
+    s = p->settings;
+    reason = p->switch_reason;
+    t0 = p->switch_requested_us;
+    old = p->current;
+    caps.p = gst_caps_ref(p->input_caps);
   }
-  gst_ghost_pad_set_target(GST_GHOST_PAD(self->sinkpad), nullptr);
-  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), nullptr);
-  for (GstElement* e : {chain.convert, chain.format_filter, chain.encoder, chain.parser}) {
-    if (!e) continue;
-    gst_element_set_state(e, GST_STATE_NULL);
-    gst_bin_remove(GST_BIN(self), e);
+  Codec codec = old->chain.codec;
+  if (auto forced = to_codec(s.codec)) codec = *forced;
+  if (codec != old->chain.codec) {
+    const auto accepted = codecs_downstream_accepts(self->srcpad);
+    if (std::find(accepted.begin(), accepted.end(), codec) == accepted.end()) {
+      GST_ELEMENT_WARNING(self, CORE, NEGOTIATION,
+                          ("codec=%s requested but downstream does not accept %s: keeping %s",
+                           ccm::catalog::to_string(codec), ccm::catalog::caps_name(codec),
+                           ccm::catalog::to_string(old->chain.codec)),
+                          ("downstream accepts %s", downstream_caps_string(self->srcpad).c_str()));
+      return;
+    }
   }
+  Plan plan{codec, rank_for(codec, s)};
+  std::vector<std::string> passed;
+  auto next = ccm_enc_bin_walk(self, plan.ranking.candidates, codec, s, caps.get(), passed);
+  if (!next) {
+    for (const auto& po : plan.ranking.passed_over) passed.push_back(po.factory + ": " + po.reason);
+    GST_ELEMENT_WARNING(self, STREAM, ENCODE, ("%s: no encoder can start with it, keeping %s", reason.c_str(),
+                                               old->chain.factory.c_str()),
+                        ("%s", join(passed, "; ").c_str()));
+    return;
+  }
+
+  // Drain the old encoder: every frame it took comes out before the new one starts.
+  {
+    std::unique_lock lk(p->lock);
+    old->queue.emplace_back(p->next_seq++, GST_MINI_OBJECT(gst_event_new_eos()));
+    p->cond.notify_all();
+    std::string why;
+    while (!old->drained && !p->flushing && healthy(p, *old, now_us(), &why))
+      p->cond.wait_for(lk, std::chrono::milliseconds(5));
+    if (!old->drained) GST_WARNING_OBJECT(self, "%s did not drain (%s)", old->chain.factory.c_str(), why.c_str());
+  }
+  std::shared_ptr<Session> standby;
+  guint frames = 0;
+  {
+    std::lock_guard out(p->output_lock);
+    std::lock_guard lk(p->lock);
+    std::deque<Item> leftovers = std::move(old->queue);
+    old->queue.clear();
+    old->stop = true;
+    p->current = next;
+    p->plan = plan;
+    next->switch_started = t0;
+    frames = ccm_enc_bin_requeue(self, *next, std::move(leftovers));
+    standby = p->standby;  // prepared for the old settings
+    p->standby = nullptr;
+    p->standby_generation++;
+  }
+  ccm_enc_bin_retire(self, old);
+  if (standby) ccm_enc_bin_retire(self, standby);
+  p->stats.switches++;
+  p->stats.frames_reencoded += frames;
+  post_switched(self, old->chain, next->chain, reason, frames, true, false);
+  ccm_enc_bin_build_standby(self);
+}
+
+// Everything back to before the first caps (PAUSED to READY, finalize).
+static void ccm_enc_bin_teardown(Self* self) {
+  auto* p = self->priv;
+  {
+    std::lock_guard lk(p->lock);
+    p->standby_generation++;
+  }
+  if (p->standby_builder.joinable()) p->standby_builder.join();
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard lk(p->lock);
+    sessions = p->attached;
+  }
+  for (const auto& s : sessions) ccm_enc_bin_retire(self, s);
+  ccm_enc_bin_join_reapers(self, std::chrono::milliseconds(5000));
+  std::lock_guard lk(p->lock);
+  p->current = nullptr;
+  p->standby = nullptr;
+  p->plan.reset();
+  p->failed.clear();
+  p->failures.clear();
+  p->pending.clear();
+  if (p->input_caps) gst_caps_unref(p->input_caps);
+  p->input_caps = nullptr;
+  p->final_eos = false;
+  p->fatal = false;
+  p->switch_requested = false;
 }
 
 static bool ccm_enc_bin_is_built(Self* self) {
-  Lock lock(self->priv->lock);
-  return self->priv->chain.built();
+  std::lock_guard lk(self->priv->lock);
+  return self->priv->current != nullptr || self->priv->fatal;
 }
 
-// Sticky events that came before CAPS (stream-start) were kept on our sink pad;
-// send them into the new chain ahead of the caps.
-static void ccm_enc_bin_replay_sticky(Self* self) {
-  GstPad* internal = GST_PAD(gst_proxy_pad_get_internal(GST_PROXY_PAD(self->sinkpad)));
-  gst_pad_sticky_events_foreach(
-      self->sinkpad,
-      [](GstPad*, GstEvent** event, gpointer user) -> gboolean {
-        if (GST_EVENT_TYPE(*event) < GST_EVENT_CAPS)
-          gst_pad_push_event(GST_PAD(user), gst_event_ref(*event));
-        return TRUE;
-      },
-      internal);
-  gst_object_unref(internal);
+// ---- the session's pads -----------------------------------------------------------
+
+// Sticky events the session produced (caps, segment, tags) that downstream has
+// not seen, before its first buffer out: a new codec or new parameters reach
+// downstream as new caps.
+static GstFlowReturn ccm_enc_bin_sync_sticky(Self* self, Session* s) {
+  for (GstEventType type : {GST_EVENT_STREAM_START, GST_EVENT_CAPS, GST_EVENT_SEGMENT, GST_EVENT_TAG}) {
+    // The segment is the one that came in: outputs carry the timestamps that came in.
+    GstEvent* mine = gst_pad_get_sticky_event(type == GST_EVENT_SEGMENT ? s->feed : s->collect, type, 0);
+    if (!mine) continue;
+    GstEvent* theirs = gst_pad_get_sticky_event(self->srcpad, type, 0);
+    bool same = false;
+    if (theirs) {
+      switch (type) {
+        case GST_EVENT_STREAM_START: same = true; break;  // one stream for downstream, whatever encodes it
+        case GST_EVENT_CAPS: {
+          GstCaps *a = nullptr, *b = nullptr;
+          gst_event_parse_caps(mine, &a);
+          gst_event_parse_caps(theirs, &b);
+          same = gst_caps_is_equal(a, b);
+          break;
+        }
+        case GST_EVENT_SEGMENT: {
+          const GstSegment *a = nullptr, *b = nullptr;
+          gst_event_parse_segment(mine, &a);
+          gst_event_parse_segment(theirs, &b);
+          same = gst_segment_is_equal(a, b);
+          break;
+        }
+        default: {
+          GstTagList *a = nullptr, *b = nullptr;
+          gst_event_parse_tag(mine, &a);
+          gst_event_parse_tag(theirs, &b);
+          same = gst_tag_list_is_equal(a, b);
+          break;
+        }
+      }
+      gst_event_unref(theirs);
+    }
+    const bool ok = same || gst_pad_push_event(self->srcpad, gst_event_ref(mine));
+    gst_event_unref(mine);
+    if (!ok && type == GST_EVENT_CAPS) return GST_FLOW_NOT_NEGOTIATED;
+  }
+  return GST_FLOW_OK;
 }
 
-// ---- pads -----------------------------------------------------------------------
+static void ccm_enc_bin_count_output(Self* self, GstBuffer* b) {
+  auto& st = self->priv->stats;
+  st.frames_out++;
+  st.bytes_out += gst_buffer_get_size(b);
+  if (!GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT)) st.key_frames++;
+  st.last_out_wall_us = now_us();
+  if (GST_BUFFER_PTS_IS_VALID(b)) {
+    if (st.first_out_pts.load() == GST_CLOCK_TIME_NONE) st.first_out_pts = GST_BUFFER_PTS(b);
+    const GstClockTime end = GST_BUFFER_PTS(b) + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
+    if (st.last_out_end.load() == GST_CLOCK_TIME_NONE || end > st.last_out_end) st.last_out_end = end;
+  }
+}
 
-static gboolean ccm_enc_bin_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+static GstFlowReturn ccm_enc_bin_collect_chain(GstPad* pad, GstObject*, GstBuffer* buffer) {
+  Session* s = session_of(pad);
+  Self* self = s->bin;
+  auto* p = self->priv;
+  std::lock_guard out(p->output_lock);
+  {
+    std::lock_guard lk(p->lock);
+    if (s->retired || s != p->current.get()) {
+      GST_DEBUG_OBJECT(self, "dropping output of %s (no longer in use)", s->chain.factory.c_str());
+      gst_buffer_unref(buffer);
+      return s->retired ? GST_FLOW_FLUSHING : GST_FLOW_OK;
+    }
+    if (!s->offset_known && GST_BUFFER_PTS_IS_VALID(buffer) && GST_CLOCK_TIME_IS_VALID(s->first_pushed_pts)) {
+      s->offset_known = true;
+      s->pts_offset = gint64(GST_BUFFER_PTS(buffer)) - gint64(s->first_pushed_pts);
+      if (s->pts_offset != 0)
+        GST_DEBUG_OBJECT(self, "%s moves timestamps by %" G_GINT64_FORMAT " ns: undone on output",
+                         s->chain.factory.c_str(), s->pts_offset);
+    }
+    if (s->pts_offset != 0) {
+      buffer = gst_buffer_make_writable(buffer);
+      auto undo = [&](GstClockTime t) -> GstClockTime {
+        if (!GST_CLOCK_TIME_IS_VALID(t)) return t;
+        const gint64 v = gint64(t) - s->pts_offset;
+        return v >= 0 ? GstClockTime(v) : GST_CLOCK_TIME_NONE;
+      };
+      GST_BUFFER_PTS(buffer) = undo(GST_BUFFER_PTS(buffer));
+      GST_BUFFER_DTS(buffer) = undo(GST_BUFFER_DTS(buffer));
+    }
+    forget_pending(p, buffer);
+    s->frames_out++;
+    GST_LOG_OBJECT(self, "%s output pts %" GST_TIME_FORMAT " dts %" GST_TIME_FORMAT ", %zu frame(s) pending",
+                   s->chain.factory.c_str(), GST_TIME_ARGS(GST_BUFFER_PTS(buffer)),
+                   GST_TIME_ARGS(GST_BUFFER_DTS(buffer)), p->pending.size());
+    const gint64 now = now_us();
+    if (!s->produced) {
+      s->produced = true;
+      if (s->switch_started >= 0) p->stats.last_switch_ms = double(now - s->switch_started) / 1000.0;
+    }
+    s->waiting_since = p->pending.empty() ? -1 : now;
+    s->in_downstream = true;
+  }
+  p->cond.notify_all();
+  GstFlowReturn flow = ccm_enc_bin_sync_sticky(self, s);
+  if (flow == GST_FLOW_OK) {
+    ccm_enc_bin_count_output(self, buffer);
+    flow = gst_pad_push(self->srcpad, buffer);
+  } else {
+    gst_buffer_unref(buffer);
+  }
+  {
+    std::lock_guard lk(p->lock);
+    s->in_downstream = false;
+    s->downstream = flow;
+    if (s->busy) s->busy_since = now_us();
+  }
+  p->cond.notify_all();
+  return flow;
+}
+
+static gboolean ccm_enc_bin_collect_event(GstPad* pad, GstObject*, GstEvent* event) {
+  Session* s = session_of(pad);
+  Self* self = s->bin;
+  auto* p = self->priv;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_EOS: {
+      // Our drain of this session came through. Downstream gets it only when it
+      // is upstream's EOS; a drain for a switch stays inside.
+      {
+        std::lock_guard out(p->output_lock);
+        bool forward = false;
+        {
+          std::lock_guard lk(p->lock);
+          forward = !s->retired && s == p->current.get() && p->final_eos;
+          // Frames went in, fewer came out, and some are still waiting: the
+          // encoder lost them (an output thread that died). Not the end of the
+          // stream, a failure: the next encoder re-encodes them, then ends it.
+          if (forward && !p->pending.empty() && s->frames_out < s->frames_pushed && !s->failed) {
+            s->failed = true;
+            s->failure = "ended the stream with " + std::to_string(s->frames_pushed - s->frames_out) +
+                         " frame(s) never output";
+            gst_event_unref(event);
+            p->cond.notify_all();
+            return TRUE;
+          }
+        }
+        if (forward) {
+          ccm_enc_bin_sync_sticky(self, s);
+          gst_pad_push_event(self->srcpad, event);
+        } else {
+          gst_event_unref(event);
+        }
+        std::lock_guard lk(p->lock);
+        s->drained = true;
+        s->waiting_since = -1;
+        if (forward) p->pending.clear();  // what is left, the encoder dropped
+      }
+      p->cond.notify_all();
+      return TRUE;
+    }
+    case GST_EVENT_FLUSH_START:
+    case GST_EVENT_FLUSH_STOP:
+      // Flushes reach downstream from our sink pad, once.
+      gst_event_unref(event);
+      return TRUE;
+    default:
+      break;
+  }
+  if (GST_EVENT_IS_STICKY(event)) {
+    // Kept on this pad (returning TRUE stores it) and sent with the session's first buffer.
+    gst_event_unref(event);
+    return TRUE;
+  }
+  bool current;
+  {
+    std::lock_guard lk(p->lock);
+    current = !s->retired && s == p->current.get();
+  }
+  if (!current) {
+    gst_event_unref(event);
+    return TRUE;
+  }
+  return gst_pad_push_event(self->srcpad, event);
+}
+
+static gboolean ccm_enc_bin_collect_query(GstPad* pad, GstObject*, GstQuery* query) {
+  Session* s = session_of(pad);
+  Self* self = s->bin;
+  {
+    std::lock_guard lk(self->priv->lock);
+    if (s->retired) return FALSE;
+  }
+  if (gst_pad_peer_query(self->srcpad, query)) {
+    if (GST_QUERY_TYPE(query) == GST_QUERY_ACCEPT_CAPS) {
+      gboolean accepted = FALSE;
+      gst_query_parse_accept_caps_result(query, &accepted);
+      if (!accepted) {
+        std::lock_guard lk(self->priv->lock);
+        s->downstream = GST_FLOW_NOT_NEGOTIATED;  // downstream's refusal, not the encoder's failure
+      }
+    }
+    return TRUE;
+  }
+  // Not linked yet (webrtcbin links late): anything goes until it is.
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      GstCaps* filter = nullptr;
+      gst_query_parse_caps(query, &filter);
+      Ref<GstCaps> templ(gst_pad_get_pad_template_caps(self->srcpad));
+      Ref<GstCaps> result(filter ? gst_caps_intersect_full(filter, templ.get(), GST_CAPS_INTERSECT_FIRST)
+                                 : gst_caps_ref(templ.get()));
+      gst_query_set_caps_result(query, result.get());
+      return TRUE;
+    }
+    case GST_QUERY_ACCEPT_CAPS:
+      gst_query_set_accept_caps_result(query, TRUE);
+      return TRUE;
+    default:
+      return FALSE;
+  }
+}
+
+static gboolean ccm_enc_bin_feed_event(GstPad* pad, GstObject*, GstEvent* event) {
+  // Upstream events out of the session (QoS, reconfigure, seek): on to our
+  // upstream when the session is the one in use.
+  Session* s = session_of(pad);
+  Self* self = s->bin;
+  bool current;
+  {
+    std::lock_guard lk(self->priv->lock);
+    current = !s->retired && s == self->priv->current.get();
+  }
+  if (!current && GST_EVENT_TYPE(event) != GST_EVENT_RECONFIGURE) {
+    gst_event_unref(event);
+    return TRUE;
+  }
+  return gst_pad_push_event(self->sinkpad, event);
+}
+
+static gboolean ccm_enc_bin_feed_query(GstPad* pad, GstObject*, GstQuery* query) {
+  Session* s = session_of(pad);
+  return gst_pad_peer_query(s->bin->sinkpad, query);
+}
+
+// ---- our pads -----------------------------------------------------------------------
+
+static gboolean ccm_enc_bin_sink_event(GstPad*, GstObject* parent, GstEvent* event) {
   Self* self = GST_CCM_ENC_BIN(parent);
+  auto* p = self->priv;
   switch (GST_EVENT_TYPE(event)) {
     case GST_EVENT_CAPS: {
       GstCaps* caps = nullptr;
       gst_event_parse_caps(event, &caps);
-      const std::string refused = refuse_reason(caps);
+      std::string refused = refuse_reason(caps);
       if (!refused.empty()) {
         gchar* cs = gst_caps_to_string(caps);
         GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("%s", refused.c_str()), ("input caps: %s", cs));
@@ -710,172 +1790,324 @@ static gboolean ccm_enc_bin_sink_event(GstPad* pad, GstObject* parent, GstEvent*
       Ref<GstCaps> nominal(with_nominal_framerate(caps, &changed));
       if (changed)
         GST_INFO_OBJECT(self, "variable framerate input: encoders get %" GST_PTR_FORMAT, nominal.get());
-      if (!ccm_enc_bin_is_built(self)) {
-        if (!ccm_enc_bin_build(self, nominal.get())) {
-          gst_event_unref(event);
-          return FALSE;
-        }
-        ccm_enc_bin_replay_sticky(self);
-      }
       {
         GstStructure* st = gst_caps_get_structure(nominal.get(), 0);
         gint n = 0, d = 1;
         gst_structure_get_fraction(st, "framerate", &n, &d);
-        Lock lock(self->priv->lock);
-        self->priv->frame_duration = n > 0 ? gst_util_uint64_scale_int(GST_SECOND, d, n) : GST_CLOCK_TIME_NONE;
+        std::lock_guard lk(p->lock);
+        p->frame_duration = n > 0 ? gst_util_uint64_scale_int(GST_SECOND, d, n) : GST_CLOCK_TIME_NONE;
+        gst_caps_replace(&p->input_caps, nominal.get());
       }
-      if (changed) {
-        GstEvent* replaced = gst_event_new_caps(nominal.get());
-        GST_EVENT_SEQNUM(replaced) = GST_EVENT_SEQNUM(event);
+      if (!ccm_enc_bin_is_built(self)) {
+        // The session gets the caps (and what came before them) when it is built.
+        const bool ok = ccm_enc_bin_start(self, nominal.get());
+        if (!ok) {
+          std::lock_guard lk(p->lock);
+          p->fatal = true;
+        }
         gst_event_unref(event);
-        event = replaced;
+        return ok;
       }
-      return gst_pad_event_default(pad, parent, event);
-    }
-    case GST_EVENT_FLUSH_STOP:
-    case GST_EVENT_SEGMENT: {
-      // A seek or a new segment: untimed frames count again from its start.
-      Lock lock(self->priv->lock);
-      self->priv->next_pts = GST_CLOCK_TIME_NONE;
-      if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
-        const GstSegment* segment = nullptr;
-        gst_event_parse_segment(event, &segment);
-        if (segment->format == GST_FORMAT_TIME) self->priv->next_pts = segment->start;
-      }
-      if (!self->priv->chain.built()) {
-        gst_event_unref(event);
-        return TRUE;
-      }
+      GstEvent* replaced = gst_event_new_caps(nominal.get());
+      GST_EVENT_SEQNUM(replaced) = GST_EVENT_SEQNUM(event);
+      gst_event_unref(event);
+      event = replaced;
       break;
     }
-    case GST_EVENT_EOS:
+    case GST_EVENT_FLUSH_START: {
+      std::shared_ptr<Session> cur;
+      {
+        std::lock_guard lk(p->lock);
+        p->flushing = true;
+        cur = p->current;
+      }
+      p->cond.notify_all();
+      if (cur) gst_pad_push_event(cur->feed, gst_event_ref(event));
+      return gst_pad_push_event(self->srcpad, event);
+    }
+    case GST_EVENT_FLUSH_STOP: {
+      std::shared_ptr<Session> cur;
+      {
+        std::unique_lock lk(p->lock);
+        cur = p->current;
+        if (cur) {
+          p->cond.wait_for(lk, std::chrono::seconds(2), [&] { return !cur->busy; });
+          cur->queue.clear();
+        }
+        p->pending.clear();
+      }
+      if (cur) gst_pad_push_event(cur->feed, gst_event_ref(event));
+      {
+        std::lock_guard lk(p->lock);
+        p->flushing = false;
+        p->final_eos = false;
+        p->next_pts = GST_CLOCK_TIME_NONE;
+        if (cur) {
+          cur->drained = false;
+          cur->downstream = GST_FLOW_OK;
+          cur->waiting_since = -1;
+        }
+      }
+      return gst_pad_push_event(self->srcpad, event);
+    }
+    case GST_EVENT_SEGMENT: {
+      // A new segment: untimed frames count again from its start.
+      const GstSegment* segment = nullptr;
+      gst_event_parse_segment(event, &segment);
+      std::lock_guard lk(p->lock);
+      p->next_pts = segment->format == GST_FORMAT_TIME ? segment->start : GST_CLOCK_TIME_NONE;
+      break;
+    }
+    case GST_EVENT_EOS: {
       if (!ccm_enc_bin_is_built(self)) {
         // Nothing was ever negotiated: pass EOS straight on so the pipeline ends.
         return gst_pad_push_event(self->srcpad, event);
       }
-      break;
-    default:
-      if (!ccm_enc_bin_is_built(self)) {
-        // Kept as sticky on our pad (returning TRUE stores it) and replayed at build.
+      std::unique_lock lk(p->lock);
+      if (p->fatal || !p->current) {
         gst_event_unref(event);
-        return TRUE;
+        return FALSE;
       }
+      p->final_eos = true;
+      p->current->queue.emplace_back(p->next_seq++, GST_MINI_OBJECT(event));
+      p->cond.notify_all();
+      // Returns once the drain came out (after any failover on the way).
+      return ccm_enc_bin_wait(self, lk, [&] { return p->current->drained; });
+    }
+    default:
       break;
   }
-  return gst_pad_event_default(pad, parent, event);
+  if (!ccm_enc_bin_is_built(self)) {
+    // Kept as sticky on our pad (returning TRUE stores it) and pushed into the
+    // session when it is built; other events before caps have nowhere to go.
+    gst_event_unref(event);
+    return TRUE;
+  }
+  if (!GST_EVENT_IS_SERIALIZED(event)) {
+    std::shared_ptr<Session> cur;
+    {
+      std::lock_guard lk(p->lock);
+      cur = p->current;
+    }
+    if (!cur) {
+      gst_event_unref(event);
+      return FALSE;
+    }
+    return gst_pad_push_event(cur->feed, event);
+  }
+  // In stream order with the frames.
+  std::lock_guard lk(p->lock);
+  if (!p->current) {
+    gst_event_unref(event);
+    return FALSE;
+  }
+  p->current->queue.emplace_back(p->next_seq++, GST_MINI_OBJECT(event));
+  p->cond.notify_all();
+  return TRUE;
 }
 
 // Encoders and muxers need a pts on every frame; frames without one get the
 // previous frame's end, at the nominal framerate.
 static GstBuffer* ccm_enc_bin_complete_timestamps(Self* self, GstBuffer* buffer) {
   auto* p = self->priv;
-  GstClockTime duration;
-  {
-    Lock lock(p->lock);
-    duration = p->frame_duration;
-  }
+  std::lock_guard lk(p->lock);
   if (!GST_BUFFER_PTS_IS_VALID(buffer) || !GST_BUFFER_DURATION_IS_VALID(buffer)) {
     buffer = gst_buffer_make_writable(buffer);
     if (!GST_BUFFER_PTS_IS_VALID(buffer))
       GST_BUFFER_PTS(buffer) = GST_CLOCK_TIME_IS_VALID(p->next_pts) ? p->next_pts : 0;
-    if (!GST_BUFFER_DURATION_IS_VALID(buffer)) GST_BUFFER_DURATION(buffer) = duration;
+    if (!GST_BUFFER_DURATION_IS_VALID(buffer)) GST_BUFFER_DURATION(buffer) = p->frame_duration;
   }
   p->next_pts = GST_BUFFER_PTS(buffer) + (GST_BUFFER_DURATION_IS_VALID(buffer) ? GST_BUFFER_DURATION(buffer) : 0);
   return buffer;
 }
 
-static GstFlowReturn ccm_enc_bin_sink_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer) {
+static GstFlowReturn ccm_enc_bin_sink_chain(GstPad*, GstObject* parent, GstBuffer* buffer) {
   Self* self = GST_CCM_ENC_BIN(parent);
+  auto* p = self->priv;
   if (!ccm_enc_bin_is_built(self)) {
     gst_buffer_unref(buffer);
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("data arrived before caps"),
                       ("the upstream element must send caps (video/x-raw) before buffers"));
     return GST_FLOW_NOT_NEGOTIATED;
   }
-  auto& st = self->priv->stats;
-  if (st.frames_in.fetch_add(1) == 0) st.first_in_wall_us = g_get_monotonic_time();
+  auto& st = p->stats;
+  if (st.frames_in.fetch_add(1) == 0) st.first_in_wall_us = now_us();
   buffer = ccm_enc_bin_complete_timestamps(self, buffer);
-  return gst_proxy_pad_chain_default(pad, parent, buffer);
+  if (p->switch_requested.exchange(false)) ccm_enc_bin_switch(self);
+
+  std::unique_lock lk(p->lock);
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (p->fatal || !p->current) ret = GST_FLOW_ERROR;
+  else if (p->flushing) ret = GST_FLOW_FLUSHING;
+  else if (p->final_eos) ret = GST_FLOW_EOS;
+  if (ret != GST_FLOW_OK) {
+    gst_buffer_unref(buffer);
+    return ret;
+  }
+  const guint64 seq = p->next_seq++;
+  p->pending.emplace_back(seq, GST_MINI_OBJECT(gst_buffer_ref(buffer)));
+  p->current->queue.emplace_back(seq, GST_MINI_OBJECT(buffer));
+  p->cond.notify_all();
+  // Hand-over: return once the pusher took the frame, so encoding overlaps
+  // with upstream's next frame and flow returns come back one frame late, as
+  // through a queue of one.
+  if (!ccm_enc_bin_wait(self, lk, [&] { return p->current->queue.empty(); }))
+    return p->fatal ? GST_FLOW_ERROR : GST_FLOW_FLUSHING;
+  const GstFlowReturn down = p->current->downstream;
+  const bool want_standby = p->settings.standby && !p->standby && p->standby_generation == 0;
+  lk.unlock();
+  if (want_standby) ccm_enc_bin_build_standby(self);
+  return down < GST_FLOW_OK || down == GST_FLOW_EOS ? down : GST_FLOW_OK;
+}
+
+static GstCaps* ccm_enc_bin_sink_caps() {
+  GstCaps* caps = preferred_raw_caps();
+  if (can_download_cuda()) {
+    // After system memory: elements that can give either give that.
+    GstCaps* cuda = gst_caps_copy(caps);
+    gst_caps_set_features(cuda, 0, gst_caps_features_new(kCudaMemory, nullptr));
+    gst_caps_append(caps, cuda);
+  }
+  return caps;
 }
 
 static gboolean ccm_enc_bin_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
   Self* self = GST_CCM_ENC_BIN(parent);
-  if (!ccm_enc_bin_is_built(self)) {
-    switch (GST_QUERY_TYPE(query)) {
-      case GST_QUERY_CAPS: {
-        GstCaps* filter = nullptr;
-        gst_query_parse_caps(query, &filter);
-        Ref<GstCaps> caps(preferred_raw_caps());
-        if (filter) {
-          GstCaps* i = gst_caps_intersect_full(filter, caps.get(), GST_CAPS_INTERSECT_FIRST);
-          gst_query_set_caps_result(query, i);
-          gst_caps_unref(i);
-        } else {
-          gst_query_set_caps_result(query, caps.get());
-        }
-        return TRUE;
+  auto* p = self->priv;
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      // Whatever the encoder, videoconvert inside takes any raw format; 4:2:0 first.
+      GstCaps* filter = nullptr;
+      gst_query_parse_caps(query, &filter);
+      Ref<GstCaps> caps(ccm_enc_bin_sink_caps());
+      if (filter) {
+        Ref<GstCaps> i(gst_caps_intersect_full(filter, caps.get(), GST_CAPS_INTERSECT_FIRST));
+        gst_query_set_caps_result(query, i.get());
+      } else {
+        gst_query_set_caps_result(query, caps.get());
       }
-      case GST_QUERY_ACCEPT_CAPS: {
-        GstCaps* caps = nullptr;
-        gst_query_parse_accept_caps(query, &caps);
-        // Any raw video is "accepted" here so that caps we cannot take reach the
-        // CAPS event, which refuses them with an error that names the fix;
-        // the CAPS query above only offers what we can take.
-        gst_query_set_accept_caps_result(
-            query, caps && gst_caps_get_size(caps) == 1 &&
-                       gst_structure_has_name(gst_caps_get_structure(caps, 0), "video/x-raw"));
-        return TRUE;
-      }
-      default:
-        return gst_pad_query_default(pad, parent, query);
+      return TRUE;
     }
+    case GST_QUERY_ACCEPT_CAPS: {
+      GstCaps* caps = nullptr;
+      gst_query_parse_accept_caps(query, &caps);
+      // Any raw video is "accepted" here so that caps we cannot take reach the
+      // CAPS event, which refuses them with an error that names the fix;
+      // the CAPS query above only offers what we can take.
+      gst_query_set_accept_caps_result(
+          query, caps && gst_caps_get_size(caps) == 1 &&
+                     gst_structure_has_name(gst_caps_get_structure(caps, 0), "video/x-raw"));
+      return TRUE;
+    }
+    default:
+      break;
   }
+  std::shared_ptr<Session> cur;
+  {
+    std::unique_lock lk(p->lock);
+    if (GST_QUERY_IS_SERIALIZED(query) && p->current) {
+      // In stream order: once the session has taken everything before it.
+      if (!ccm_enc_bin_wait(self, lk, [&] { return p->current->queue.empty() && !p->current->busy; })) return FALSE;
+    }
+    cur = p->current;
+  }
+  if (!cur) return gst_pad_query_default(pad, parent, query);
+  const gboolean answered = gst_pad_peer_query(cur->feed, query);
   if (GST_QUERY_TYPE(query) == GST_QUERY_ALLOCATION) {
-    // The chain answers first; a generic answer becomes our aligned DMABuf pool.
-    const gboolean answered = gst_pad_query_default(pad, parent, query);
+    // The session answers first; a generic answer becomes our aligned DMABuf pool.
     Settings s;
-    int gpu = -1;
     {
-      Lock lock(self->priv->lock);
-      s = self->priv->settings;
-      gpu = self->priv->chain.gpu;
+      std::lock_guard lk(p->lock);
+      s = p->settings;
     }
-    if (answered && s.dmabuf_pool) ccm_propose_dmabuf_pool(GST_OBJECT(self), query, gpu);
-    return answered;
+    if (answered && s.dmabuf_pool) ccm_propose_dmabuf_pool(GST_OBJECT(self), query, cur->chain.gpu);
   }
-  return gst_pad_query_default(pad, parent, query);
+  return answered;
 }
 
-static GstPadProbeReturn ccm_enc_bin_output_probe(GstPad*, GstPadProbeInfo* info, gpointer user) {
-  Self* self = GST_CCM_ENC_BIN(user);
-  auto& st = self->priv->stats;
-  auto count = [&](GstBuffer* b) -> gboolean {
-    st.frames_out++;
-    st.bytes_out += gst_buffer_get_size(b);
-    if (!GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT)) st.key_frames++;
-    st.last_out_wall_us = g_get_monotonic_time();
-    if (GST_BUFFER_PTS_IS_VALID(b)) {
-      if (st.first_out_pts.load() == GST_CLOCK_TIME_NONE) st.first_out_pts = GST_BUFFER_PTS(b);
-      GstClockTime end = GST_BUFFER_PTS(b) + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
-      if (st.last_out_end.load() == GST_CLOCK_TIME_NONE || end > st.last_out_end) st.last_out_end = end;
-    }
+static gboolean ccm_enc_bin_src_event(GstPad*, GstObject* parent, GstEvent* event) {
+  // Upstream events from downstream (force-key-unit, QoS, seek): into the
+  // session in use, which passes what it does not handle on upstream.
+  Self* self = GST_CCM_ENC_BIN(parent);
+  std::shared_ptr<Session> cur;
+  {
+    std::lock_guard lk(self->priv->lock);
+    cur = self->priv->current;
+  }
+  if (cur) return gst_pad_push_event(cur->collect, event);
+  return gst_pad_push_event(self->sinkpad, event);
+}
+
+static gboolean ccm_enc_bin_src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  Self* self = GST_CCM_ENC_BIN(parent);
+  std::shared_ptr<Session> cur;
+  {
+    std::lock_guard lk(self->priv->lock);
+    cur = self->priv->current;
+  }
+  if (cur) return gst_pad_peer_query(cur->collect, query);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_CAPS) {
+    // Before the first caps: every codec we make, even with codec= set, so that
+    // linking succeeds and a refusal comes with our message naming the fix.
+    GstCaps* filter = nullptr;
+    gst_query_parse_caps(query, &filter);
+    Ref<GstCaps> caps(gst_pad_get_pad_template_caps(pad));
+    Ref<GstCaps> result(filter ? gst_caps_intersect_full(filter, caps.get(), GST_CAPS_INTERSECT_FIRST)
+                               : gst_caps_ref(caps.get()));
+    gst_query_set_caps_result(query, result.get());
     return TRUE;
-  };
-  if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
-    count(GST_PAD_PROBE_INFO_BUFFER(info));
-  } else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
-    gst_buffer_list_foreach(GST_PAD_PROBE_INFO_BUFFER_LIST(info),
-                            [](GstBuffer** b, guint, gpointer f) -> gboolean {
-                              return (*static_cast<decltype(count)*>(f))(*b);
-                            },
-                            &count);
   }
-  return GST_PAD_PROBE_OK;
+  return gst_pad_peer_query(self->sinkpad, query);
 }
 
-static gboolean ccm_enc_bin_output_probe_install(Self* self, GstPad* pad) {
-  return gst_pad_add_probe(pad, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
-                           ccm_enc_bin_output_probe, self, nullptr) != 0;
+// Errors of a session's elements are the session's failure, not the
+// application's: they start a failover. The rest goes up as usual.
+static void gst_ccm_enc_bin_handle_message(GstBin* bin, GstMessage* message) {
+  Self* self = GST_CCM_ENC_BIN(bin);
+  auto* p = self->priv;
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR && GST_MESSAGE_SRC(message)) {
+    // The child of ours the message comes from (the source may be deep inside it).
+    GstObject* child = GST_OBJECT(gst_object_ref(GST_MESSAGE_SRC(message)));
+    while (child) {
+      GstObject* parent = gst_object_get_parent(child);
+      if (!parent || parent == GST_OBJECT(self)) {
+        if (parent) gst_object_unref(parent);
+        break;
+      }
+      gst_object_unref(child);
+      child = parent;
+    }
+    std::shared_ptr<Session> owner;
+    if (child) {
+      std::lock_guard lk(p->lock);
+      for (const auto& s : p->attached) {
+        const auto elements = s->chain.elements();
+        if (std::find(elements.begin(), elements.end(), GST_ELEMENT(child)) != elements.end()) owner = s;
+      }
+      gst_object_unref(child);
+    }
+    if (owner) {
+      GError* err = nullptr;
+      gchar* dbg = nullptr;
+      gst_message_parse_error(message, &err, &dbg);
+      const std::string what = std::string(GST_MESSAGE_SRC_NAME(message)) + ": " + err->message;
+      GST_INFO_OBJECT(self, "error from %s kept from the application: %s (%s)", owner->chain.factory.c_str(),
+                      what.c_str(), dbg ? dbg : "");
+      g_error_free(err);
+      g_free(dbg);
+      {
+        std::lock_guard lk(p->lock);
+        if (!owner->failed) {
+          owner->failed = true;
+          owner->failure = what;
+        }
+      }
+      p->cond.notify_all();
+      gst_message_unref(message);
+      return;
+    }
+  }
+  GST_BIN_CLASS(gst_ccm_enc_bin_parent_class)->handle_message(bin, message);
 }
 
 // ---- stats ----------------------------------------------------------------------
@@ -885,10 +2117,12 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
   std::string factory, codec;
   bool hardware = false;
   {
-    Lock lock(self->priv->lock);
-    factory = self->priv->chain.factory;
-    codec = self->priv->chain.built() ? ccm::catalog::to_string(self->priv->chain.codec) : "";
-    hardware = self->priv->chain.hardware;
+    std::lock_guard lk(self->priv->lock);
+    if (const auto& cur = self->priv->current) {
+      factory = cur->chain.factory;
+      codec = ccm::catalog::to_string(cur->chain.codec);
+      hardware = cur->chain.hardware;
+    }
   }
   const guint64 out = st.frames_out, bytes = st.bytes_out;
   double fps = 0, kbps = 0;
@@ -897,42 +2131,66 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
   const guint64 p0 = st.first_out_pts, p1 = st.last_out_end;
   if (p0 != GST_CLOCK_TIME_NONE && p1 != GST_CLOCK_TIME_NONE && p1 > p0)
     kbps = (double)bytes * 8.0 / ((double)(p1 - p0) / GST_SECOND) / 1000.0;
-  return gst_structure_new("ccm-stats", "encoder", G_TYPE_STRING, factory.c_str(), "codec", G_TYPE_STRING,
-                           codec.c_str(), "hardware", G_TYPE_BOOLEAN, hardware, "frames-in", G_TYPE_UINT64,
-                           (guint64)st.frames_in, "frames-out", G_TYPE_UINT64, out, "key-frames",
-                           G_TYPE_UINT64, (guint64)st.key_frames, "bytes-out", G_TYPE_UINT64, bytes,
-                           "bitrate-kbps", G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, nullptr);
+  return gst_structure_new(
+      "ccm-stats", "encoder", G_TYPE_STRING, factory.c_str(), "codec", G_TYPE_STRING, codec.c_str(), "hardware",
+      G_TYPE_BOOLEAN, hardware, "frames-in", G_TYPE_UINT64, (guint64)st.frames_in, "frames-out", G_TYPE_UINT64, out,
+      "key-frames", G_TYPE_UINT64, (guint64)st.key_frames, "bytes-out", G_TYPE_UINT64, bytes, "bitrate-kbps",
+      G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
+      G_TYPE_UINT64, (guint64)st.failovers, "frames-reencoded", G_TYPE_UINT64, (guint64)st.frames_reencoded,
+      "last-switch-ms", G_TYPE_DOUBLE, st.last_switch_ms.load(), "start-ms", G_TYPE_DOUBLE, st.start_ms.load(),
+      nullptr);
 }
 
 // ---- GObject --------------------------------------------------------------------
 
 static void ccm_enc_bin_apply_live_bitrate(Self* self, guint kbps) {
-  GstElement* encoder = nullptr;
-  const ccm::catalog::EncoderEntry* entry = nullptr;
+  std::vector<std::shared_ptr<Session>> sessions;
   {
-    Lock lock(self->priv->lock);
-    if (!self->priv->chain.built()) return;
-    encoder = GST_ELEMENT(gst_object_ref(self->priv->chain.encoder));
-    entry = self->priv->chain.entry;
+    std::lock_guard lk(self->priv->lock);
+    sessions = self->priv->attached;
   }
-  std::string applied;
-  if (ccm::gst::apply_bitrate(encoder, entry, kbps, &applied)) {
-    GST_INFO_OBJECT(self, "live bitrate change: %s%s", applied.c_str(),
-                    entry && entry->bitrate_change == ccm::catalog::BitrateChange::Reopen
-                        ? " (this encoder reopens itself: new headers and a key frame)" : "");
+  for (const auto& s : sessions) {
+    std::string applied;
+    if (ccm::gst::apply_bitrate(s->chain.encoder, s->chain.entry, kbps, &applied)) {
+      GST_INFO_OBJECT(self, "live bitrate change: %s%s", applied.c_str(),
+                      s->chain.entry && s->chain.entry->bitrate_change == ccm::catalog::BitrateChange::Reopen
+                          ? " (this encoder reopens itself: new headers and a key frame)" : "");
+    }
   }
-  gst_object_unref(encoder);
 }
 
 static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec) {
   Self* self = GST_CCM_ENC_BIN(object);
-  auto& s = self->priv->settings;
-  std::unique_lock lock(self->priv->lock);
+  auto* p = self->priv;
+  auto& s = p->settings;
+  std::unique_lock lock(p->lock);
+  // Settings that choose the encoder: while streaming, a switch at the next frame.
+  auto request_switch = [&](const char* what) {
+    if (!p->current) return;
+    std::string text;
+    if (G_VALUE_HOLDS_ENUM(value)) {
+      GEnumClass* klass = G_ENUM_CLASS(g_type_class_peek(G_VALUE_TYPE(value)));
+      const GEnumValue* v = klass ? g_enum_get_value(klass, g_value_get_enum(value)) : nullptr;
+      text = v ? v->value_nick : "?";
+    } else if (G_VALUE_HOLDS_STRING(value)) {
+      text = g_value_get_string(value) ? g_value_get_string(value) : "";
+    } else {
+      gchar* t = g_strdup_value_contents(value);
+      text = t;
+      g_free(t);
+    }
+    p->switch_reason = std::string("requested: ") + what + "=" + text;
+    p->switch_requested_us = now_us();
+    p->switch_requested = true;
+  };
   switch (id) {
-    case PROP_CODEC: s.codec = (CodecChoice)g_value_get_enum(value); break;
+    case PROP_CODEC:
+      s.codec = (CodecChoice)g_value_get_enum(value);
+      request_switch("codec");
+      break;
     case PROP_BITRATE: {
       const guint kbps = g_value_get_uint(value);
-      if (kbps == 0 && self->priv->chain.built()) {
+      if (kbps == 0 && p->current) {
         lock.unlock();
         GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("bitrate=0 kbit/s ignored"),
                             ("the encoder keeps %u kbit/s; set at least 1", s.bitrate));
@@ -947,14 +2205,26 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
     case PROP_QUANTIZER: s.quantizer = g_value_get_uint(value); break;
     case PROP_KEYFRAME_INTERVAL: s.keyframe_interval = g_value_get_uint(value); break;
     case PROP_LOW_LATENCY: s.low_latency = g_value_get_boolean(value); break;
-    case PROP_HARDWARE: s.hardware = (HardwarePolicy)g_value_get_enum(value); break;
-    case PROP_GPU: s.gpu = g_value_get_int(value); break;
-    case PROP_CANDIDATES: s.candidates = g_value_get_string(value) ? g_value_get_string(value) : ""; break;
+    case PROP_HARDWARE:
+      s.hardware = (HardwarePolicy)g_value_get_enum(value);
+      request_switch("hardware");
+      break;
+    case PROP_GPU:
+      s.gpu = g_value_get_int(value);
+      request_switch("gpu");
+      break;
+    case PROP_CANDIDATES:
+      s.candidates = g_value_get_string(value) ? g_value_get_string(value) : "";
+      request_switch("candidates");
+      break;
     case PROP_BFRAMES: s.bframes = g_value_get_int(value); break;
     case PROP_MIN_QUANTIZER: s.min_quantizer = g_value_get_int(value); break;
     case PROP_MAX_QUANTIZER: s.max_quantizer = g_value_get_int(value); break;
     case PROP_HDR: s.hdr = g_value_get_boolean(value); break;
     case PROP_DMABUF_POOL: s.dmabuf_pool = g_value_get_boolean(value); break;
+    case PROP_PROBE: s.probe = g_value_get_boolean(value); break;
+    case PROP_STANDBY: s.standby = g_value_get_boolean(value); break;
+    case PROP_STALL_TIMEOUT: s.stall_timeout_ms = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
 }
@@ -965,7 +2235,7 @@ static void gst_ccm_enc_bin_get_property(GObject* object, guint id, GValue* valu
     g_value_take_boxed(value, ccm_enc_bin_stats(self));
     return;
   }
-  Lock lock(self->priv->lock);
+  std::lock_guard lock(self->priv->lock);
   const auto& s = self->priv->settings;
   switch (id) {
     case PROP_CODEC: g_value_set_enum(value, (int)s.codec); break;
@@ -982,8 +2252,11 @@ static void gst_ccm_enc_bin_get_property(GObject* object, guint id, GValue* valu
     case PROP_MAX_QUANTIZER: g_value_set_int(value, s.max_quantizer); break;
     case PROP_HDR: g_value_set_boolean(value, s.hdr); break;
     case PROP_DMABUF_POOL: g_value_set_boolean(value, s.dmabuf_pool); break;
+    case PROP_PROBE: g_value_set_boolean(value, s.probe); break;
+    case PROP_STANDBY: g_value_set_boolean(value, s.standby); break;
+    case PROP_STALL_TIMEOUT: g_value_set_uint(value, s.stall_timeout_ms); break;
     case PROP_ENCODER:
-      g_value_set_string(value, self->priv->chain.built() ? self->priv->chain.factory.c_str() : nullptr);
+      g_value_set_string(value, self->priv->current ? self->priv->current->chain.factory.c_str() : nullptr);
       break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
@@ -991,9 +2264,26 @@ static void gst_ccm_enc_bin_get_property(GObject* object, guint id, GValue* valu
 
 static GstStateChangeReturn gst_ccm_enc_bin_change_state(GstElement* element, GstStateChange transition) {
   Self* self = GST_CCM_ENC_BIN(element);
+  auto* p = self->priv;
   if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
-    self->priv->stats.reset();
-    self->priv->next_pts = GST_CLOCK_TIME_NONE;
+    p->stats.reset();
+    std::lock_guard lk(p->lock);
+    p->next_pts = GST_CLOCK_TIME_NONE;
+    p->flushing = false;
+    p->final_eos = false;
+    p->fatal = false;
+    p->standby_generation = 0;
+  }
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
+    // Unblock the streaming thread (waiting on a session) and every session's pusher.
+    std::vector<std::shared_ptr<Session>> sessions;
+    {
+      std::lock_guard lk(p->lock);
+      p->flushing = true;
+      sessions = p->attached;
+    }
+    p->cond.notify_all();
+    for (const auto& s : sessions) gst_pad_push_event(s->feed, gst_event_new_flush_start());
   }
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_ccm_enc_bin_parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE) return ret;
@@ -1004,6 +2294,7 @@ static GstStateChangeReturn gst_ccm_enc_bin_change_state(GstElement* element, Gs
 
 static void gst_ccm_enc_bin_finalize(GObject* object) {
   Self* self = GST_CCM_ENC_BIN(object);
+  ccm_enc_bin_teardown(self);
   delete self->priv;
   G_OBJECT_CLASS(gst_ccm_enc_bin_parent_class)->finalize(object);
 }
@@ -1011,34 +2302,35 @@ static void gst_ccm_enc_bin_finalize(GObject* object) {
 static void gst_ccm_enc_bin_init(Self* self) {
   self->priv = new Self::Private();
 
-  GstPadTemplate* sink_tmpl = gst_static_pad_template_get(&sink_template);
-  self->sinkpad = gst_ghost_pad_new_no_target_from_template("sink", sink_tmpl);
-  gst_object_unref(sink_tmpl);
+  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
   gst_pad_set_event_function(self->sinkpad, ccm_enc_bin_sink_event);
   gst_pad_set_chain_function(self->sinkpad, ccm_enc_bin_sink_chain);
   gst_pad_set_query_function(self->sinkpad, ccm_enc_bin_sink_query);
   gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
 
-  GstPadTemplate* src_tmpl = gst_static_pad_template_get(&src_template);
-  self->srcpad = gst_ghost_pad_new_no_target_from_template("src", src_tmpl);
-  gst_object_unref(src_tmpl);
+  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+  gst_pad_set_event_function(self->srcpad, ccm_enc_bin_src_event);
+  gst_pad_set_query_function(self->srcpad, ccm_enc_bin_src_query);
   gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
-  ccm_enc_bin_output_probe_install(self, self->srcpad);
 }
 
 static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
   GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstBinClass* bin_class = GST_BIN_CLASS(klass);
   gobject_class->set_property = gst_ccm_enc_bin_set_property;
   gobject_class->get_property = gst_ccm_enc_bin_get_property;
   gobject_class->finalize = gst_ccm_enc_bin_finalize;
   element_class->change_state = gst_ccm_enc_bin_change_state;
+  bin_class->handle_message = gst_ccm_enc_bin_handle_message;
 
   const auto rw = GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   const auto live = GParamFlags(rw | GST_PARAM_MUTABLE_PLAYING);
   g_object_class_install_property(gobject_class, PROP_CODEC,
-      g_param_spec_enum("codec", "Codec", "Codec to produce; auto follows what downstream accepts",
-                        codec_choice_get_type(), (int)CodecChoice::Auto, rw));
+      g_param_spec_enum("codec", "Codec",
+                        "Codec to produce; auto follows what downstream accepts. Changing it while PLAYING "
+                        "switches encoder at the next frame (new caps downstream)",
+                        codec_choice_get_type(), (int)CodecChoice::Auto, live));
   g_object_class_install_property(gobject_class, PROP_BITRATE,
       g_param_spec_uint("bitrate", "Bitrate", "Target bitrate in kbit/s (applies live while PLAYING)",
                         0, G_MAXUINT, kDefaultBitrate, live));
@@ -1056,14 +2348,18 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
       g_param_spec_boolean("low-latency", "Low latency",
                            "Configure the encoder for low latency (no look-ahead, no B-frames)", TRUE, rw));
   g_object_class_install_property(gobject_class, PROP_HARDWARE,
-      g_param_spec_enum("hardware", "Hardware", "Which encoders may be used", hardware_policy_get_type(),
-                        (int)HardwarePolicy::Auto, rw));
+      g_param_spec_enum("hardware", "Hardware",
+                        "Which encoders may be used (changing it while PLAYING switches at the next frame)",
+                        hardware_policy_get_type(), (int)HardwarePolicy::Auto, live));
   g_object_class_install_property(gobject_class, PROP_GPU,
-      g_param_spec_int("gpu", "GPU", "Index of the GPU to encode on (-1 = choose)", -1, 255, -1, rw));
+      g_param_spec_int("gpu", "GPU",
+                       "Index of the GPU to encode on (-1 = the least loaded; changing it while PLAYING switches)",
+                       -1, 255, -1, live));
   g_object_class_install_property(gobject_class, PROP_CANDIDATES,
       g_param_spec_string("candidates", "Candidates",
-                          "Comma-separated encoder element names to try in order, replacing the catalogue's order",
-                          "", rw));
+                          "Comma-separated encoder element names to try in order, replacing the catalogue's order "
+                          "(changing it while PLAYING switches at the next frame)",
+                          "", live));
   g_object_class_install_property(gobject_class, PROP_BFRAMES,
       g_param_spec_int("b-frames", "B-frames",
                        "B-frames between references (-1 = encoder default; 0 when low-latency)", -1, 16, -1, rw));
@@ -1079,20 +2375,35 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
       g_param_spec_boolean("dmabuf-pool", "DMABuf pool",
                            "Offer upstream a pool of 256-byte aligned DMABuf/memfd frames (ccmdmabufpool) "
                            "when the encoder has no pool of its own", TRUE, rw));
+  g_object_class_install_property(gobject_class, PROP_PROBE,
+      g_param_spec_boolean("probe", "Probe",
+                           "Test-encode one frame with a candidate before using it (answers cached in "
+                           "$XDG_CACHE_HOME/gst-ccm)", TRUE, rw));
+  g_object_class_install_property(gobject_class, PROP_STANDBY,
+      g_param_spec_boolean("standby", "Standby",
+                           "Keep the next candidate initialised, so a failover costs at most about a frame", FALSE,
+                           rw));
+  g_object_class_install_property(gobject_class, PROP_STALL_TIMEOUT,
+      g_param_spec_uint("stall-timeout", "Stall timeout",
+                        "An encoder that gives no output for this long while frames go in, or spends this long "
+                        "on one frame, is taken for dead (ms, 0 = never)",
+                        0, G_MAXUINT, kDefaultStallTimeoutMs, rw));
   g_object_class_install_property(gobject_class, PROP_ENCODER,
       g_param_spec_string("encoder", "Encoder", "Factory name of the encoder element in use (NULL before caps)",
                           nullptr, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
                          "ccm-stats: encoder, codec, hardware, frames-in, frames-out, key-frames, bytes-out, "
-                         "bitrate-kbps (kbit/s over stream time), fps (output frames per wall-clock second)",
+                         "bitrate-kbps (kbit/s over stream time), fps (output frames per wall-clock second), "
+                         "switches, failovers, frames-reencoded, last-switch-ms, start-ms",
                          GST_TYPE_STRUCTURE, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
   gst_element_class_set_static_metadata(
       element_class, "CCM encoder bin", "Codec/Encoder/Video",
-      "Picks, configures and runs the best AV1/H.265/VP9/H.264 encoder on this machine",
+      "Picks, tests, configures and runs the best AV1/H.265/VP9/H.264 encoder on this machine, and moves to "
+      "the next one when it fails",
       "gst-ccm developers");
 
   gst_type_mark_as_plugin_api(codec_choice_get_type(), GstPluginAPIFlags(0));
@@ -1174,3 +2485,4 @@ static void gst_ccm_enc_bin_preset_init(gpointer g_iface, gpointer) {
   iface->get_preset_names = ccm_enc_bin_get_preset_names;
   iface->load_preset = ccm_enc_bin_load_preset;
 }
+

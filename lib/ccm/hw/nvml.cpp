@@ -25,6 +25,7 @@ using ShutdownFn = nvmlReturn_t (*)();
 using GetHandleByPciBusIdFn = nvmlReturn_t (*)(const char*, nvmlDevice_t*);
 using GetNameFn = nvmlReturn_t (*)(nvmlDevice_t, char*, unsigned);
 using GetEncoderCapacityFn = nvmlReturn_t (*)(nvmlDevice_t, nvmlEncoderType_t, unsigned*);
+using GetEncoderUtilizationFn = nvmlReturn_t (*)(nvmlDevice_t, unsigned*, unsigned*);
 
 // nvmlGpuInstanceProfileInfo_t (version 1), the MIG profile description. Its
 // encoderCount is the number of NVENC engines a GPU instance of that profile
@@ -62,6 +63,7 @@ struct NvmlSession::Library {
   GetNameFn get_name = nullptr;
   GetEncoderCapacityFn get_encoder_capacity = nullptr;
   GetGpuInstanceProfileInfoFn get_profile_info = nullptr;
+  GetEncoderUtilizationFn get_encoder_utilization = nullptr;
 
   // NVENC engines of the largest MIG profile; nullopt on parts without MIG.
   std::optional<unsigned> nvenc_engine_count(nvmlDevice_t device) const {
@@ -97,6 +99,7 @@ std::optional<NvmlSession> NvmlSession::open(const char* library_name) {
   lib->get_name = symbol<GetNameFn>(lib->handle, "nvmlDeviceGetName");
   lib->get_encoder_capacity = symbol<GetEncoderCapacityFn>(lib->handle, "nvmlDeviceGetEncoderCapacity");
   lib->get_profile_info = symbol<GetGpuInstanceProfileInfoFn>(lib->handle, "nvmlDeviceGetGpuInstanceProfileInfo");
+  lib->get_encoder_utilization = symbol<GetEncoderUtilizationFn>(lib->handle, "nvmlDeviceGetEncoderUtilization");
   if (init == nullptr || lib->shutdown == nullptr || lib->get_handle == nullptr) return std::nullopt;
 
   // Fails without a loaded kernel module or with no permission on /dev/nvidiactl.
@@ -147,6 +150,16 @@ std::optional<NvmlGpuFacts> NvmlSession::query(std::string_view pci_address) con
   }
   if (!facts.has_encoder && engines) facts.has_encoder = *engines > 0;
   return facts;
+}
+
+std::optional<unsigned> NvmlSession::encoder_utilization(std::string_view pci_address) const {
+  if (!lib_ || lib_->get_encoder_utilization == nullptr) return std::nullopt;
+  const std::string bus_id(pci_address);
+  nvmlDevice_t device = nullptr;
+  if (lib_->get_handle(bus_id.c_str(), &device) != NVML_SUCCESS || device == nullptr) return std::nullopt;
+  unsigned utilization = 0, sampling_period_us = 0;
+  if (lib_->get_encoder_utilization(device, &utilization, &sampling_period_us) != NVML_SUCCESS) return std::nullopt;
+  return utilization;
 }
 
 }  // namespace ccm::hw

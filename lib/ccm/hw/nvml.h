@@ -31,6 +31,10 @@ class NvmlSession {
   // device (bound to another driver, hidden from this container ...).
   std::optional<NvmlGpuFacts> query(std::string_view pci_address) const;
 
+  // Encoder utilisation in percent over NVML's last sampling period
+  // (nvmlDeviceGetEncoderUtilization); nullopt when NVML cannot tell.
+  std::optional<unsigned> encoder_utilization(std::string_view pci_address) const;
+
  private:
   struct Library;
   explicit NvmlSession(std::unique_ptr<Library> lib);

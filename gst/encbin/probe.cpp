@@ -1,0 +1,348 @@
+#include "encbin/probe.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <vector>
+
+GST_DEBUG_CATEGORY_STATIC(ccm_probe_debug);
+#define GST_CAT_DEFAULT ccm_probe_debug
+
+namespace ccm::gst {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void init_debug() {
+  static std::once_flag once;
+  std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(ccm_probe_debug, "ccmprobe", 0, "ccmencbin test encodes"); });
+}
+
+constexpr int kWidth = 320, kHeight = 240;
+
+// What the probe's sink pad saw; shared with the streaming thread.
+struct Outcome {
+  std::mutex lock;
+  std::condition_variable cond;
+  bool got_buffer = false;
+  bool first_is_key = false;
+  bool eos = false;
+};
+
+GstFlowReturn collect_chain(GstPad* pad, GstObject*, GstBuffer* buffer) {
+  auto* out = static_cast<Outcome*>(gst_pad_get_element_private(pad));
+  {
+    std::lock_guard lock(out->lock);
+    if (!out->got_buffer) {
+      out->got_buffer = true;
+      // Headers alone (a buffer flagged HEADER) do not count as the first frame.
+      out->first_is_key = !GST_BUFFER_FLAG_IS_SET(buffer, GST_BUFFER_FLAG_DELTA_UNIT);
+    }
+  }
+  out->cond.notify_all();
+  gst_buffer_unref(buffer);
+  return GST_FLOW_OK;
+}
+
+gboolean collect_event(GstPad* pad, GstObject*, GstEvent* event) {
+  auto* out = static_cast<Outcome*>(gst_pad_get_element_private(pad));
+  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
+    {
+      std::lock_guard lock(out->lock);
+      out->eos = true;
+    }
+    out->cond.notify_all();
+  }
+  gst_event_unref(event);
+  return TRUE;
+}
+
+gboolean collect_query(GstPad*, GstObject*, GstQuery* query) {
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      GstCaps* filter = nullptr;
+      gst_query_parse_caps(query, &filter);
+      GstCaps* any = filter ? gst_caps_ref(filter) : gst_caps_new_any();
+      gst_query_set_caps_result(query, any);
+      gst_caps_unref(any);
+      return TRUE;
+    }
+    case GST_QUERY_ACCEPT_CAPS:
+      gst_query_set_accept_caps_result(query, TRUE);
+      return TRUE;
+    default:
+      return FALSE;
+  }
+}
+
+GstBuffer* probe_frame() {
+  const gsize luma = kWidth * kHeight, chroma = luma / 4;
+  GstBuffer* buffer = gst_buffer_new_allocate(nullptr, luma + 2 * chroma, nullptr);
+  GstMapInfo map;
+  gst_buffer_map(buffer, &map, GST_MAP_WRITE);
+  // A gradient with some texture: some encoders special-case flat frames.
+  for (int y = 0; y < kHeight; y++)
+    for (int x = 0; x < kWidth; x++) map.data[y * kWidth + x] = guint8((x + 2 * y + ((x ^ y) & 8) * 4) & 0xff);
+  std::fill(map.data + luma, map.data + luma + 2 * chroma, 128);
+  gst_buffer_unmap(buffer, &map);
+  GST_BUFFER_PTS(buffer) = 0;
+  GST_BUFFER_DTS(buffer) = GST_CLOCK_TIME_NONE;
+  GST_BUFFER_DURATION(buffer) = GST_SECOND / 30;
+  return buffer;
+}
+
+std::string first_error(GstBus* bus) {
+  std::string out;
+  while (GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
+    if (out.empty()) {
+      GError* e = nullptr;
+      gchar* dbg = nullptr;
+      gst_message_parse_error(msg, &e, &dbg);
+      out = std::string(GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "?") + ": " + e->message;
+      // The detail often names the cause (a session limit, a missing device): keep its first line.
+      if (dbg && *dbg) {
+        std::string detail = dbg;
+        detail = detail.substr(detail.rfind(":\n") == std::string::npos ? 0 : detail.rfind(":\n") + 2);
+        detail = detail.substr(0, std::min<size_t>(detail.find('\n'), 200));
+        if (!detail.empty()) out += " (" + detail + ")";
+      }
+      g_error_free(e);
+      g_free(dbg);
+    }
+    gst_message_unref(msg);
+  }
+  return out;
+}
+
+double ms_since(gint64 t0) { return double(g_get_monotonic_time() - t0) / 1000.0; }
+
+}  // namespace
+
+ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout) {
+  init_debug();
+  const gint64 t0 = g_get_monotonic_time();
+  ProbeResult result;
+  GstElement* encoder = make();
+  if (!encoder) {
+    result.reason = "could not be created";
+    return result;
+  }
+  GstElement* pipeline = gst_pipeline_new("ccm-probe");
+  GstElement* convert = gst_element_factory_make("videoconvert", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), convert, encoder, nullptr);
+  GstBus* bus = gst_element_get_bus(pipeline);
+
+  Outcome outcome;
+  GstPad* src = gst_pad_new("probe_src", GST_PAD_SRC);
+  GstPad* sink = gst_pad_new("probe_sink", GST_PAD_SINK);
+  gst_pad_set_element_private(sink, &outcome);
+  gst_pad_set_chain_function(sink, collect_chain);
+  gst_pad_set_event_function(sink, collect_event);
+  gst_pad_set_query_function(sink, collect_query);
+  GstPad* convert_sink = gst_element_get_static_pad(convert, "sink");
+  GstPad* encoder_src = gst_element_get_static_pad(encoder, "src");
+
+  auto finish = [&](std::string reason) {
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_pad_set_active(src, FALSE);
+    gst_pad_set_active(sink, FALSE);
+    if (encoder_src) {
+      gst_pad_unlink(encoder_src, sink);
+      gst_object_unref(encoder_src);
+    }
+    gst_pad_unlink(src, convert_sink);
+    gst_object_unref(convert_sink);
+    gst_object_unref(src);
+    gst_object_unref(sink);
+    gst_bus_set_flushing(bus, TRUE);
+    gst_object_unref(bus);
+    gst_object_unref(pipeline);
+    result.ok = reason.empty();
+    result.reason = std::move(reason);
+    result.ms = ms_since(t0);
+    return result;
+  };
+
+  if (!encoder_src) return finish("has no src pad");
+  if (!gst_element_link(convert, encoder)) return finish("takes no raw video videoconvert can make");
+  if (gst_pad_link(src, convert_sink) != GST_PAD_LINK_OK || gst_pad_link(encoder_src, sink) != GST_PAD_LINK_OK)
+    return finish("could not be linked");
+  gst_pad_set_active(src, TRUE);
+  gst_pad_set_active(sink, TRUE);
+  if (gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+    const std::string why = first_error(bus);
+    return finish("could not start" + (why.empty() ? std::string() : ": " + why));
+  }
+
+  gchar* stream_id = g_strdup_printf("ccm-probe-%p", (void*)pipeline);
+  gst_pad_push_event(src, gst_event_new_stream_start(stream_id));
+  g_free(stream_id);
+  GstCaps* caps = gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "I420", "width", G_TYPE_INT, kWidth,
+                                      "height", G_TYPE_INT, kHeight, "framerate", GST_TYPE_FRACTION, 30, 1,
+                                      "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, nullptr);
+  const bool caps_ok = gst_pad_push_event(src, gst_event_new_caps(caps));
+  gst_caps_unref(caps);
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  gst_pad_push_event(src, gst_event_new_segment(&segment));
+  if (!caps_ok) {
+    const std::string why = first_error(bus);
+    return finish("refused the test frame's caps" + (why.empty() ? std::string() : ": " + why));
+  }
+  const GstFlowReturn flow = gst_pad_push(src, probe_frame());
+  if (flow != GST_FLOW_OK) {
+    const std::string why = first_error(bus);
+    return finish(std::string("test encode failed (") + gst_flow_get_name(flow) + ")" +
+                  (why.empty() ? std::string() : ": " + why));
+  }
+  gst_pad_push_event(src, gst_event_new_eos());
+
+  // Encoders with an output thread of their own answer later: wait for the first
+  // buffer or the drain, watching the bus for an error meanwhile.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string error;
+  {
+    std::unique_lock lock(outcome.lock);
+    while (!outcome.got_buffer && !outcome.eos && std::chrono::steady_clock::now() < deadline) {
+      outcome.cond.wait_for(lock, std::chrono::milliseconds(5));
+      lock.unlock();
+      error = first_error(bus);
+      lock.lock();
+      if (!error.empty()) break;
+    }
+  }
+  if (error.empty()) error = first_error(bus);
+  if (!error.empty()) return finish("test encode failed: " + error);
+  if (!outcome.got_buffer)
+    return finish(outcome.eos ? "test encode gave no output" : "no output within " + std::to_string(timeout.count()) + " ms");
+  if (!outcome.first_is_key) return finish("the first output of the test encode was not a key frame");
+  return finish("");
+}
+
+// ---- the cache -------------------------------------------------------------------
+
+namespace {
+
+std::string file_signature(const char* path) {
+  struct stat st {};
+  if (!path || ::stat(path, &st) != 0) return "?";
+  return std::string(path) + ":" + std::to_string((long long)st.st_mtim.tv_sec) + "." +
+         std::to_string((long long)st.st_mtim.tv_nsec) + ":" + std::to_string((long long)st.st_size);
+}
+
+std::string program_signature() {
+  static const std::string sig = [] {
+    gchar* exe = g_file_read_link("/proc/self/exe", nullptr);
+    std::string s = "program=" + file_signature(exe);
+    g_free(exe);
+    return s;
+  }();
+  return sig;
+}
+
+// What the registry records about the plugin that provides `factory`.
+std::string registry_signature(std::string_view factory) {
+  const std::string name(factory);
+  GstPluginFeature* feature = gst_registry_lookup_feature(gst_registry_get(), name.c_str());
+  std::string sig = "gst=" + std::to_string(GST_VERSION_MAJOR) + "." + std::to_string(GST_VERSION_MINOR);
+  if (!feature) return sig + ";missing";
+  GstPlugin* plugin = gst_plugin_feature_get_plugin(feature);
+  if (plugin && gst_plugin_get_filename(plugin)) {
+    sig += ";plugin=" + file_signature(gst_plugin_get_filename(plugin)) + ":" + gst_plugin_get_version(plugin);
+  } else {
+    // Registered by the program itself (static plugins, test elements).
+    sig += ";" + program_signature();
+  }
+  if (plugin) gst_object_unref(plugin);
+  gst_object_unref(feature);
+  return sig;
+}
+
+std::string clean(std::string s) {
+  for (char& c : s)
+    if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+struct Entry {
+  bool ok = false;
+  long long when = 0;
+  double ms = 0;
+  std::string reason;
+};
+
+std::map<std::string, Entry> read_all(const fs::path& file) {
+  std::map<std::string, Entry> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> f;
+    std::istringstream fields(line);
+    for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
+    if (f.size() < 5) continue;
+    Entry e;
+    e.ok = f[1] == "ok";
+    e.when = std::atoll(f[2].c_str());
+    e.ms = std::atof(f[3].c_str());
+    e.reason = f[4];
+    out[f[0]] = e;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string probe_key(std::string_view factory, catalog::Codec codec, std::string_view device) {
+  return clean(std::string(factory) + "|" + catalog::to_string(codec) + "|" + std::string(device) + "|" +
+               registry_signature(factory));
+}
+
+fs::path ProbeCache::default_path() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const fs::path base = (xdg && *xdg) ? fs::path(xdg) : fs::path(g_get_user_cache_dir());
+  return base / "gst-ccm" / "probe-cache.v1";
+}
+
+std::optional<ProbeResult> ProbeCache::lookup(const std::string& key) const {
+  const auto all = read_all(file_);
+  const auto it = all.find(key);
+  if (it == all.end()) return std::nullopt;
+  const Entry& e = it->second;
+  if (!e.ok && std::time(nullptr) - e.when > kFailureTtl.count()) return std::nullopt;
+  ProbeResult r;
+  r.ok = e.ok;
+  r.reason = e.reason == "-" ? "" : e.reason;
+  r.ms = e.ms;
+  r.cached = true;
+  return r;
+}
+
+void ProbeCache::store(const std::string& key, const ProbeResult& result) const {
+  std::error_code ec;
+  fs::create_directories(file_.parent_path(), ec);
+  const fs::path lock_path = file_.string() + ".lock";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd >= 0) ::flock(lock_fd, LOCK_EX);
+  auto all = read_all(file_);
+  all[key] = Entry{result.ok, (long long)std::time(nullptr), result.ms, result.reason.empty() ? "-" : clean(result.reason)};
+  const fs::path tmp = file_.string() + ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const auto& [k, e] : all)
+      out << k << '\t' << (e.ok ? "ok" : "fail") << '\t' << e.when << '\t' << e.ms << '\t' << e.reason << '\n';
+  }
+  fs::rename(tmp, file_, ec);
+  if (ec) fs::remove(tmp, ec);
+  if (lock_fd >= 0) ::close(lock_fd);
+}
+
+}  // namespace ccm::gst
