@@ -60,6 +60,7 @@ constexpr double kQosFloor = 0.2;
 constexpr int kQosLateFramesPerBoost = 3;    // late frames in a row before the preset speeds up
 constexpr int kQosOnTimeFramesPerUnboost = 60;
 constexpr int kMaxSpeedBoost = 3;
+constexpr double kBitrateGainStep = 0.03;  // per frame, on ln(target / measured 1 s rate)
 
 enum {
   PROP_0,
@@ -145,6 +146,13 @@ struct Private {
   int last_qp = -1;
   double last_lambda = 0, last_buffer = 0, last_target_bps = 0;
   double analysis_us_total = 0;
+  // Encoders steered by their bitrate property (x264enc) run their own rate
+  // control in between, which misses the rate it is given by a steady ratio
+  // (x264's ABR: about -10% on camera content). An integrator on the measured 1 s
+  // rate corrects that ratio once the rate in force has held for a second.
+  double bitrate_gain = 1.0;
+  double gain_rate_bps = 0;
+  GstClockTime gain_rate_since = GST_CLOCK_TIME_NONE;
 };
 
 }  // namespace
@@ -308,6 +316,16 @@ static void on_encoded_buffer(GstCcmRateController* self, GstBuffer* buf, std::v
   while (!p->window_wall.empty() && p->window_wall.front() + G_USEC_PER_SEC <= now) p->window_wall.pop_front();
   p->out_fps = static_cast<double>(p->window_wall.size());
 
+  if (p->adapter && p->adapter->family() == EncoderFamily::Bitrate && r.rate_bps > 0) {
+    if (std::fabs(r.rate_bps / std::max(p->gain_rate_bps, 1.0) - 1.0) > 0.01) {
+      p->gain_rate_bps = r.rate_bps;
+      p->gain_rate_since = t;
+    } else if (t >= p->gain_rate_since + GST_SECOND && p->bitrate_kbps > 0) {
+      p->bitrate_gain *= std::exp(kBitrateGainStep * std::log(r.rate_bps / 1000.0 / p->bitrate_kbps));
+      p->bitrate_gain = std::clamp(p->bitrate_gain, 0.5, 2.0);
+    }
+  }
+
   const guint interval = p->settings.message_interval;
   if (interval > 0 && r.number % interval == 0) messages.push_back(frame_message_locked(self, r, bytes, key, now));
 }
@@ -469,7 +487,7 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
       rec.decision = p->rc->decide(fi);
       rec.controlled = true;
       rec.qp_applied = adapter->per_frame_qp();
-      frame_rate_bps = rec.decision.key ? rate_bps : rec.decision.target_bits * p->rc->config().fps;
+      frame_rate_bps = (rec.decision.key ? rate_bps : rec.decision.target_bits * p->rc->config().fps) * p->bitrate_gain;
       p->last_target_bps = rate_bps;
     }
     rec.rate_bps = rate_bps;
@@ -669,6 +687,9 @@ static gboolean gst_ccm_rate_controller_start(GstBaseTransform* trans) {
   p->first_pts = GST_CLOCK_TIME_NONE;
   p->qos_scale = 1.0;
   p->wanted_boost = 0;
+  p->bitrate_gain = 1.0;
+  p->gain_rate_bps = 0;
+  p->gain_rate_since = GST_CLOCK_TIME_NONE;
   p->analysis_us_total = 0;
   p->rc.reset();
   return TRUE;

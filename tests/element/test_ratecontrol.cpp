@@ -264,8 +264,8 @@ TEST_P(RateControl, OneSecondWindowsFollowTheTarget) {
   // (base-layer pictures cost twice the rest at one QP, sizes arrive frames
   // late) and x264enc (a bitrate property, its own ABR in between) get more.
   const std::string f = e.factory;
-  const double mean_tol = f == "x264enc" ? 0.12 : 0.05;
-  const double p95_limit = f == "x264enc" ? 0.25 : f == "ccmsvtav1enc" ? 0.20 : 0.07;
+  const double mean_tol = f == "x264enc" ? 0.08 : 0.05;
+  const double p95_limit = f == "x264enc" ? 0.15 : f == "ccmsvtav1enc" ? 0.20 : 0.07;
   const double worst_limit = f == "x264enc" ? 1.3 : f == "ccmsvtav1enc" ? 1.25 : 1.12;
   EXPECT_NEAR(bits / duration / 1000.0, target, mean_tol * target);
   EXPECT_LT(err95, p95_limit);
