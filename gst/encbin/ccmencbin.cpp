@@ -285,6 +285,7 @@ struct _GstCcmEncBin {
     std::deque<Item> pending;                     // raw frames in, not out yet
     guint64 next_seq = 0;
     GstCaps* input_caps = nullptr;                // as the encoders get them (nominal framerate)
+    GstBuffer* last_input = nullptr;              // the newest raw frame, to warm a standby up with
     bool flushing = false;
     bool final_eos = false;                       // upstream's EOS is on its way through
     bool fatal = false;                           // no candidate left; the error was posted
@@ -333,6 +334,8 @@ struct Session {
   std::string failure;
   bool drained = false;       // the EOS we pushed came out
   bool stall_reported = false;
+  bool warming = false;          // a warm-up frame is inside; its output is not for downstream
+  bool switch_measured = false;  // last-switch-ms taken
   bool produced = false;      // at least one output buffer
   guint64 frames_pushed = 0;  // raw frames pushed in
   // Encoders may move timestamps by a constant (GstVideoEncoder's minimum pts:
@@ -1173,9 +1176,13 @@ static bool ccm_enc_bin_fail_over(Self* self, const std::shared_ptr<Session>& fa
   std::string standby_trouble;
   if (standby) {
     std::lock_guard lk(p->lock);
-    if (healthy(p, *standby, now_us(), &standby_trouble) && !p->failed.contains(standby->chain.factory)) {
+    if (!standby->warming && healthy(p, *standby, now_us(), &standby_trouble) &&
+        !p->failed.contains(standby->chain.factory)) {
       next = standby;
       used_standby = true;
+      if (standby->frames_pushed > 0)  // it encoded its warm-up frame: the takeover starts on a key frame
+        standby->queue.emplace_back(0, GST_MINI_OBJECT(gst_video_event_new_downstream_force_key_unit(
+                                           GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE, TRUE, 0)));
     }
   }
   if (standby && !used_standby) ccm_enc_bin_retire(self, standby);
@@ -1203,6 +1210,8 @@ static bool ccm_enc_bin_fail_over(Self* self, const std::shared_ptr<Session>& fa
     next->switch_started = t0;
     frames = ccm_enc_bin_requeue(self, *next, std::move(leftovers));
   }
+  GST_INFO_OBJECT(self, "failover to %s ready after %.1f ms", next->chain.factory.c_str(),
+                  double(now_us() - t0) / 1000.0);
   p->stats.failovers++;
   p->stats.switches++;
   p->stats.frames_reencoded += frames;
@@ -1289,16 +1298,34 @@ static void ccm_enc_bin_build_standby(Self* self) {
       GST_INFO_OBJECT(self, "no standby: %s", join(passed, "; ").c_str());
       return;
     }
+    // Encoders do much of their opening on the first frame (threads, look-ahead,
+    // a hardware session's first submission): one frame, dropped on the way out,
+    // gets that done now. Only where a forced key unit is honoured, since the
+    // stream it takes over must start on one (libaom ignores the request).
+    const bool warm_up = sess->chain.entry && sess->chain.entry->key_unit == ccm::catalog::KeyUnit::Event;
     bool keep = false;
     {
       std::lock_guard lk(p->lock);
       if (generation == p->standby_generation && !p->standby && !p->flushing && !p->fatal) {
         p->standby = sess;
         keep = true;
+        if (warm_up && p->last_input) {
+          GstBuffer* frame = gst_buffer_copy(p->last_input);  // metadata only; the memory is shared
+          // Earlier than any frame it may re-encode later, so its timestamps keep going up.
+          const GstSegment* segment = nullptr;
+          GstEvent* seg = gst_pad_get_sticky_event(sess->feed, GST_EVENT_SEGMENT, 0);
+          if (seg) gst_event_parse_segment(seg, &segment);
+          GST_BUFFER_PTS(frame) = segment && segment->format == GST_FORMAT_TIME ? segment->start : 0;
+          GST_BUFFER_DTS(frame) = GST_CLOCK_TIME_NONE;
+          if (seg) gst_event_unref(seg);
+          sess->warming = true;
+          sess->queue.emplace_back(0, GST_MINI_OBJECT(frame));
+          p->cond.notify_all();
+        }
       }
     }
     if (keep)
-      GST_INFO_OBJECT(self, "standby ready: %s", sess->chain.factory.c_str());
+      GST_INFO_OBJECT(self, "standby ready: %s%s", sess->chain.factory.c_str(), warm_up ? " (warming up)" : "");
     else
       ccm_enc_bin_retire(self, sess);
   });
@@ -1516,6 +1543,7 @@ static void ccm_enc_bin_teardown(Self* self) {
   p->pending.clear();
   if (p->input_caps) gst_caps_unref(p->input_caps);
   p->input_caps = nullptr;
+  gst_buffer_replace(&p->last_input, nullptr);
   p->final_eos = false;
   p->fatal = false;
   p->switch_requested = false;
@@ -1532,6 +1560,26 @@ static bool ccm_enc_bin_is_built(Self* self) {
 // not seen, before its first buffer out: a new codec or new parameters reach
 // downstream as new caps.
 static GstFlowReturn ccm_enc_bin_sync_sticky(Self* self, Session* s) {
+  // Another codec is another stream: a new stream-start ahead of the new caps, so
+  // that decoders and decodebin3 rebuild instead of taking VP9 for more H.265.
+  if (GstCaps* ours = gst_pad_get_current_caps(s->collect)) {
+    if (GstCaps* theirs = gst_pad_get_current_caps(self->srcpad)) {
+      if (!gst_structure_has_name(gst_caps_get_structure(theirs, 0),
+                                  gst_structure_get_name(gst_caps_get_structure(ours, 0)))) {
+        GstEvent* old_start = gst_pad_get_sticky_event(self->srcpad, GST_EVENT_STREAM_START, 0);
+        gchar* id = gst_pad_create_stream_id_printf(self->srcpad, GST_ELEMENT(self), "%s-%d",
+                                                    ccm::catalog::to_string(s->chain.codec), s->id);
+        GstEvent* start = gst_event_new_stream_start(id);
+        g_free(id);
+        guint group = 0;
+        if (old_start && gst_event_parse_group_id(old_start, &group)) gst_event_set_group_id(start, group);
+        if (old_start) gst_event_unref(old_start);
+        gst_pad_push_event(self->srcpad, start);
+      }
+      gst_caps_unref(theirs);
+    }
+    gst_caps_unref(ours);
+  }
   for (GstEventType type : {GST_EVENT_STREAM_START, GST_EVENT_CAPS, GST_EVENT_SEGMENT, GST_EVENT_TAG}) {
     // The segment is the one that came in: outputs carry the timestamps that came in.
     GstEvent* mine = gst_pad_get_sticky_event(type == GST_EVENT_SEGMENT ? s->feed : s->collect, type, 0);
@@ -1592,17 +1640,26 @@ static GstFlowReturn ccm_enc_bin_collect_chain(GstPad* pad, GstObject*, GstBuffe
   std::lock_guard out(p->output_lock);
   {
     std::lock_guard lk(p->lock);
-    if (s->retired || s != p->current.get()) {
-      GST_DEBUG_OBJECT(self, "dropping output of %s (no longer in use)", s->chain.factory.c_str());
-      gst_buffer_unref(buffer);
-      return s->retired ? GST_FLOW_FLUSHING : GST_FLOW_OK;
-    }
     if (!s->offset_known && GST_BUFFER_PTS_IS_VALID(buffer) && GST_CLOCK_TIME_IS_VALID(s->first_pushed_pts)) {
       s->offset_known = true;
       s->pts_offset = gint64(GST_BUFFER_PTS(buffer)) - gint64(s->first_pushed_pts);
       if (s->pts_offset != 0)
         GST_DEBUG_OBJECT(self, "%s moves timestamps by %" G_GINT64_FORMAT " ns: undone on output",
                          s->chain.factory.c_str(), s->pts_offset);
+    }
+    if (s->warming) {
+      // The standby's warm-up frame: its encoder is open and running now.
+      s->warming = false;
+      s->frames_out++;
+      s->waiting_since = -1;
+      gst_buffer_unref(buffer);
+      p->cond.notify_all();
+      return GST_FLOW_OK;
+    }
+    if (s->retired || s != p->current.get()) {
+      GST_DEBUG_OBJECT(self, "dropping output of %s (no longer in use)", s->chain.factory.c_str());
+      gst_buffer_unref(buffer);
+      return s->retired ? GST_FLOW_FLUSHING : GST_FLOW_OK;
     }
     if (s->pts_offset != 0) {
       buffer = gst_buffer_make_writable(buffer);
@@ -1620,9 +1677,10 @@ static GstFlowReturn ccm_enc_bin_collect_chain(GstPad* pad, GstObject*, GstBuffe
                    s->chain.factory.c_str(), GST_TIME_ARGS(GST_BUFFER_PTS(buffer)),
                    GST_TIME_ARGS(GST_BUFFER_DTS(buffer)), p->pending.size());
     const gint64 now = now_us();
-    if (!s->produced) {
-      s->produced = true;
-      if (s->switch_started >= 0) p->stats.last_switch_ms = double(now - s->switch_started) / 1000.0;
+    s->produced = true;
+    if (!s->switch_measured && s->switch_started >= 0) {
+      s->switch_measured = true;
+      p->stats.last_switch_ms = double(now - s->switch_started) / 1000.0;
     }
     s->waiting_since = p->pending.empty() ? -1 : now;
     s->in_downstream = true;
@@ -1713,9 +1771,21 @@ static gboolean ccm_enc_bin_collect_event(GstPad* pad, GstObject*, GstEvent* eve
 static gboolean ccm_enc_bin_collect_query(GstPad* pad, GstObject*, GstQuery* query) {
   Session* s = session_of(pad);
   Self* self = s->bin;
+  bool current;
   {
     std::lock_guard lk(self->priv->lock);
     if (s->retired) return FALSE;
+    current = s == self->priv->current.get();
+  }
+  if (GST_QUERY_TYPE(query) == GST_QUERY_ALLOCATION) {
+    // Only for what downstream was told: a session that is still to take over
+    // (other caps, maybe another codec) would confuse it. Encoders then use their own.
+    GstCaps* caps = nullptr;
+    gst_query_parse_allocation(query, &caps, nullptr);
+    GstCaps* theirs = gst_pad_get_current_caps(self->srcpad);
+    const bool same = current && caps && theirs && gst_caps_is_equal(caps, theirs);
+    if (theirs) gst_caps_unref(theirs);
+    if (!same) return FALSE;
   }
   if (gst_pad_peer_query(self->srcpad, query)) {
     if (GST_QUERY_TYPE(query) == GST_QUERY_ACCEPT_CAPS) {
@@ -1945,6 +2015,7 @@ static GstFlowReturn ccm_enc_bin_sink_chain(GstPad*, GstObject* parent, GstBuffe
     return ret;
   }
   const guint64 seq = p->next_seq++;
+  gst_buffer_replace(&p->last_input, buffer);
   p->pending.emplace_back(seq, GST_MINI_OBJECT(gst_buffer_ref(buffer)));
   p->current->queue.emplace_back(seq, GST_MINI_OBJECT(buffer));
   p->cond.notify_all();

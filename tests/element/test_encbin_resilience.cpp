@@ -659,8 +659,9 @@ class Mix3 : public Fresh {
 // The example: the hardware encoder dies after 50 frames.
 TEST_F(Mix3, HardwareDiesAfter50Frames) {
   ccm::test::set_double_behaviour("nvh265enc", {.fail_after = 50});
-  const std::string out = temp_path("mix3-failover.h265");
-  auto r = run(source(150, false, 320, 240) + "ccmencbin name=enc codec=h265 ! filesink location=" + out);
+  // In a container that takes a change of encoder (MPEG-TS: parameter sets in the stream).
+  const std::string out = temp_path("mix3-failover.ts");
+  auto r = run(source(150, false, 320, 240) + "ccmencbin name=enc codec=h265 ! mpegtsmux ! filesink location=" + out);
   ASSERT_TRUE(r.eos) << r.error();
   EXPECT_TRUE(r.errors.empty());
   EXPECT_EQ(str(r.message("ccm-encoder-selected"), "factory"), "nvh265enc");
