@@ -48,6 +48,7 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -1333,6 +1334,37 @@ static void ccm_enc_bin_build_standby(Self* self) {
 
 // ---- choosing at the start ---------------------------------------------------------
 
+// What nvcodec registered, when an NVIDIA GPU is here: a GPU without NVENC (H100,
+// A100) or a driver that cannot open an encode session leaves nvcodec with
+// decoders and memory elements only, which is worth saying next to the per-element
+// reasons. "" without an NVIDIA GPU.
+static std::string ccm_enc_bin_nvcodec_note() {
+  const auto& gpus = ccm::gst::detected_gpus();
+  const auto nvidia = std::find_if(gpus.begin(), gpus.end(),
+                                   [](const auto& g) { return g.vendor == ccm::hw::GpuVendor::Nvidia; });
+  if (nvidia == gpus.end()) return {};
+  GstPlugin* plugin = gst_registry_find_plugin(gst_registry_get(), "nvcodec");
+  if (!plugin) return "nvcodec: the plugin is not in the registry (gstreamer1.0-plugins-bad)";
+  gst_object_unref(plugin);
+  std::vector<std::string> elements, encoders;
+  GList* features = gst_registry_get_feature_list_by_plugin(gst_registry_get(), "nvcodec");
+  for (GList* l = features; l; l = l->next) {
+    if (!GST_IS_ELEMENT_FACTORY(l->data)) continue;
+    GstElementFactory* f = GST_ELEMENT_FACTORY(l->data);
+    const std::string name = GST_OBJECT_NAME(f);
+    elements.push_back(name);
+    const gchar* klass = gst_element_factory_get_metadata(f, GST_ELEMENT_METADATA_KLASS);
+    if (klass && strstr(klass, "Encoder")) encoders.push_back(name);
+  }
+  gst_plugin_feature_list_free(features);
+  if (!encoders.empty()) return {};
+  if (elements.empty()) return "nvcodec: registered no element (no usable CUDA driver in this process)";
+  std::sort(elements.begin(), elements.end());
+  const std::string gpu = nvidia->name.empty() ? "the NVIDIA GPU" : nvidia->name;
+  return "nvcodec: registered " + std::to_string(elements.size()) + " element(s) (" + join(elements, ", ") +
+         ") and no encoder: " + gpu + (nvidia->has_encoder == false ? " has no NVENC" : " could not open NVENC");
+}
+
 // Picks the codec and the first candidate that passes its test encode and takes
 // this input. Called from the streaming thread on the first CAPS event; posts an
 // element error naming cause and fix on failure.
@@ -1391,6 +1423,8 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
   for (Plan& plan : plans) {
     std::vector<std::string> passed;
     for (const auto& po : plan.ranking.passed_over) passed.push_back(po.factory + ": " + po.reason);
+    if (plan.codec != Codec::VP9)  // NVENC has no VP9
+      if (std::string note = ccm_enc_bin_nvcodec_note(); !note.empty()) passed.push_back(std::move(note));
     const size_t ranked_out = passed.size();
     auto sess = ccm_enc_bin_walk(self, plan.ranking.candidates, plan.codec, s, input_caps, passed);
     if (sess) {

@@ -130,6 +130,8 @@ TEST_F(H100, FallsToSoftwareAndSaysWhy) {
   const std::string why = passed_over(s);
   EXPECT_NE(why.find("H100"), std::string::npos) << why;
   EXPECT_NE(why.find("no hardware encoder"), std::string::npos) << why;
+  // And what nvcodec registered here (on the real H100: decoders and cudaupload/download, no encoder).
+  EXPECT_NE(why.find("nvcodec: "), std::string::npos) << why;
 }
 
 TEST_F(H100, HardwareOnlyIsAnErrorNamingTheFix) {
