@@ -217,10 +217,11 @@ struct Item {
 // The elements of one session, in link order.
 struct Chain {
   GstElement* download = nullptr;       // cudadownload, for input in CUDA memory
+  // An optional element on the raw frames before the converter (ccmratecontrol
+  // will go here): linked in elements() order, errors and failover as the rest.
+  GstElement* before_convert = nullptr;
   GstElement* convert = nullptr;
   GstElement* format_filter = nullptr;  // 4:2:0 (or 10-bit, or 4:4:4 for odd H.26x sizes)
-  // An optional element between the converter and the encoder (ccmratecontrol)
-  // goes here, in elements() order.
   GstElement* encoder = nullptr;
   GstElement* parser = nullptr;
   const ccm::catalog::EncoderEntry* entry = nullptr;
@@ -230,7 +231,7 @@ struct Chain {
   int gpu = -1;
   std::vector<GstElement*> elements() const {
     std::vector<GstElement*> out;
-    for (GstElement* e : {download, convert, format_filter, encoder, parser})
+    for (GstElement* e : {download, before_convert, convert, format_filter, encoder, parser})
       if (e) out.push_back(e);
     return out;
   }
@@ -2049,7 +2050,7 @@ static GstFlowReturn ccm_enc_bin_sink_chain(GstPad*, GstObject* parent, GstBuffe
     return ret;
   }
   const guint64 seq = p->next_seq++;
-  gst_buffer_replace(&p->last_input, buffer);
+  if (p->settings.standby) gst_buffer_replace(&p->last_input, buffer);  // one more frame held, only for standby
   p->pending.emplace_back(seq, GST_MINI_OBJECT(gst_buffer_ref(buffer)));
   p->current->queue.emplace_back(seq, GST_MINI_OBJECT(buffer));
   p->cond.notify_all();
