@@ -36,6 +36,7 @@
 
 #include "analysis/analysis.h"
 #include "analysis/scene_cut.h"
+#include "memory/ccmdmabufpool.h"
 #include "ratecontrol/encoder_adapters.h"
 #include "rc/controller.h"
 
@@ -76,6 +77,7 @@ enum {
   PROP_MESSAGE_INTERVAL,
   PROP_ANALYSIS_ROW_STEP,
   PROP_ANALYSIS_THREADS,
+  PROP_DMABUF_POOL,
   PROP_STATS,
 };
 
@@ -92,6 +94,7 @@ struct Settings {
   guint message_interval = kDefaultMessageInterval;
   guint row_step = 1;
   guint threads = 1;
+  bool dmabuf_pool = true;
 };
 
 // What we remember of a frame between its analysis and its encoded size.
@@ -650,9 +653,17 @@ static gboolean gst_ccm_rate_controller_src_event(GstBaseTransform* trans, GstEv
 }
 
 // In place: the allocation query belongs to downstream (the encoder's pool, a
-// DMABuf pool), not to us. We keep the previous frame, so one more buffer.
+// DMABuf pool), not to us. Where the encoder offers only a generic system-memory
+// pool (or none), we offer ccmdmabufpool so the source writes aligned fd memory the
+// encoder reads as it is. We keep the previous frame, so one more buffer.
 static gboolean gst_ccm_rate_controller_propose_allocation(GstBaseTransform* trans, GstQuery*, GstQuery* query) {
   if (!gst_pad_peer_query(GST_BASE_TRANSFORM_SRC_PAD(trans), query)) return FALSE;
+  bool offer_pool;
+  {
+    std::lock_guard<std::mutex> guard(GST_CCM_RATE_CONTROLLER(trans)->priv->lock);
+    offer_pool = GST_CCM_RATE_CONTROLLER(trans)->priv->settings.dmabuf_pool;
+  }
+  if (offer_pool) ccm_propose_dmabuf_pool(GST_OBJECT(trans), query, -1);
   for (guint i = 0; i < gst_query_get_n_allocation_pools(query); ++i) {
     GstBufferPool* pool = nullptr;
     guint size = 0, min = 0, max = 0;
@@ -756,6 +767,7 @@ static void gst_ccm_rate_controller_set_property(GObject* object, guint id, cons
     case PROP_MESSAGE_INTERVAL: s.message_interval = g_value_get_uint(value); break;
     case PROP_ANALYSIS_ROW_STEP: s.row_step = g_value_get_uint(value); break;
     case PROP_ANALYSIS_THREADS: s.threads = g_value_get_uint(value); break;
+    case PROP_DMABUF_POOL: s.dmabuf_pool = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); return;
   }
   if (s.min_kbps > 0 && s.max_kbps > 0 && s.min_kbps > s.max_kbps) {
@@ -792,6 +804,7 @@ static void gst_ccm_rate_controller_get_property(GObject* object, guint id, GVal
     case PROP_MESSAGE_INTERVAL: g_value_set_uint(value, s.message_interval); break;
     case PROP_ANALYSIS_ROW_STEP: g_value_set_uint(value, s.row_step); break;
     case PROP_ANALYSIS_THREADS: g_value_set_uint(value, s.threads); break;
+    case PROP_DMABUF_POOL: g_value_set_boolean(value, s.dmabuf_pool); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
 }
@@ -874,6 +887,12 @@ static void gst_ccm_rate_controller_class_init(GstCcmRateControllerClass* klass)
                         "Threads sharing one frame's analysis (identical results; one core reads about 9 GB/s, "
                         "a 4K60 frame pair is 16.6 MB)",
                         1, 64, 1, live));
+  g_object_class_install_property(
+      gobject_class, PROP_DMABUF_POOL,
+      g_param_spec_boolean("dmabuf-pool", "DMABuf pool",
+                           "Offer upstream a pool of 256-byte aligned DMABuf/memfd frames (ccmdmabufpool) when the "
+                           "encoder downstream has no pool of its own",
+                           TRUE, static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS)));
   g_object_class_install_property(
       gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",

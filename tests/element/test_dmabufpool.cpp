@@ -936,6 +936,7 @@ struct Seen {
 struct Observation {
   std::mutex lock;
   GstVideoInfo info{};
+  std::vector<gint> meta_strides;  // of the last buffer the source wrote
   int at_bin = 0, ours = 0;
   std::vector<std::string> problems;
   std::map<GstClockTime, Seen> written;
@@ -964,6 +965,7 @@ GstPadProbeReturn at_bin_sink(GstPad* pad, GstPadProbeInfo* info, gpointer user)
     obs->info = vinfo;
     for (auto& p : alignment_problems(buf, vinfo, 256)) obs->problems.push_back(p);
   }
+  if (GstVideoMeta* meta = gst_buffer_get_video_meta(buf)) obs->meta_strides.assign(meta->stride, meta->stride + meta->n_planes);
   obs->written[GST_BUFFER_PTS(buf)] = Seen{mem, gst_is_fd_memory(mem) ? gst_fd_memory_get_fd(mem) : -1};
   return GST_PAD_PROBE_OK;
 }
@@ -1017,7 +1019,12 @@ PipelineResult run_observed(const std::string& description, Observation* obs, in
   GstPad* sink = gst_element_get_static_pad(enc, "sink");
   gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER, at_bin_sink, obs, nullptr);
   gst_object_unref(sink);
-  g_signal_connect(enc, "element-added", G_CALLBACK(on_element_added), obs);
+  if (GST_IS_BIN(enc)) {
+    g_signal_connect(enc, "element-added", G_CALLBACK(on_element_added), obs);
+  } else if (GstElement* encoder = gst_bin_get_by_name(GST_BIN(pipeline), "encoder")) {
+    on_element_added(nullptr, encoder, obs);  // a standalone element before a named encoder
+    gst_object_unref(encoder);
+  }
   gst_object_unref(enc);
 
   GstBus* bus = gst_element_get_bus(pipeline);
@@ -1077,7 +1084,7 @@ TEST_P(SourceWritesIntoPool, AlignedFromSourceToEncoder) {
   }
   std::printf("[ %s %dx%d ] %s, backend %s, strides", c.format, c.width, c.height, obs.encoder_factory.c_str(),
               obs.backend.c_str());
-  for (guint i = 0; i < GST_VIDEO_INFO_N_PLANES(&obs.info); i++) std::printf(" %d", obs.info.stride[i]);
+  for (gint stride : obs.meta_strides) std::printf(" %d", stride);
   std::printf("\n");
 }
 
@@ -1085,9 +1092,9 @@ INSTANTIATE_TEST_SUITE_P(
     MustShow, SourceWritesIntoPool,
     ::testing::Values(
         PipelineCase{"NV12", 1918, 1080, "codec=h264 candidates=x264enc", true},
-        PipelineCase{"I420", 1918, 1080, "codec=h265 candidates=x265enc", true},
+        PipelineCase{"I420", 1918, 1080, "codec=h265 candidates=ccmx265enc", true},
         PipelineCase{"P010_10LE", 1920, 1080, "codec=h264 candidates=x264enc", false},
-        PipelineCase{"I420_10LE", 1280, 720, "codec=h265 candidates=x265enc hdr=true", true},
+        PipelineCase{"I420_10LE", 1280, 720, "codec=h265 candidates=ccmx265enc hdr=true", true},
         PipelineCase{"NV12", 7680, 4320, "codec=h264 candidates=x264enc", true}),
     [](const auto& info) {
       return std::string(info.param.format) + "_" + std::to_string(info.param.width) + "x" +
@@ -1100,6 +1107,33 @@ TEST(Pipeline, DmabufPoolPropertyOff) {
       "videotestsrc num-buffers=2 ! video/x-raw,format=NV12,width=320,height=240,framerate=30/1 ! "
       "ccmencbin name=enc dmabuf-pool=false codec=h264 candidates=x264enc ! fakesink",
       &obs);
+  ASSERT_TRUE(r.eos) << r.error;
+  std::lock_guard lock(obs.lock);
+  EXPECT_EQ(obs.at_bin, 2);
+  EXPECT_EQ(obs.ours, 0);
+}
+
+// ccmratecontrol standalone offers the pool too: the source writes into it and our
+// x265 (which takes I420 as it is) reads the very same memory.
+TEST(Pipeline, RateControlStandaloneOffersPool) {
+  constexpr int kFrames = 3;
+  Observation obs;
+  auto r = run_observed("videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=638,height=360,framerate=30/1 ! "
+                        "ccmratecontrol name=enc target-bitrate=500 ! ccmx265enc name=encoder ! fakesink",
+                        &obs);
+  ASSERT_TRUE(r.eos) << r.error;
+  std::lock_guard lock(obs.lock);
+  EXPECT_EQ(obs.ours, kFrames) << "videotestsrc wrote into ccmdmabuf memory";
+  for (const auto& p : obs.problems) ADD_FAILURE() << p;
+  EXPECT_EQ(obs.at_encoder, kFrames);
+  EXPECT_EQ(obs.same_memory, kFrames) << "ccmx265enc reads the very memory the source wrote";
+}
+
+TEST(Pipeline, RateControlPoolPropertyOff) {
+  Observation obs;
+  auto r = run_observed("videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! "
+                        "ccmratecontrol name=enc dmabuf-pool=false ! ccmx265enc name=encoder ! fakesink",
+                        &obs);
   ASSERT_TRUE(r.eos) << r.error;
   std::lock_guard lock(obs.lock);
   EXPECT_EQ(obs.at_bin, 2);
