@@ -4,6 +4,8 @@
 #include "encbin/ccmencbin.h"
 #include "memory/ccmdmabufallocator.h"
 #include "ratecontrol/ccmratecontrol.h"
+#include "rtp/ccmrtpav1depay.h"
+#include "rtp/ccmrtpav1pay.h"
 #ifdef CCM_HAVE_X265
 #include "enc/ccmx265enc.h"
 #endif
@@ -16,6 +18,8 @@ gboolean ccm_plugin_init(GstPlugin* plugin) {
   ok &= gst_element_register(plugin, "ccmencbin", GST_RANK_NONE, GST_TYPE_CCM_ENC_BIN);
   ccm_dmabuf_allocator_register();  // gst_allocator_find("ccmdmabuf")
   ok &= gst_element_register(plugin, "ccmratecontrol", GST_RANK_NONE, GST_TYPE_CCM_RATE_CONTROLLER);
+  ok &= gst_element_register(plugin, "ccmrtpav1pay", GST_RANK_MARGINAL, GST_TYPE_CCM_RTP_AV1_PAY);
+  ok &= gst_element_register(plugin, "ccmrtpav1depay", GST_RANK_MARGINAL, GST_TYPE_CCM_RTP_AV1_DEPAY);
 #ifdef CCM_HAVE_X265
   // Above x265enc (PRIMARY) so rank-based pickers (encodebin) prefer it.
   ok &= gst_element_register(plugin, "ccmx265enc", GST_RANK_PRIMARY + 1, GST_TYPE_CCM_X265_ENC);

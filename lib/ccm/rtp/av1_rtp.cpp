@@ -303,15 +303,16 @@ std::optional<Depacketizer::Output> Depacketizer::push(std::span<const uint8_t> 
     starts_sequence_ = false;
     corrupt_ = true;
   }
-  have_timestamp_ = true;
-  timestamp_ = rtp_timestamp;
-  if (discontinuity) {
+  // The first packet of a stream is always flagged discontinuous: nothing was lost.
+  if (discontinuity && have_timestamp_) {
     if (in_fragment_) {
       fragment_.clear();
       in_fragment_ = false;
     }
     corrupt_ = true;
   }
+  have_timestamp_ = true;
+  timestamp_ = rtp_timestamp;
 
   auto parsed = parse_payload(payload);
   if (!parsed) {
