@@ -1,0 +1,112 @@
+// Drives headless Chromium (playwright-core) against a running ccm-webrtc-demo:
+//   node browser_check.mjs --url http://127.0.0.1:P/ --codec av1 --width 320 --height 240
+//        [--frames 60] [--timeout 40] [--viewers 1] [--reload] [--malformed] [--watch S]
+// Prints one JSON line per check and exits 0 when every viewer decoded enough
+// frames of the right codec at the size sent. --watch S samples the stats every
+// 250 ms for S seconds after that (for the benchmark) and prints them as JSON lines.
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+  if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
+  return acc;
+}, []));
+const require = createRequire(process.env.PLAYWRIGHT_CORE_DIR ? join(process.env.PLAYWRIGHT_CORE_DIR, 'x.js') : import.meta.url);
+const { chromium } = require('playwright-core');
+
+const url = args.url;
+const mime = { av1: 'video/AV1', vp9: 'video/VP9', h264: 'video/H264', h265: 'video/H265' }[args.codec];
+const wantFrames = Number(args.frames || 60);
+const timeoutMs = Number(args.timeout || 40) * 1000;
+const viewers = Number(args.viewers || 1);
+const width = Number(args.width), height = Number(args.height);
+const log = (o) => console.log(JSON.stringify(o));
+
+const userDataDir = mkdtempSync(join(tmpdir(), 'ccm-chromium-'));
+// The fresh --user-data-dir is playwright's userDataDir (it refuses the flag itself).
+const browserArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+  // Host candidates as plain addresses (not mDNS names libnice cannot resolve).
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--autoplay-policy=no-user-gesture-required'];
+
+async function waitDecoded(page, label, minFrames) {
+  const deadline = Date.now() + timeoutMs;
+  let s = null;
+  while (Date.now() < deadline) {
+    s = await page.evaluate(() => window.ccmReceiverStats ? window.ccmReceiverStats() : null).catch(() => null);
+    if (s && s.framesDecoded >= minFrames && s.frameWidth) return s;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  log({ check: label, ok: false, why: 'timeout', stats: s });
+  return null;
+}
+
+let ok = true;
+let browser;
+try {
+  browser = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: browserArgs, timeout: 60000 });
+  const context = browser;
+  const pages = [];
+  for (let i = 0; i < viewers; i++) {
+    const page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') log({ console: m.text() }); });
+    await page.goto(url);
+    pages.push(page);
+  }
+  const check = async (page, label) => {
+    const s = await waitDecoded(page, label, wantFrames);
+    if (!s) return false;
+    const good = s.codec.toLowerCase() === mime.toLowerCase() && s.frameWidth === width && s.frameHeight === height;
+    log({ check: label, ok: good, framesDecoded: s.framesDecoded, frameWidth: s.frameWidth,
+          frameHeight: s.frameHeight, codec: s.codec, latencyMs: s.latencyMs,
+          jitterBufferDelayMs: s.jitterBufferDelayMs, framesDropped: s.framesDropped,
+          encoder: s.sender.encoder, keyUnitRequests: s.sender.keyUnitRequests, pliCount: s.pliCount });
+    return good;
+  };
+  for (let i = 0; i < pages.length; i++) ok = (await check(pages[i], `viewer${i}`)) && ok;
+
+  if (args.malformed === 'true') {
+    // Garbage on a signalling socket of its own: the server drops that socket only.
+    const result = await pages[0].evaluate(async () => {
+      const ws = new WebSocket(`ws://${location.host}/ws`);
+      await new Promise((r) => { ws.onopen = r; });
+      for (const m of ['{not json', '[1,2]', '{"type":"answer"}', '{"type":"ice","candidate":5}', '{"type":"bogus"}'])
+        ws.send(m);
+      return await new Promise((r) => { ws.onclose = (e) => r(e.code); setTimeout(() => r('open'), 5000); });
+    });
+    log({ check: 'malformed-closed', ok: result !== 'open', closeCode: result });
+    ok = ok && result !== 'open';
+  }
+  if (args.reload === 'true') {
+    // Reload mid-stream: the old viewer's pipeline goes, a new one comes; the others keep playing.
+    const before = pages.length > 1 ? await pages[1].evaluate(() => window.ccmReceiverStats()) : null;
+    await pages[0].reload();
+    ok = (await check(pages[0], 'viewer0-after-reload')) && ok;
+    if (before) {
+      const after = await pages[1].evaluate(() => window.ccmReceiverStats());
+      const going = after.framesDecoded > before.framesDecoded + 30;
+      log({ check: 'viewer1-kept-playing', ok: going, before: before.framesDecoded, after: after.framesDecoded });
+      ok = ok && going;
+    }
+  }
+  if (args.watch) {
+    const until = Date.now() + Number(args.watch) * 1000;
+    const t0 = Date.now();
+    while (Date.now() < until) {
+      const s = await pages[0].evaluate(() => window.ccmReceiverStats());
+      log({ sample: (Date.now() - t0) / 1000, ...s });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+} catch (e) {
+  log({ check: 'browser', ok: false, why: String(e) });
+  ok = false;
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+process.exit(ok ? 0 : 1);
