@@ -65,6 +65,18 @@ try {
           frameHeight: s.frameHeight, codec: s.codec, latencyMs: s.latencyMs,
           jitterBufferDelayMs: s.jitterBufferDelayMs, framesDropped: s.framesDropped,
           encoder: s.sender.encoder, keyUnitRequests: s.sender.keyUnitRequests, pliCount: s.pliCount });
+    // A PLI/FIR the browser sent must have reached the encoder as force-key-unit
+    // (sender figures lag by up to half a second).
+    if (good && s.pliCount + s.firCount > 0) {
+      let requests = s.sender.keyUnitRequests || 0;
+      for (let i = 0; i < 20 && requests < 1; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        requests = (await page.evaluate(() => window.ccmReceiverStats())).sender.keyUnitRequests || 0;
+      }
+      log({ check: `${label}-pli-reached-encoder`, ok: requests >= 1, pli: s.pliCount, fir: s.firCount,
+            keyUnitRequests: requests });
+      return requests >= 1;
+    }
     return good;
   };
   for (let i = 0; i < pages.length; i++) ok = (await check(pages[i], `viewer${i}`)) && ok;
