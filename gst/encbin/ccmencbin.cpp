@@ -12,7 +12,9 @@
  * cbr/vbr/cqp.
  *
  * Inside, one "session" per encoder in use:
- * [cudadownload] ! videoconvert ! [capsfilter] ! <encoder> ! <parser>, fed from
+ * [cudadownload] ! videoconvert ! [capsfilter] ! [ccmratecontrol] ! <encoder> !
+ * <parser> (ccmratecontrol sets per-frame QP at rate-control=cbr for encoders it
+ * can steer; rate-controller=encoder leaves the rate to the encoder), fed from
  * the real sink pad through a pad of our own by a thread of the session, and
  * collected by another pad of ours that pushes out of the real src pad. Raw
  * frames are kept until their encoded output is seen, so when the encoder
@@ -22,7 +24,10 @@
  * `hardware`, `gpu` or `candidates` while PLAYING switches the same way at the
  * next frame, after draining the old encoder.
  *
- * Messages: `ccm-encoder-selected` (factory, codec, hardware, device, reason,
+ * A `ccm-bandwidth-estimate` event (field bitrate, bit/s) sent upstream into the
+ * src pad or downstream into the sink pad sets the rate from the next frame.
+ *
+ * Messages: `ccm-encoder-selected` (factory, codec, hardware, device, reason, rate-controller,
  * passed-over: every candidate not taken and why), `ccm-encoder-switched`
  * (from, to, reason, frames-reencoded, standby).
  *
@@ -44,6 +49,8 @@
 #include "encbin/registry_probe.h"
 #include "hw/nvml.h"
 #include "memory/ccmdmabufpool.h"
+#include "ratecontrol/ccmratecontrol.h"
+#include "ratecontrol/encoder_adapters.h"
 
 #include <gst/video/video.h>
 
@@ -96,6 +103,21 @@ GType rate_control_get_type() {
       {(int)RateControl::Cqp, "Constant quantizer (see quantizer)", "cqp"},
       {0, nullptr, nullptr}};
   if (g_once_init_enter(&type)) g_once_init_leave(&type, g_enum_register_static("GstCcmRateControl", values));
+  return type;
+}
+
+// Who keeps the rate at rate-control=cbr.
+enum class RateController : int { Ccm = 0, Encoder };
+
+GType rate_controller_get_type() {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {(int)RateController::Ccm,
+       "ccmratecontrol in front of encoders it can steer per frame (QP meta, quantizer, x264enc's bitrate)", "ccm"},
+      {(int)RateController::Encoder, "The encoder's own rate control only", "encoder"},
+      {0, nullptr, nullptr}};
+  if (g_once_init_enter(&type))
+    g_once_init_leave(&type, g_enum_register_static("GstCcmEncBinRateController", values));
   return type;
 }
 
@@ -160,6 +182,8 @@ enum {
   PROP_PROBE,
   PROP_STANDBY,
   PROP_STALL_TIMEOUT,
+  PROP_RATE_CONTROLLER,
+  PROP_RATE_MESSAGE_INTERVAL,
 };
 
 struct Settings {
@@ -180,6 +204,8 @@ struct Settings {
   gboolean probe = TRUE;
   gboolean standby = FALSE;
   guint stall_timeout_ms = kDefaultStallTimeoutMs;
+  RateController rate_controller = RateController::Ccm;
+  guint rate_message_interval = 0;  // ccm-ratecontrol messages: none unless asked for
 };
 
 // A raw frame or a serialized event on its way into a session, in stream order.
@@ -217,11 +243,14 @@ struct Item {
 // The elements of one session, in link order.
 struct Chain {
   GstElement* download = nullptr;       // cudadownload, for input in CUDA memory
-  // An optional element on the raw frames before the converter (ccmratecontrol
-  // will go here): linked in elements() order, errors and failover as the rest.
-  GstElement* before_convert = nullptr;
   GstElement* convert = nullptr;
   GstElement* format_filter = nullptr;  // 4:2:0 (or 10-bit, or 4:4:4 for odd H.26x sizes)
+  // ccmratecontrol, right before the encoder: it sees the frames as the encoder
+  // gets them and finds the encoder as its downstream peer. Errors and failover
+  // as the rest of the session.
+  GstElement* rate_controller = nullptr;
+  // Who keeps the rate: "ccmratecontrol", "ccmratecontrol upstream" or "encoder".
+  std::string rate_kept_by = "encoder";
   GstElement* encoder = nullptr;
   GstElement* parser = nullptr;
   const ccm::catalog::EncoderEntry* entry = nullptr;
@@ -231,7 +260,7 @@ struct Chain {
   int gpu = -1;
   std::vector<GstElement*> elements() const {
     std::vector<GstElement*> out;
-    for (GstElement* e : {download, before_convert, convert, format_filter, encoder, parser})
+    for (GstElement* e : {download, convert, format_filter, rate_controller, encoder, parser})
       if (e) out.push_back(e);
     return out;
   }
@@ -288,6 +317,7 @@ struct _GstCcmEncBin {
     guint64 next_seq = 0;
     GstCaps* input_caps = nullptr;                // as the encoders get them (nominal framerate)
     GstBuffer* last_input = nullptr;              // the newest raw frame, to warm a standby up with
+    double bandwidth_estimate_bps = 0;            // last ccm-bandwidth-estimate; 0 = none since `bitrate`
     bool flushing = false;
     bool final_eos = false;                       // upstream's EOS is on its way through
     bool fatal = false;                           // no candidate left; the error was posted
@@ -778,7 +808,7 @@ void post_selected(Self* self, const Session& sess, const std::vector<std::strin
       G_TYPE_STRING, device.c_str(), "gpu", G_TYPE_INT, chain.gpu, "api", G_TYPE_STRING,
       chain.entry ? ccm::catalog::to_string(chain.entry->api) : "unknown", "reason", G_TYPE_STRING,
       reason.c_str(), "settings", G_TYPE_STRING, sess.setup_report.c_str(), "start-ms", G_TYPE_DOUBLE, start_ms,
-      nullptr);
+      "rate-controller", G_TYPE_STRING, chain.rate_kept_by.c_str(), nullptr);
   GValue passed = string_array(passed_over);
   gst_structure_take_value(s, "passed-over", &passed);
   GST_INFO_OBJECT(self, "selected %s (%s): %s", chain.factory.c_str(), device.c_str(), reason.c_str());
@@ -927,6 +957,72 @@ static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound
   }
 }
 
+// ccmratecontrol goes in front of encoders it can steer frame by frame (QP meta,
+// a live quantizer, x264enc's bitrate) when the rate is to be constant. Encoders
+// that only take a new bitrate now and then (hardware, x265enc) keep their own
+// rate control; bandwidth estimates set their bitrate (ccm_enc_bin_follow_estimate).
+// Whether the application put a ccmratecontrol in front of us (through queues,
+// capsfilters, converters and bin boundaries): that one steers, ours would fight it.
+static bool rate_controller_upstream(GstPad* sinkpad) {
+  GstPad* peer = gst_pad_get_peer(sinkpad);
+  for (int hops = 0; peer && hops < 32; ++hops) {
+    if (GST_IS_GHOST_PAD(peer)) {  // out of a bin upstream: the element inside
+      GstPad* target = gst_ghost_pad_get_target(GST_GHOST_PAD(peer));
+      gst_object_unref(peer);
+      peer = target;
+      continue;
+    }
+    if (GST_IS_PROXY_PAD(peer)) {  // we are inside a bin: on from its ghost pad
+      GstProxyPad* ghost = gst_proxy_pad_get_internal(GST_PROXY_PAD(peer));
+      gst_object_unref(peer);
+      peer = ghost ? gst_pad_get_peer(GST_PAD(ghost)) : nullptr;
+      if (ghost) gst_object_unref(ghost);
+      continue;
+    }
+    GstElement* element = gst_pad_get_parent_element(peer);
+    gst_object_unref(peer);
+    peer = nullptr;
+    if (!element) break;
+    if (GST_IS_CCM_RATE_CONTROLLER(element)) {
+      gst_object_unref(element);
+      return true;
+    }
+    GstPad* sink = nullptr;
+    GST_OBJECT_LOCK(element);
+    if (element->numsinkpads == 1) sink = GST_PAD(gst_object_ref(element->sinkpads->data));
+    GST_OBJECT_UNLOCK(element);
+    gst_object_unref(element);
+    if (!sink) break;
+    peer = gst_pad_get_peer(sink);
+    gst_object_unref(sink);
+  }
+  if (peer) gst_object_unref(peer);
+  return false;
+}
+
+static bool wants_rate_controller(Self* self, Chain& c, const Settings& s) {
+  if (rate_controller_upstream(self->sinkpad)) {
+    GST_INFO_OBJECT(self, "a ccmratecontrol upstream steers the rate: none of our own");
+    c.rate_kept_by = "ccmratecontrol upstream";
+    return false;
+  }
+  if (s.rate_controller != RateController::Ccm || s.rate_control != RateControl::Cbr) return false;
+  switch (ccm::gst::make_adapter(c.encoder)->family()) {
+    case ccm::gst::EncoderFamily::QpMeta:
+    case ccm::gst::EncoderFamily::Quantizer:
+    case ccm::gst::EncoderFamily::Bitrate: return true;
+    default: return false;
+  }
+}
+
+static GstEvent* bandwidth_estimate_event(double bps) {
+  return gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
+                              gst_structure_new(GST_CCM_BANDWIDTH_ESTIMATE_EVENT, "bitrate", G_TYPE_UINT64,
+                                                (guint64)bps, nullptr));
+}
+
+static void ccm_enc_bin_follow_estimate(Self* self, double bps, const Session* skip);
+
 // Builds one session: elements configured, linked and in the bin, our pads on
 // both ends, the sticky events (stream-start, caps, segment) pushed in so the
 // encoder opens now, and its pusher started. nullptr and the reason when the
@@ -996,6 +1092,16 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
     c.format_filter = make("capsfilter");
     g_object_set(c.format_filter, "caps", input.get(), nullptr);
   }
+  if (wants_rate_controller(self, c, s) && (c.rate_controller = make("ccmratecontrol"))) {
+    // The bin answers allocation queries itself (with the GPU in mind).
+    c.rate_kept_by = "ccmratecontrol";
+    g_object_set(c.rate_controller, "target-bitrate", s.bitrate, "dmabuf-pool", FALSE, "message-interval",
+                 s.rate_message_interval, nullptr);
+    // At 4K and above every other row tells the same story for half the bytes
+    // (docs/ratecontrol.md, "Analysis cost").
+    if ((gint64)GST_VIDEO_INFO_WIDTH(&vinfo) * GST_VIDEO_INFO_HEIGHT(&vinfo) >= 3840 * 2160)
+      g_object_set(c.rate_controller, "analysis-row-step", 2u, nullptr);
+  }
   c.parser = make(ccm::catalog::parser_factory(codec));
   if (!c.parser)
     GST_WARNING_OBJECT(self, "%s missing (gstreamer1.0-plugins-bad): output is not parsed",
@@ -1055,6 +1161,15 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   gst_pad_set_active(sess->feed, TRUE);
   gst_pad_set_active(sess->collect, TRUE);
   for (GstElement* e : elements) gst_element_sync_state_with_parent(e);
+  if (c.rate_controller) {
+    double estimate = 0;
+    {
+      std::lock_guard lk(p->lock);
+      estimate = p->bandwidth_estimate_bps;
+    }
+    // A new encoder starts from the network's latest word, not from `bitrate`.
+    if (estimate > 0) gst_element_send_event(c.rate_controller, bandwidth_estimate_event(estimate));
+  }
 
   // The stream so far, so the encoder opens now (errors show here, not on the first frame).
   GstEvent* start = gst_pad_get_sticky_event(self->sinkpad, GST_EVENT_STREAM_START, 0);
@@ -1979,6 +2094,21 @@ static gboolean ccm_enc_bin_sink_event(GstPad*, GstObject* parent, GstEvent* eve
       // Returns once the drain came out (after any failover on the way).
       return ccm_enc_bin_wait(self, lk, [&] { return p->current->drained; });
     }
+    case GST_EVENT_CUSTOM_DOWNSTREAM:
+    case GST_EVENT_CUSTOM_DOWNSTREAM_OOB:
+    case GST_EVENT_CUSTOM_BOTH:
+    case GST_EVENT_CUSTOM_BOTH_OOB: {
+      double bps = -1;
+      if (!gst_ccm_bandwidth_estimate_parse(event, &bps)) break;
+      std::shared_ptr<Session> cur;
+      {
+        std::lock_guard lk(p->lock);
+        cur = p->current;
+      }
+      // The event itself goes on into the session in use, in order with the frames.
+      ccm_enc_bin_follow_estimate(self, bps, cur && cur->chain.rate_controller ? cur.get() : nullptr);
+      break;
+    }
     default:
       break;
   }
@@ -2135,6 +2265,14 @@ static gboolean ccm_enc_bin_src_event(GstPad*, GstObject* parent, GstEvent* even
   // Upstream events from downstream (force-key-unit, QoS, seek): into the
   // session in use, which passes what it does not handle on upstream.
   Self* self = GST_CCM_ENC_BIN(parent);
+  double bps = -1;
+  if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_UPSTREAM && gst_ccm_bandwidth_estimate_parse(event, &bps)) {
+    // Every session's rate control, including one in standby; then on upstream,
+    // for a ccmratecontrol the application put in front of us.
+    ccm_enc_bin_follow_estimate(self, bps, nullptr);
+    gst_pad_push_event(self->sinkpad, event);
+    return TRUE;
+  }
   std::shared_ptr<Session> cur;
   {
     std::lock_guard lk(self->priv->lock);
@@ -2220,7 +2358,7 @@ static void gst_ccm_enc_bin_handle_message(GstBin* bin, GstMessage* message) {
 
 static GstStructure* ccm_enc_bin_stats(Self* self) {
   auto& st = self->priv->stats;
-  std::string factory, codec;
+  std::string factory, codec, rate_kept_by;
   bool hardware = false;
   {
     std::lock_guard lk(self->priv->lock);
@@ -2228,6 +2366,7 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
       factory = cur->chain.factory;
       codec = ccm::catalog::to_string(cur->chain.codec);
       hardware = cur->chain.hardware;
+      rate_kept_by = cur->chain.rate_kept_by;
     }
   }
   const guint64 out = st.frames_out, bytes = st.bytes_out;
@@ -2238,7 +2377,8 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
   if (p0 != GST_CLOCK_TIME_NONE && p1 != GST_CLOCK_TIME_NONE && p1 > p0)
     kbps = (double)bytes * 8.0 / ((double)(p1 - p0) / GST_SECOND) / 1000.0;
   return gst_structure_new(
-      "ccm-stats", "encoder", G_TYPE_STRING, factory.c_str(), "codec", G_TYPE_STRING, codec.c_str(), "hardware",
+      "ccm-stats", "encoder", G_TYPE_STRING, factory.c_str(), "codec", G_TYPE_STRING, codec.c_str(),
+      "rate-controller", G_TYPE_STRING, rate_kept_by.c_str(), "hardware",
       G_TYPE_BOOLEAN, hardware, "frames-in", G_TYPE_UINT64, (guint64)st.frames_in, "frames-out", G_TYPE_UINT64, out,
       "key-frames", G_TYPE_UINT64, (guint64)st.key_frames, "bytes-out", G_TYPE_UINT64, bytes, "bitrate-kbps",
       G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
@@ -2256,11 +2396,43 @@ static void ccm_enc_bin_apply_live_bitrate(Self* self, guint kbps) {
     sessions = self->priv->attached;
   }
   for (const auto& s : sessions) {
+    if (s->chain.rate_controller) {  // it owns the encoder's rate
+      g_object_set(s->chain.rate_controller, "target-bitrate", kbps, nullptr);
+      continue;
+    }
     std::string applied;
     if (ccm::gst::apply_bitrate(s->chain.encoder, s->chain.entry, kbps, &applied)) {
       GST_INFO_OBJECT(self, "live bitrate change: %s%s", applied.c_str(),
                       s->chain.entry && s->chain.entry->bitrate_change == ccm::catalog::BitrateChange::Reopen
                           ? " (this encoder reopens itself: new headers and a key frame)" : "");
+    }
+  }
+}
+
+// A ccm-bandwidth-estimate (from downstream, e.g. WebRTC glue, or the application):
+// remembered for sessions still to come, handed to every session's ccmratecontrol
+// but `skip` (the one the event itself flows through), and, where a session has
+// none, made the encoder's bitrate until the next estimate or `bitrate` change.
+static void ccm_enc_bin_follow_estimate(Self* self, double bps, const Session* skip) {
+  if (!(bps >= 1000 && bps <= 4e12)) {
+    GST_ELEMENT_WARNING(self, STREAM, FAILED, ("ignoring a " GST_CCM_BANDWIDTH_ESTIMATE_EVENT " event"),
+                        ("bitrate must be a number of bit/s, at least 1000 (got %.0f); the target stays", bps));
+    return;
+  }
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard lk(self->priv->lock);
+    self->priv->bandwidth_estimate_bps = bps;
+    sessions = self->priv->attached;
+  }
+  for (const auto& s : sessions) {
+    if (s.get() == skip) continue;
+    if (s->chain.rate_controller) {
+      gst_element_send_event(s->chain.rate_controller, bandwidth_estimate_event(bps));
+    } else {
+      std::string applied;
+      if (ccm::gst::apply_bitrate(s->chain.encoder, s->chain.entry, (guint)std::max(1.0, bps / 1000.0), &applied))
+        GST_INFO_OBJECT(self, "bandwidth estimate %.0f bit/s: %s", bps, applied.c_str());
     }
   }
 }
@@ -2303,6 +2475,7 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
         return;
       }
       s.bitrate = kbps;
+      p->bandwidth_estimate_bps = 0;  // the application's word replaces the network's
       lock.unlock();
       ccm_enc_bin_apply_live_bitrate(self, kbps);
       return;
@@ -2331,6 +2504,8 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
     case PROP_PROBE: s.probe = g_value_get_boolean(value); break;
     case PROP_STANDBY: s.standby = g_value_get_boolean(value); break;
     case PROP_STALL_TIMEOUT: s.stall_timeout_ms = g_value_get_uint(value); break;
+    case PROP_RATE_CONTROLLER: s.rate_controller = (RateController)g_value_get_enum(value); break;
+    case PROP_RATE_MESSAGE_INTERVAL: s.rate_message_interval = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
 }
@@ -2361,6 +2536,8 @@ static void gst_ccm_enc_bin_get_property(GObject* object, guint id, GValue* valu
     case PROP_PROBE: g_value_set_boolean(value, s.probe); break;
     case PROP_STANDBY: g_value_set_boolean(value, s.standby); break;
     case PROP_STALL_TIMEOUT: g_value_set_uint(value, s.stall_timeout_ms); break;
+    case PROP_RATE_CONTROLLER: g_value_set_enum(value, (int)s.rate_controller); break;
+    case PROP_RATE_MESSAGE_INTERVAL: g_value_set_uint(value, s.rate_message_interval); break;
     case PROP_ENCODER:
       g_value_set_string(value, self->priv->current ? self->priv->current->chain.factory.c_str() : nullptr);
       break;
@@ -2494,6 +2671,17 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                         "An encoder that gives no output for this long while frames go in, or spends this long "
                         "on one frame, is taken for dead (ms, 0 = never)",
                         0, G_MAXUINT, kDefaultStallTimeoutMs, rw));
+  g_object_class_install_property(gobject_class, PROP_RATE_CONTROLLER,
+      g_param_spec_enum("rate-controller", "Rate controller",
+                        "At rate-control=cbr, ccm: ccmratecontrol sets each frame's QP (or x264enc's bitrate) from "
+                        "frame analysis, encoded sizes, QoS and ccm-bandwidth-estimate events; encoder: the "
+                        "encoder's own rate control (applies from the next encoder session)",
+                        rate_controller_get_type(), (int)RateController::Ccm, rw));
+  g_object_class_install_property(gobject_class, PROP_RATE_MESSAGE_INTERVAL,
+      g_param_spec_uint("rate-message-interval", "Rate-control message interval",
+                        "Post a ccm-ratecontrol element message every N frames from the built-in rate controller "
+                        "(frames; 0 = none; applies from the next encoder session)",
+                        0, G_MAXUINT, 0, rw));
   g_object_class_install_property(gobject_class, PROP_ENCODER,
       g_param_spec_string("encoder", "Encoder", "Factory name of the encoder element in use (NULL before caps)",
                           nullptr, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
@@ -2514,6 +2702,7 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
 
   gst_type_mark_as_plugin_api(codec_choice_get_type(), GstPluginAPIFlags(0));
   gst_type_mark_as_plugin_api(rate_control_get_type(), GstPluginAPIFlags(0));
+  gst_type_mark_as_plugin_api(rate_controller_get_type(), GstPluginAPIFlags(0));
   gst_type_mark_as_plugin_api(hardware_policy_get_type(), GstPluginAPIFlags(0));
 }
 

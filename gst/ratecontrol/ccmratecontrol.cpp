@@ -7,7 +7,7 @@
  * cuts; AVX2/AVX-512 chosen at run time), reads the size of every encoded frame
  * on the encoder's source pad, and runs an R-λ model that sets each frame's QP
  * (GstCcmQpMeta for ccmx265enc/ccmsvtav1enc, min = max quantizer for
- * vp9enc/vp8enc/av1enc) or the encoder's bitrate (x264enc frame by frame, other
+ * vp9enc/vp8enc) or the encoder's bitrate (x264enc frame by frame, other
  * encoders when the rate changes). Scene cuts force a key unit. Upstream QoS
  * (frames later than latency-budget) cuts the rate by 5% per late frame and
  * raises the encoder's speed preset; a custom event "ccm-bandwidth-estimate"
@@ -39,6 +39,11 @@
 #include "memory/ccmdmabufpool.h"
 #include "ratecontrol/encoder_adapters.h"
 #include "rc/controller.h"
+#if CCM_HAVE_GST_CUDA
+#include <gst/cuda/gstcudamemory.h>
+
+#include "ratecontrol/cuda/cuda_frame_analyser.h"
+#endif
 
 GST_DEBUG_CATEGORY(ccm_rate_control_debug);
 #define GST_CAT_DEFAULT ccm_rate_control_debug
@@ -124,6 +129,11 @@ struct Private {
   ccm::analysis::SceneCutDetector scene_cuts;
   GstBuffer* prev_buffer = nullptr;
   GstVideoFrame prev_frame{};
+#if CCM_HAVE_GST_CUDA
+  // Frames in CUDA memory are analysed on their GPU (it keeps its own previous frame).
+  std::unique_ptr<ccm::gst::CudaFrameAnalyser> cuda;
+#endif
+  bool analysed_on_gpu = false;
   guint64 frames_in = 0;
   guint64 next_search = 0;
   bool warned_no_encoder = false;
@@ -171,7 +181,15 @@ G_DEFINE_TYPE_WITH_CODE(GstCcmRateController, gst_ccm_rate_controller, GST_TYPE_
 
 // 4:2:0 as encoders take it, and 4:4:4 (ccmencbin's format for odd sizes on H.26x):
 // only the luma plane is read.
-#define CAPS_STR GST_VIDEO_CAPS_MAKE("{ I420, NV12, Y444, I420_10LE, P010_10LE, Y444_10LE }")
+#define FORMATS_STR "{ I420, NV12, Y444, I420_10LE, P010_10LE, Y444_10LE }"
+#if CCM_HAVE_GST_CUDA
+// CUDA memory first: when upstream can keep the frames on the GPU, the analysis runs there.
+#define CAPS_STR                                                                          \
+  GST_VIDEO_CAPS_MAKE_WITH_FEATURES(GST_CAPS_FEATURE_MEMORY_CUDA_MEMORY, FORMATS_STR) ";" \
+  GST_VIDEO_CAPS_MAKE(FORMATS_STR)
+#else
+#define CAPS_STR GST_VIDEO_CAPS_MAKE(FORMATS_STR)
+#endif
 
 static GstStaticPadTemplate sink_template =
     GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(CAPS_STR));
@@ -198,6 +216,9 @@ static double requested_bps(const Private* p) {
 }
 
 static void drop_previous(Private* p) {
+#if CCM_HAVE_GST_CUDA
+  if (p->cuda) p->cuda->drop_previous();
+#endif
   if (p->prev_buffer) {
     gst_video_frame_unmap(&p->prev_frame);
     gst_buffer_unref(p->prev_buffer);
@@ -393,7 +414,12 @@ static void find_encoder(GstCcmRateController* self) {
   GST_INFO_OBJECT(self, "encoder %s (%s, %s)", adapter->factory().c_str(), ccm::catalog::to_string(adapter->codec()),
                   ccm::gst::to_string(adapter->family()));
   const std::string limitation = adapter->limitation();
-  if (!limitation.empty())
+  // x264enc's bitrate followed frame by frame is how it works, not a problem: said
+  // as information; the families we steer only now and then get a warning.
+  if (!limitation.empty() && adapter->family() == ccm::gst::EncoderFamily::Bitrate)
+    GST_ELEMENT_INFO(self, STREAM, ENCODE, ("%s", limitation.c_str()),
+                     ("encoder %s, family %s", adapter->factory().c_str(), ccm::gst::to_string(adapter->family())));
+  else if (!limitation.empty())
     GST_ELEMENT_WARNING(self, STREAM, ENCODE, ("%s", limitation.c_str()),
                         ("encoder %s, family %s", adapter->factory().c_str(), ccm::gst::to_string(adapter->family())));
   if (!adapter->honours_key_units())
@@ -420,10 +446,15 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
 
   if (!p->adapter && p->frames_in >= p->next_search) find_encoder(self);
 
+  bool on_gpu = false;
+#if CCM_HAVE_GST_CUDA
+  on_gpu = ccm::gst::CudaFrameAnalyser::is_cuda_buffer(buf);
+  if (on_gpu && !p->cuda) p->cuda = std::make_unique<ccm::gst::CudaFrameAnalyser>();
+#endif
   GstVideoFrame frame;
   // NO_REF: a mapped frame otherwise holds a second ref, and the buffer would not
   // be writable when the QP meta goes on it. prev_buffer holds our own ref.
-  if (!gst_video_frame_map(&frame, &p->info, buf, static_cast<GstMapFlags>(GST_MAP_READ | static_cast<int>(GST_VIDEO_FRAME_MAP_FLAG_NO_REF)))) {
+  if (!on_gpu && !gst_video_frame_map(&frame, &p->info, buf, static_cast<GstMapFlags>(GST_MAP_READ | static_cast<int>(GST_VIDEO_FRAME_MAP_FLAG_NO_REF)))) {
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("could not map the video frame"), (nullptr));
     return GST_FLOW_ERROR;
   }
@@ -438,10 +469,21 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
   ccm::analysis::AnalysisOptions options;
   options.row_step = static_cast<int>(settings.row_step);
   options.threads = static_cast<int>(settings.threads);
-  const ccm::analysis::LumaPlane cur = luma_of(frame);
-  std::optional<ccm::analysis::LumaPlane> prev;
-  if (p->prev_buffer) prev = luma_of(p->prev_frame);
-  ccm::analysis::analyse_frame(cur, prev ? &*prev : nullptr, options, p->analysis);
+  if (on_gpu) {
+#if CCM_HAVE_GST_CUDA
+    std::string error;
+    if (!p->cuda->analyse(buf, p->info, options, p->analysis, error)) {
+      p->cuda->drop_previous();
+      GST_ELEMENT_ERROR(self, STREAM, FAILED, ("analysis of a frame in CUDA memory failed"), ("%s", error.c_str()));
+      return GST_FLOW_ERROR;
+    }
+#endif
+  } else {
+    const ccm::analysis::LumaPlane cur = luma_of(frame);
+    std::optional<ccm::analysis::LumaPlane> prev;
+    if (p->prev_buffer) prev = luma_of(p->prev_frame);
+    ccm::analysis::analyse_frame(cur, prev ? &*prev : nullptr, options, p->analysis);
+  }
   ccm::analysis::SceneCutOptions sc = p->scene_cuts.options();
   sc.threshold_percent = settings.scene_threshold;
   p->scene_cuts.set_options(sc);
@@ -471,6 +513,7 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
   {
     std::lock_guard<std::mutex> guard(p->lock);
     p->analysis_us_total += static_cast<double>(t1 - t0);
+    p->analysed_on_gpu = on_gpu;
     adapter = p->adapter;
     if (cut) ++p->scene_cut_count;
     if (p->rc && p->settings_dirty) apply_settings_locked(self);
@@ -528,6 +571,12 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
 
   // The frame stays mapped as the next one's previous: no copy of its pixels.
   // Our ref is taken only now, after the meta went on (the buffer must be writable).
+#if CCM_HAVE_GST_CUDA
+  if (on_gpu) {
+    p->cuda->keep_as_previous(buf);
+    return GST_FLOW_OK;
+  }
+#endif
   drop_previous(p);
   p->prev_buffer = gst_buffer_ref(buf);
   p->prev_frame = frame;
@@ -558,20 +607,30 @@ static gboolean gst_ccm_rate_controller_set_caps(GstBaseTransform* trans, GstCap
   return TRUE;
 }
 
-static void handle_bandwidth_estimate(GstCcmRateController* self, const GstStructure* s) {
+gboolean gst_ccm_bandwidth_estimate_parse(GstEvent* event, gdouble* bps) {
+  const GstStructure* s = event ? gst_event_get_structure(event) : nullptr;
+  if (!s || !gst_structure_has_name(s, GST_CCM_BANDWIDTH_ESTIMATE_EVENT)) return FALSE;
   const GValue* v = gst_structure_get_value(s, "bitrate");
-  double bps = -1;
+  double value = -1;
   if (v) {
-    if (G_VALUE_HOLDS_INT(v)) bps = g_value_get_int(v);
-    else if (G_VALUE_HOLDS_UINT(v)) bps = g_value_get_uint(v);
-    else if (G_VALUE_HOLDS_INT64(v)) bps = static_cast<double>(g_value_get_int64(v));
-    else if (G_VALUE_HOLDS_UINT64(v)) bps = static_cast<double>(g_value_get_uint64(v));
-    else if (G_VALUE_HOLDS_DOUBLE(v)) bps = g_value_get_double(v);
+    if (G_VALUE_HOLDS_INT(v)) value = g_value_get_int(v);
+    else if (G_VALUE_HOLDS_UINT(v)) value = g_value_get_uint(v);
+    else if (G_VALUE_HOLDS_INT64(v)) value = static_cast<double>(g_value_get_int64(v));
+    else if (G_VALUE_HOLDS_UINT64(v)) value = static_cast<double>(g_value_get_uint64(v));
+    else if (G_VALUE_HOLDS_DOUBLE(v)) value = g_value_get_double(v);
   }
+  if (bps) *bps = value;
+  return TRUE;
+}
+
+// A bandwidth estimate event: the new target from the next frame.
+static void handle_bandwidth_estimate(GstCcmRateController* self, GstEvent* event) {
+  double bps = -1;
+  if (!gst_ccm_bandwidth_estimate_parse(event, &bps)) return;
   if (!(bps >= 1000) || bps > kbps_to_bps(kAbsurdKbps)) {
     GST_ELEMENT_WARNING(self, STREAM, FAILED, ("ignoring a " GST_CCM_BANDWIDTH_ESTIMATE_EVENT " event"),
                         ("bitrate must be a number of bit/s between 1000 and %u000 (got %s); the target stays",
-                         kAbsurdKbps, v ? "an unusable value" : "no bitrate field"));
+                         kAbsurdKbps, bps < 0 ? "no usable bitrate field" : "a value out of range"));
     return;
   }
   Private* p = self->priv;
@@ -579,11 +638,6 @@ static void handle_bandwidth_estimate(GstCcmRateController* self, const GstStruc
   GST_DEBUG_OBJECT(self, "bandwidth estimate %.0f bit/s", bps);
   p->estimate_bps = bps;
   p->settings_dirty = true;
-}
-
-static bool is_bandwidth_estimate(GstEvent* event) {
-  const GstStructure* s = gst_event_get_structure(event);
-  return s && gst_structure_has_name(s, GST_CCM_BANDWIDTH_ESTIMATE_EVENT);
 }
 
 static gboolean gst_ccm_rate_controller_sink_event(GstBaseTransform* trans, GstEvent* event) {
@@ -594,7 +648,7 @@ static gboolean gst_ccm_rate_controller_sink_event(GstBaseTransform* trans, GstE
     case GST_EVENT_CUSTOM_DOWNSTREAM_OOB:
     case GST_EVENT_CUSTOM_BOTH:
     case GST_EVENT_CUSTOM_BOTH_OOB:
-      if (is_bandwidth_estimate(event)) handle_bandwidth_estimate(self, gst_event_get_structure(event));
+      handle_bandwidth_estimate(self, event);
       break;
     case GST_EVENT_FLUSH_STOP: {
       drop_previous(p);
@@ -616,7 +670,7 @@ static gboolean gst_ccm_rate_controller_src_event(GstBaseTransform* trans, GstEv
     case GST_EVENT_CUSTOM_UPSTREAM:
     case GST_EVENT_CUSTOM_BOTH:
     case GST_EVENT_CUSTOM_BOTH_OOB:
-      if (is_bandwidth_estimate(event)) handle_bandwidth_estimate(self, gst_event_get_structure(event));
+      handle_bandwidth_estimate(self, event);
       break;
     case GST_EVENT_QOS: {
       GstQOSType type;
@@ -711,6 +765,9 @@ static gboolean gst_ccm_rate_controller_stop(GstBaseTransform* trans) {
   Private* p = self->priv;
   remove_probe(self);
   drop_previous(p);
+#if CCM_HAVE_GST_CUDA
+  p->cuda.reset();  // its device memory and context
+#endif
   p->have_info = false;
   p->scene_cuts.reset();
   return TRUE;
@@ -726,7 +783,7 @@ static GstStructure* make_stats(GstCcmRateController* self) {
       "ccm-ratecontrol-stats", "encoder", G_TYPE_STRING, p->adapter ? p->adapter->factory().c_str() : "",
       "family", G_TYPE_STRING, p->adapter ? ccm::gst::to_string(p->adapter->family()) : "none", "codec",
       G_TYPE_STRING, p->adapter ? ccm::catalog::to_string(p->adapter->codec()) : "", "isa", G_TYPE_STRING,
-      ccm::analysis::to_string(ccm::analysis::best_isa()), "frames-in", G_TYPE_UINT64, p->frames_in, "frames-out",
+      p->analysed_on_gpu ? "cuda" : ccm::analysis::to_string(ccm::analysis::best_isa()), "frames-in", G_TYPE_UINT64, p->frames_in, "frames-out",
       G_TYPE_UINT64, p->frames_out, "key-frames", G_TYPE_UINT64, p->key_frames, "scene-cuts", G_TYPE_UINT64,
       p->scene_cut_count, "bytes-out", G_TYPE_UINT64, p->bytes_out, "target-kbps", G_TYPE_DOUBLE,
       (p->rc ? p->rc->effective_bitrate() : requested_bps(p)) / 1000.0, "bitrate-kbps", G_TYPE_DOUBLE,

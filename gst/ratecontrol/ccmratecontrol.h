@@ -19,4 +19,8 @@ typedef enum {
 // direction): "ccm-bandwidth-estimate", bitrate = bit/s (any integer or double type).
 #define GST_CCM_BANDWIDTH_ESTIMATE_EVENT "ccm-bandwidth-estimate"
 
+// Whether `event` is a bandwidth estimate; its bitrate in bit/s in *bps, or -1
+// when the field is missing or not a number (the caller says so).
+gboolean gst_ccm_bandwidth_estimate_parse(GstEvent* event, gdouble* bps);
+
 G_END_DECLS

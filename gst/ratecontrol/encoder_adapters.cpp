@@ -363,9 +363,13 @@ std::unique_ptr<EncoderAdapter> make_adapter(GstElement* encoder) {
   EncoderFamily family = EncoderFamily::None;
   if (factory == "ccmx265enc" || factory == "ccmsvtav1enc") {
     family = EncoderFamily::QpMeta;
-  } else if (factory == "vp9enc" || factory == "vp8enc" || factory == "av1enc") {
-    // libvpx and libaom apply min/max-quantizer through their config-set call on the next frame.
+  } else if (factory == "vp9enc" || factory == "vp8enc") {
+    // libvpx applies min/max-quantizer through its config-set call on the next frame.
     family = EncoderFamily::Quantizer;
+    // Not av1enc: libaom 3.6 (Debian 12) aborts the process in CBR
+    // (rc_pick_q_and_bounds_no_stats_cbr: "q <= worst_quality && q >= best_quality")
+    // once min = max quantizer moves while it encodes small frames; it gets its
+    // target-bitrate instead, which it takes live.
   } else if (factory == "x264enc") {
     family = EncoderFamily::Bitrate;
   } else if ((entry && !entry->bitrate_property.empty()) || has_property(encoder, "bitrate") ||

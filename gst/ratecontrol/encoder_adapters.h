@@ -2,12 +2,12 @@
 //
 //   family          encoders                               per frame                       on a rate change
 //   QpMeta          ccmx265enc, ccmsvtav1enc               GstCcmQpMeta (rate-control=cqp) (nothing: QP is the rate)
-//   Quantizer       vp9enc, vp8enc, av1enc                 min-quantizer = max-quantizer   target-bitrate (their CBR stays sane
+//   Quantizer       vp9enc, vp8enc                         min-quantizer = max-quantizer   target-bitrate (their CBR stays sane
 //                                                                                          if we stop pinning the quantizer)
 //   Bitrate         x264enc                                bitrate = the frame budget's    bitrate
 //                                                          rate (x264_encoder_reconfig)
 //   BitrateOnChange every other encoder with a bitrate     nothing                         bitrate (rate-limited where a change
-//                   property (nv*, va*, qsv*, x265enc ...)                                 reopens or drains the encoder)
+//                   property (nv*, va*, qsv*, x265enc, av1enc ...)                          reopens or drains the encoder)
 //
 // The speed knob (QoS: raise the preset while frames run late) is per element:
 // ccmx265enc speed-preset down towards 0 (ultrafast), ccmsvtav1enc speed-preset up

@@ -199,6 +199,8 @@ struct Mapping {
 
 class BitrateMapping : public ::testing::TestWithParam<Mapping> {};
 
+// The encoder's own rate control (rate-controller=encoder): with ccmratecontrol in
+// front, x264enc's and vp9enc's rate properties follow each frame's budget instead.
 TEST_P(BitrateMapping, InTheEncodersUnit) {
   const Mapping& m = GetParam();
   GstElementFactory* f = gst_element_factory_find(m.candidates);
@@ -206,8 +208,8 @@ TEST_P(BitrateMapping, InTheEncodersUnit) {
   gst_object_unref(f);
   guint64 seen = 0, live = 0;
   auto r = run_pipeline(std::string("videotestsrc num-buffers=30 is-live=true ! video/x-raw,width=64,height=64,framerate=30/1 ! "
-                                    "ccmencbin name=enc bitrate=800 codec=") + m.codec + " candidates=" + m.candidates +
-                            " ! fakesink",
+                                    "ccmencbin name=enc bitrate=800 rate-controller=encoder codec=") +
+                            m.codec + " candidates=" + m.candidates + " ! fakesink",
                         60, [&](GstElement* pipeline) {
                           GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
                           GstElement* inner = nullptr;

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -128,12 +129,13 @@ struct Result {
   std::string error;
   std::vector<std::string> warnings;
   std::vector<GstStructure*> messages;  // ccm-ratecontrol only
+  std::vector<std::string> rate_kept_by;  // ccmencbin's ccm-encoder-selected: rate-controller
   GstStructure* stats = nullptr;
   Result() = default;
   Result(const Result&) = delete;
   Result(Result&& o) noexcept
       : eos(o.eos), error(std::move(o.error)), warnings(std::move(o.warnings)), messages(std::move(o.messages)),
-        stats(o.stats) {
+        rate_kept_by(std::move(o.rate_kept_by)), stats(o.stats) {
     o.messages.clear();
     o.stats = nullptr;
   }
@@ -191,6 +193,8 @@ Result run(const std::string& desc, const std::function<void(GstElement*)>& befo
       case GST_MESSAGE_ELEMENT: {
         const GstStructure* s = gst_message_get_structure(m);
         if (s && gst_structure_has_name(s, "ccm-ratecontrol")) r.messages.push_back(gst_structure_copy(s));
+        if (s && gst_structure_has_name(s, "ccm-encoder-selected") && gst_structure_has_field(s, "rate-controller"))
+          r.rate_kept_by.push_back(gst_structure_get_string(s, "rate-controller"));
         break;
       }
       default: break;
@@ -573,7 +577,99 @@ TEST(RateControlDiscovery, ThroughQueuesAndIntoBins) {
     gst_structure_get_uint64(r.stats, "frames-out", &out);
     EXPECT_EQ(out, 20u) << chain;
     EXPECT_FALSE(r.warned("no encoder downstream")) << chain;
+    if (chain.find("ccmencbin") != std::string::npos) {
+      ASSERT_EQ(r.rate_kept_by.size(), 1u);
+      EXPECT_EQ(r.rate_kept_by[0], "ccmratecontrol upstream") << "ccmencbin adds none of its own";
+    }
   }
+}
+
+// ---- inside ccmencbin ------------------------------------------------------------------
+
+// ccmencbin puts a ccmratecontrol in front of the encoders it can steer per frame:
+// on foreman at 400 kbit/s the 1 s windows hold as with the element standalone;
+// rate-controller=encoder leaves the encoder's own CBR (printed side by side).
+TEST(RateControlInEncBin, OnByDefaultAndFollowsTheTarget) {
+  const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
+  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  struct Case {
+    const char* codec;
+    const char* tail;
+    const char* ext;
+    double p95_limit;
+  };
+  for (const Case& c : {Case{"h265", "h265parse ! matroskamux", "mkv", 0.07}, Case{"vp9", "webmmux", "webm", 0.07}}) {
+    double err[2] = {0, 0};
+    for (const char* controller : {"ccm", "encoder"}) {
+      const bool ours = std::string(controller) == "ccm";
+      const std::string out = temp_path(std::string("rc-encbin-") + c.codec + "-" + controller + "." + c.ext);
+      auto r = run(clip->source() + " ! ccmencbin codec=" + c.codec + " bitrate=400 keyframe-interval=1000 " +
+                   "rate-controller=" + controller + " ! " + c.tail + " ! filesink location=" + out);
+      ASSERT_TRUE(r.eos) << r.error;
+      ASSERT_EQ(r.rate_kept_by.size(), 1u);
+      EXPECT_EQ(r.rate_kept_by[0], ours ? "ccmratecontrol" : "encoder");
+      const auto pk = packets(out);
+      ASSERT_EQ(static_cast<int>(pk.size()), clip->frames);
+      err[ours ? 0 : 1] = p95_error(window_kbps(pk, 1.0, clip->frames / 25.0), 400);
+    }
+    std::printf("ccmencbin codec=%s bitrate=400 on foreman: p95 |1 s window error| %.1f%% with ccmratecontrol, "
+                "%.1f%% with the encoder's own rate control\n", c.codec, 100 * err[0], 100 * err[1]);
+    EXPECT_LT(err[0], c.p95_limit) << c.codec;
+  }
+}
+
+// A bandwidth estimate sent upstream into ccmencbin's source pad (as WebRTC glue
+// does) reaches its rate control; a codec switch afterwards keeps it: the new
+// encoder's session starts from the estimate, not from `bitrate`.
+TEST(RateControlInEncBin, BandwidthEstimateSurvivesASwitch) {
+  const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
+  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  struct State {
+    GstElement* bin = nullptr;
+    bool estimated = false, switched = false;
+    std::mutex lock;
+    std::vector<Packet> out;
+  } st;
+  auto r = run(
+      clip->source() + " ! ccmencbin name=bin codec=h265 bitrate=900 keyframe-interval=1000 ! fakesink",
+      [&](GstElement* pipeline) {
+        st.bin = gst_bin_get_by_name(GST_BIN(pipeline), "bin");
+        GstPad* src = gst_element_get_static_pad(st.bin, "src");
+        gst_pad_add_probe(
+            src, GST_PAD_PROBE_TYPE_BUFFER,
+            [](GstPad* pad, GstPadProbeInfo* info, gpointer data) -> GstPadProbeReturn {
+              auto* s = static_cast<State*>(data);
+              GstBuffer* buf = GST_PAD_PROBE_INFO_BUFFER(info);
+              const GstClockTime pts = GST_BUFFER_PTS(buf);
+              {
+                std::lock_guard lk(s->lock);
+                s->out.push_back(Packet{double(pts) / GST_SECOND, int(gst_buffer_get_size(buf)),
+                                        !GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT)});
+              }
+              if (!s->estimated && pts >= 4 * GST_SECOND) {
+                s->estimated = true;  // upstream from downstream's side, into our source pad
+                gst_pad_send_event(pad, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
+                                                             gst_structure_new("ccm-bandwidth-estimate", "bitrate",
+                                                                               G_TYPE_UINT, 300000u, nullptr)));
+              }
+              if (!s->switched && pts >= 7 * GST_SECOND) {
+                s->switched = true;
+                g_object_set(s->bin, "codec", 3 /* vp9 */, nullptr);
+              }
+              return GST_PAD_PROBE_OK;
+            },
+            &st, nullptr);
+        gst_object_unref(src);
+      });
+  if (st.bin) gst_object_unref(st.bin);
+  ASSERT_TRUE(r.eos) << r.error;
+  ASSERT_TRUE(st.estimated && st.switched);
+  auto pk = st.out;
+  std::sort(pk.begin(), pk.end(), [](const Packet& a, const Packet& b) { return a.pts < b.pts; });
+  ASSERT_EQ(static_cast<int>(pk.size()), clip->frames) << "every frame out across the switch";
+  for (double k : window_kbps(pk, 1.5, 4.0)) EXPECT_NEAR(k, 900, 900 * 0.15) << "before the estimate";
+  for (double k : window_kbps(pk, 4.6, 7.0)) EXPECT_NEAR(k, 300, 300 * 0.15) << "after the estimate (h265)";
+  for (double k : window_kbps(pk, 8.0, 12.0)) EXPECT_NEAR(k, 300, 300 * 0.2) << "after the switch (vp9)";
 }
 
 // 10-bit input (I420_10LE) through ccmx265enc: analysis of 16-bit samples and QP meta.
