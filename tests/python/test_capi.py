@@ -49,7 +49,11 @@ class CodecConfig(C.Structure):
 class FrameMetrics(C.Structure):
     _fields_ = [("frame_number", C.c_uint64), ("pts_ns", C.c_int64), ("size_bytes", C.c_uint32),
                 ("key_frame", C.c_bool), ("encode_latency_ms", C.c_double),
-                ("bitrate_kbps", C.c_double), ("fps", C.c_double)]
+                ("bitrate_kbps", C.c_double), ("fps", C.c_double),
+                ("rate_controlled", C.c_bool), ("qp", C.c_int32), ("lambda_", C.c_double),
+                ("target_bits", C.c_double), ("buffer_bits", C.c_double), ("complexity", C.c_double),
+                ("skip_blocks", C.c_uint32), ("fast_blocks", C.c_uint32), ("full_blocks", C.c_uint32),
+                ("scene_cut", C.c_bool)]
 
 
 class Packet(C.Structure):
@@ -483,6 +487,42 @@ class TuningCallback(unittest.TestCase):
         before = sum(len(p[0]) for p in packets[1:10]) / 9
         after = sum(len(p[0]) for p in packets[20:30]) / 10
         self.assertLess(after, 0.6 * before, f"{before:.0f} B/frame before, {after:.0f} after")
+
+    def test_rate_control_decisions_reach_the_callback(self):
+        # ccmencbin's ccmratecontrol decides each frame's QP for ccmx265enc (HEVC) and
+        # vp9enc; RAW has no rate control. 320x240 = 5x4 blocks of 64x64.
+        for codec, controlled in ((CODEC_HEVC, True), (CODEC_VP9, True), (CODEC_RAW, False)):
+            with self.subTest(codec=codec):
+                enc = Encoder(self, codec)
+                st = enc.configure(profile(kbps=500))
+                if st == NO_ENCODER:
+                    continue
+                self.assertEqual(st, OK, enc.error())
+                seen = []
+
+                def on_metrics(handle, metrics_ptr, user_data):
+                    m = metrics_ptr.contents
+                    seen.append((m.rate_controlled, m.qp, m.lambda_, m.target_bits,
+                                 m.skip_blocks + m.fast_blocks + m.full_blocks))
+
+                cb = TUNING_CALLBACK(on_metrics)
+                self.assertEqual(ccm_set_tuning_callback(enc.handle, cb, None), OK)
+                for i in range(FRAMES):
+                    self.assertEqual(enc.push(gradient_frame(i), i * FRAME_NS), OK, enc.error())
+                self.assertEqual(ccm_finish(enc.handle), OK, enc.error())
+                self.assertEqual(len(enc.pull_all()), FRAMES)
+                self.assertEqual(len(seen), FRAMES)
+                for n, (rc, qp, lam, target, blocks) in enumerate(seen):
+                    if controlled:
+                        self.assertTrue(rc, f"frame {n}: no rate-control decision")
+                        self.assertTrue(0 <= qp <= 63, f"frame {n}: qp {qp}")
+                        self.assertGreater(lam, 0, f"frame {n}")
+                        self.assertGreater(target, 0, f"frame {n}")
+                        self.assertEqual(blocks, 20, f"frame {n}: 64x64 blocks")
+                    else:
+                        self.assertFalse(rc)
+                        self.assertEqual(qp, -1)
+                enc.close()
 
     def test_bitrate_from_callback_on_every_frame_every_codec(self):
         # Every encoder, a change per frame: must neither deadlock nor lose a frame.

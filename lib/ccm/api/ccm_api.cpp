@@ -38,6 +38,7 @@ GST_DEBUG_CATEGORY(ccm_api_debug);
 using ccm::DynamicParams;
 using ccm::api::EncodeSession;
 using ccm::api::fail;
+using ccm::api::RateDecision;
 using ccm::api::SamplePtr;
 using ccm::api::Status;
 using ccm::api::StreamSettings;
@@ -102,7 +103,7 @@ struct ccm_config {
   bool change_pending() const { return wanted && wanted != running; }
 
   // Streaming thread, once per packet reaching the appsink.
-  void on_packet(GstBuffer* buffer, int64_t pts_ns) noexcept;
+  void on_packet(GstBuffer* buffer, int64_t pts_ns, const RateDecision* decision) noexcept;
 };
 
 namespace {
@@ -110,7 +111,7 @@ namespace {
 thread_local const ccm_config* t_in_callback_of = nullptr;
 }  // namespace
 
-void ccm_config::on_packet(GstBuffer* buffer, int64_t pts_ns) noexcept {
+void ccm_config::on_packet(GstBuffer* buffer, int64_t pts_ns, const RateDecision* decision) noexcept {
   try {
     const gint64 now = monotonic_ns();
     FrameMetrics m{};
@@ -146,6 +147,20 @@ void ccm_config::on_packet(GstBuffer* buffer, int64_t pts_ns) noexcept {
       while (recent_arrivals.front() + kOneSecondNs <= now) recent_arrivals.pop_front();
       if (recent_arrivals.size() >= 2 && now > recent_arrivals.front())
         m.fps = double(recent_arrivals.size() - 1) * 1e9 / double(now - recent_arrivals.front());
+
+      m.qp = -1;
+      if (decision) {
+        m.rate_controlled = true;
+        m.qp = decision->qp;
+        m.lambda = decision->lambda;
+        m.target_bits = decision->target_bits;
+        m.buffer_bits = decision->buffer_bits;
+        m.complexity = decision->complexity;
+        m.skip_blocks = decision->skip;
+        m.fast_blocks = decision->fast;
+        m.full_blocks = decision->full;
+        m.scene_cut = decision->scene_cut;
+      }
 
       cb = callback;
       cb_data = callback_data;
@@ -245,7 +260,9 @@ Status apply_wanted(ccm_config* cfg) {
                 "the stream is finished (ccm_finish): only bitrate and quantizers can still change");
     else
       st = EncodeSession::create(
-          target, [cfg](GstBuffer* buffer, int64_t pts) { cfg->on_packet(buffer, pts); }, created);
+          target,
+          [cfg](GstBuffer* buffer, int64_t pts, const RateDecision* d) { cfg->on_packet(buffer, pts, d); },
+          created);
     if (st.is_ok())
       GST_INFO("%s session %ux%u@%.3f %u kbit/s", newest ? "new" : "first", target.width,
                target.height, target.fps, target.bitrate_kbps);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 
 GST_DEBUG_CATEGORY_EXTERN(ccm_api_debug);
 #define GST_CAT_DEFAULT ccm_api_debug
@@ -207,6 +208,8 @@ Status EncodeSession::configure_encoder_bin(GstElement* encbin) {
       {"codec", codec_nick(s.codec)},
       {"bitrate", std::to_string(s.bitrate_kbps)},
       {"low-latency", s.low_latency ? "true" : "false"},
+      // Every frame's decision for the tuning callback (read on the bus, never queued).
+      {"rate-message-interval", "1"},
   };
   if (s.hdr) props.emplace_back("hdr", "true");
   const HardwarePolicy hw =
@@ -373,6 +376,29 @@ std::string EncodeSession::encoder_name() const {
   return selected_encoder_;
 }
 
+// A ccm-ratecontrol message, posted on the encoder's output thread before the
+// frame's packet moves on to the appsink.
+void EncodeSession::record_decision(const GstStructure* s) {
+  guint64 pts = GST_CLOCK_TIME_NONE;
+  if (!gst_structure_get_uint64(s, "pts", &pts) || pts == GST_CLOCK_TIME_NONE) return;
+  RateDecision d;
+  gst_structure_get_int(s, "qp", &d.qp);
+  gst_structure_get_double(s, "lambda", &d.lambda);
+  gst_structure_get_double(s, "target-bits", &d.target_bits);
+  gst_structure_get_double(s, "buffer-bits", &d.buffer_bits);
+  gst_structure_get_double(s, "mafd", &d.complexity);
+  gst_structure_get_uint(s, "skip-blocks", &d.skip);
+  gst_structure_get_uint(s, "fast-blocks", &d.fast);
+  gst_structure_get_uint(s, "full-blocks", &d.full);
+  gboolean cut = FALSE;
+  gst_structure_get_boolean(s, "scene-cut", &cut);
+  d.scene_cut = cut;
+  std::lock_guard lock(mutex_);
+  decisions_[pts] = d;
+  // Frames whose packet never reaches the appsink (dropped) must not pile up.
+  while (decisions_.size() > 256) decisions_.erase(decisions_.begin());
+}
+
 GstBusSyncReply EncodeSession::on_bus_message(GstBus*, GstMessage* message, gpointer self_ptr) {
   auto* self = static_cast<EncodeSession*>(self_ptr);
   switch (GST_MESSAGE_TYPE(message)) {
@@ -394,6 +420,7 @@ GstBusSyncReply EncodeSession::on_bus_message(GstBus*, GstMessage* message, gpoi
     }
     case GST_MESSAGE_ELEMENT: {
       const GstStructure* s = gst_message_get_structure(message);
+      if (s && gst_structure_has_name(s, "ccm-ratecontrol")) self->record_decision(s);
       if (s && gst_structure_has_name(s, "ccm-encoder-selected")) {
         if (const gchar* factory = gst_structure_get_string(s, "factory")) {
           std::lock_guard lock(self->mutex_);
@@ -424,11 +451,16 @@ GstPadProbeReturn EncodeSession::on_sink_buffer(GstPad*, GstPadProbeInfo* info, 
   if (!self->observer_) return GST_PAD_PROBE_OK;
   auto observe = [self](GstBuffer* buffer) {
     int64_t pts;
+    std::optional<RateDecision> decision;
     {
       std::lock_guard lock(self->mutex_);
       pts = running_time_ns(&self->output_segment_, GST_BUFFER_PTS(buffer));
+      if (auto it = self->decisions_.find(GST_BUFFER_PTS(buffer)); it != self->decisions_.end()) {
+        decision = it->second;
+        self->decisions_.erase(self->decisions_.begin(), std::next(it));  // older ones will not come
+      }
     }
-    self->observer_(buffer, pts);
+    self->observer_(buffer, pts, decision ? &*decision : nullptr);
   };
   if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
     observe(GST_PAD_PROBE_INFO_BUFFER(info));

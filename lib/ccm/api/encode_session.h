@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -53,12 +54,21 @@ int64_t running_time_ns(const GstSegment* segment, GstClockTime ts);
 // Bytes of one tightly packed I420 (or 16-bit I420_10LE when hdr) frame.
 std::size_t packed_frame_size(uint32_t width, uint32_t height, bool hdr);
 
+// What ccmencbin's rate control decided for one frame (its ccm-ratecontrol message).
+struct RateDecision {
+  int qp = -1;
+  double lambda = 0, target_bits = 0, buffer_bits = 0, complexity = 0;
+  uint32_t skip = 0, fast = 0, full = 0;
+  bool scene_cut = false;
+};
+
 class EncodeSession {
  public:
   // Called from the streaming thread for every buffer that reaches the appsink
   // (the encoder's output thread: it must not set encoder properties), with its
-  // pts as running time (the caller's timeline); no lock of the session is held.
-  using PacketObserver = std::function<void(GstBuffer*, int64_t pts_ns)>;
+  // pts as running time (the caller's timeline), and the rate control's decision
+  // for it (nullptr when the encoder keeps its own rate); no lock of the session is held.
+  using PacketObserver = std::function<void(GstBuffer*, int64_t pts_ns, const RateDecision*)>;
 
   // Builds the pipeline and sets it to PLAYING (nothing flows until the first push).
   static Status create(const StreamSettings& settings, PacketObserver observer,
@@ -100,6 +110,7 @@ class EncodeSession {
   void record_error(Status status);
   void notify_room();
 
+  void record_decision(const GstStructure* message);
   static GstBusSyncReply on_bus_message(GstBus* bus, GstMessage* message, gpointer self);
   static GstPadProbeReturn on_sink_buffer(GstPad* pad, GstPadProbeInfo* info, gpointer self);
   static void on_need_data(GstAppSrc* src, guint length, gpointer self);
@@ -118,6 +129,8 @@ class EncodeSession {
 
   mutable std::mutex mutex_;       // guards the fields below
   std::condition_variable room_;   // appsrc drained a little, or an error came
+  // Rate-control decisions by frame pts, until that frame's packet reaches the appsink.
+  std::map<GstClockTime, RateDecision> decisions_;
   Status error_;                   // first pipeline error, sticky
   bool ended_ = false;
   std::string selected_encoder_;   // from the "ccm-encoder-selected" message

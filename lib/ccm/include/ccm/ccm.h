@@ -87,6 +87,19 @@ typedef struct FrameMetrics {
   double encode_latency_ms;  /* push of the raw frame to arrival of its packet; -1 if unknown */
   double bitrate_kbps;       /* average over the last second of stream time (by pts) */
   double fps;                /* packets per wall-clock second over the last second */
+  /* What ccmencbin's rate control (ccmratecontrol, see docs/ratecontrol.md) decided for this
+   * frame; qp = -1 and zeros when the encoder keeps its own rate (rate_controlled false).
+   * Appended in 0.1: code built against the fields above reads them as before. */
+  bool rate_controlled;
+  int32_t qp;                /* in the codec's scale (H.26x 0-51, AV1/VP9 0-63); -1 = none */
+  double lambda;             /* R-lambda model's lambda; 0 = none */
+  double target_bits;        /* the frame's budget */
+  double buffer_bits;        /* leaky-bucket level after the frame */
+  double complexity;         /* mean absolute luma difference to the previous frame, per pixel */
+  uint32_t skip_blocks;      /* 64x64 blocks classed skip / fast / full */
+  uint32_t fast_blocks;
+  uint32_t full_blocks;
+  bool scene_cut;
 } FrameMetrics;
 
 /* H.264/H.265: one Annex B access unit; AV1: one OBU-stream temporal unit;
