@@ -336,6 +336,7 @@ struct _GstCcmEncBin {
     // Timestamps for input that has none (raw .h264 decoded by GStreamer):
     // frame duration from the (nominal) framerate, next expected pts.
     GstClockTime frame_duration = GST_CLOCK_TIME_NONE;
+    gint64 frame_pixels = 0;  // of the input, for the stall bound
     GstClockTime next_pts = GST_CLOCK_TIME_NONE;
   }* priv;
 };
@@ -747,22 +748,30 @@ ccm::gst::ProbeResult probe_candidate(const ccm::catalog::Candidate& cand, Codec
 
 Session* session_of(GstPad* pad) { return static_cast<Session*>(gst_pad_get_element_private(pad)); }
 
+// stall-timeout is for frames up to 1080p; a software encoder spends about
+// proportionally longer on larger ones (4K x4, 8K x16), which is slow, not dead.
+gint64 stall_bound_us(const Self::Private* p) {
+  constexpr gint64 k1080p = 1920 * 1080;
+  const gint64 bound = gint64(p->settings.stall_timeout_ms) * 1000;
+  return p->frame_pixels > k1080p ? bound * p->frame_pixels / k1080p : bound;
+}
+
 bool healthy(const Self::Private* p, const Session& s, gint64 now, std::string* why) {
   if (s.failed) {
     *why = s.failure;
     return false;
   }
-  const gint64 bound = gint64(p->settings.stall_timeout_ms) * 1000;
+  const gint64 bound = stall_bound_us(p);
   if (bound <= 0 || s.in_downstream) return true;
   // Before its first output an encoder is still opening (threads, look-ahead, a
   // hardware session): it gets longer.
   const gint64 first = s.produced ? bound : 3 * bound;
   if (s.busy && now - s.busy_since > first) {
-    *why = "stalled: inside one push for more than " + std::to_string(p->settings.stall_timeout_ms) + " ms";
+    *why = "stalled: inside one push for more than " + std::to_string(first / 1000) + " ms";
     return false;
   }
   if (s.waiting_since >= 0 && now - s.waiting_since > first) {
-    *why = "stalled: no output for more than " + std::to_string(p->settings.stall_timeout_ms) + " ms";
+    *why = "stalled: no output for more than " + std::to_string(first / 1000) + " ms";
     return false;
   }
   return true;
@@ -850,7 +859,7 @@ static void ccm_enc_bin_pusher(Self* self, std::shared_ptr<Session> s) {
     Item item = std::move(s->queue.front());
     s->queue.pop_front();
     const gint64 t = now_us();
-    const gint64 bound = gint64(p->settings.stall_timeout_ms) * 1000;
+    const gint64 bound = stall_bound_us(p);
     s->busy = true;
     s->busy_since = t;
     const bool is_buffer = item.is_buffer();
@@ -2016,6 +2025,10 @@ static gboolean ccm_enc_bin_sink_event(GstPad*, GstObject* parent, GstEvent* eve
         gst_structure_get_fraction(st, "framerate", &n, &d);
         std::lock_guard lk(p->lock);
         p->frame_duration = n > 0 ? gst_util_uint64_scale_int(GST_SECOND, d, n) : GST_CLOCK_TIME_NONE;
+        gint w = 0, h = 0;
+        gst_structure_get_int(st, "width", &w);
+        gst_structure_get_int(st, "height", &h);
+        p->frame_pixels = gint64(w) * h;
         gst_caps_replace(&p->input_caps, nominal.get());
       }
       if (!ccm_enc_bin_is_built(self)) {
@@ -2669,7 +2682,8 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
   g_object_class_install_property(gobject_class, PROP_STALL_TIMEOUT,
       g_param_spec_uint("stall-timeout", "Stall timeout",
                         "An encoder that gives no output for this long while frames go in, or spends this long "
-                        "on one frame, is taken for dead (ms, 0 = never)",
+                        "on one frame, is taken for dead (ms for frames up to 1080p, proportionally longer for "
+                        "larger ones; 0 = never)",
                         0, G_MAXUINT, kDefaultStallTimeoutMs, rw));
   g_object_class_install_property(gobject_class, PROP_RATE_CONTROLLER,
       g_param_spec_enum("rate-controller", "Rate controller",

@@ -439,6 +439,22 @@ TEST_F(FailoverKinds, SlowIsNotDead) {
   EXPECT_EQ(u64(r.stats, "frames-out"), 20u);
 }
 
+// stall-timeout is per 1080p frame: the same slowness that is a stall at 640x360
+// is only slow at 4K (bound x4).
+TEST_F(FailoverKinds, StallBoundGrowsWithFrameSize) {
+  register_generic_doubles();
+  ccm::test::set_double_behaviour("testdouble_h264", {.slow_ms = 300});
+  const std::string bin = "ccmencbin name=enc codec=h264 stall-timeout=200 candidates=testdouble_h264,x264enc ! fakesink";
+  auto small = run(source(6, false, 640, 360) + bin);
+  ASSERT_TRUE(small.eos) << small.error();
+  EXPECT_EQ(small.count("ccm-encoder-switched"), 1) << "300 ms per frame is a stall at 640x360";
+  EXPECT_EQ(u64(small.stats, "frames-out"), 6u);
+  auto large = run(source(4, false, 3840, 2160) + bin);
+  ASSERT_TRUE(large.eos) << large.error();
+  EXPECT_EQ(large.count("ccm-encoder-switched"), 0) << "at 4K the bound is 800 ms";
+  EXPECT_EQ(u64(large.stats, "frames-out"), 4u);
+}
+
 TEST_F(FailoverKinds, NothingLeftIsOneErrorNamingEveryFailure) {
   register_generic_doubles();
   ccm::test::set_double_behaviour("testdouble_h265", {.fail_after = 10});
