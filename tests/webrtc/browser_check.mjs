@@ -1,19 +1,22 @@
 // Drives headless Chromium (playwright-core) against a running ccm-webrtc-demo:
 //   node browser_check.mjs --url http://127.0.0.1:P/ --codec av1 --width 320 --height 240
 //        [--frames 60] [--timeout 40] [--viewers 1] [--reload] [--malformed] [--watch S]
+//        [--schedule "T=shell command;T=shell command"]
 // Prints one JSON line per check and exits 0 when every viewer decoded enough
 // frames of the right codec at the size sent. --watch S samples the stats every
-// 250 ms for S seconds after that (for the benchmark) and prints them as JSON lines.
+// 250 ms for S seconds after that and prints them as JSON lines; --schedule runs
+// shell commands at T seconds into the watch (the shaped-link test changes the link).
+import { execSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
   if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
   return acc;
 }, []));
-const require = createRequire(process.env.PLAYWRIGHT_CORE_DIR ? join(process.env.PLAYWRIGHT_CORE_DIR, 'x.js') : import.meta.url);
+const require = createRequire(process.env.PLAYWRIGHT_CORE_DIR ? join(resolve(process.env.PLAYWRIGHT_CORE_DIR), 'x.js') : import.meta.url);
 const { chromium } = require('playwright-core');
 
 const url = args.url;
@@ -108,9 +111,21 @@ try {
   if (args.watch) {
     const until = Date.now() + Number(args.watch) * 1000;
     const t0 = Date.now();
+    const schedule = (args.schedule || '').split(';').filter(Boolean).map((item) => {
+      const at = item.indexOf('=');
+      return { t: Number(item.slice(0, at)), command: item.slice(at + 1), done: false };
+    });
     while (Date.now() < until) {
+      const t = (Date.now() - t0) / 1000;
+      for (const step of schedule) {
+        if (!step.done && t >= step.t) {
+          step.done = true;
+          try { execSync(step.command, { stdio: 'inherit' }); log({ event: step.command, t }); }
+          catch (e) { log({ event: step.command, t, failed: String(e) }); ok = false; }
+        }
+      }
       const s = await pages[0].evaluate(() => window.ccmReceiverStats());
-      log({ sample: (Date.now() - t0) / 1000, ...s });
+      log({ sample: t, ...s });
       await new Promise((r) => setTimeout(r, 250));
     }
   }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "rtp/bandwidth.h"
 
@@ -62,39 +63,50 @@ TEST(BandwidthController, FollowsCapacityDropAndRecovers) {
   double sent = config.start_bps;
   double under_capacity_at = -1;
   double max_after_drop = 0;
+  std::optional<LinkReport> last;
   for (double t = 0; t < 60; t += dt) {
     if (t >= 10 && t < 30) link.capacity = 2e6;
     else link.capacity = 8e6;
-    auto report = link.step(t, dt, sent);
+    // Receiver reports describe the previous interval (RTCP every ~second).
+    auto now = link.step(t, dt, sent);
+    LinkReport report = last.value_or(now);
+    report.time_s = t;
+    report.sent_bps = sent;
+    last = now;
     auto d = c.update(report, 0);
     sent = d.target_bps;
-    if (t < 10) EXPECT_LE(sent, 8e6 * 1.1) << t;  // finds the 8 Mbit/s ceiling
+    if (t < 10) EXPECT_LE(sent, 8e6 * 1.25) << t;  // finds the 8 Mbit/s ceiling (probing overshoots a little)
     if (t >= 10 && under_capacity_at < 0 && sent < 2e6) under_capacity_at = t;
     if (t >= 15 && t < 30) max_after_drop = std::max(max_after_drop, sent);
     if (t >= 58) EXPECT_GT(sent, 4e6) << "recovers after the capacity comes back";
   }
   ASSERT_GE(under_capacity_at, 10);
-  EXPECT_LE(under_capacity_at - 10, 2.0) << "under the new capacity within 2 s";
-  EXPECT_LE(max_after_drop, 2.2e6) << "stays near the capacity while it is low";
+  EXPECT_LE(under_capacity_at - 10, 4.0) << "under the new capacity within 4 s";
+  EXPECT_LE(max_after_drop, 2.3e6) << "stays near the capacity while it is low";
 }
 
 TEST(BandwidthController, RembIsACeilingAndLossCuts) {
-  BandwidthController c;
+  BandwidthController c;  // starts at 2 Mbit/s
   LinkReport r;
   r.time_s = 0;
   r.sent_bps = 2e6;
   r.rtt_ms = 5;
   r.remb_bps = 1e6;
   auto d = c.update(r, 0);
-  EXPECT_DOUBLE_EQ(d.target_bps, 1e6);
+  EXPECT_DOUBLE_EQ(d.target_bps, 1.5e6) << "REMB with 1.5x headroom";
   EXPECT_STREQ(d.reason, "remb");
-  r.remb_bps.reset();
   r.time_s = 1;
   r.loss = 0.3;
-  r.sent_bps = 1e6;
+  r.sent_bps = 1.5e6;
   d = c.update(r, 0);
-  EXPECT_NEAR(d.target_bps, 0.85 * 1e6 * 0.7, 1);  // backoff x what arrived
+  // Congestion: the target falls to the receiver's estimate with a margin.
+  EXPECT_NEAR(d.target_bps, 0.85 * 1e6, 1);
   EXPECT_STREQ(d.reason, "loss");
+  r.remb_bps.reset();
+  r.time_s = 3;
+  r.sent_bps = 0.85e6;
+  d = c.update(r, 0);
+  EXPECT_NEAR(d.target_bps, 0.85e6 * (1 - 0.5 * 0.3), 1) << "without REMB: GCC's loss rule";
 }
 
 TEST(BandwidthController, ResolutionStepsDownUnderScarcityAndBackUp) {
@@ -122,4 +134,22 @@ TEST(BandwidthController, ResolutionStepsDownUnderScarcityAndBackUp) {
     step = c.update(r, pps).resolution_step;
   }
   EXPECT_EQ(step, 0);
+}
+
+TEST(BandwidthController, ActsOnceOnARepeatedReportAndAtMostHalves) {
+  BandwidthController c;  // starts at 2 Mbit/s
+  LinkReport r;
+  r.time_s = 0;
+  r.sent_bps = 2e6;
+  r.rtt_ms = 5;
+  c.update(r, 0);
+  r.time_s = 1;
+  r.loss = 0.5;
+  r.sent_bps = 100e3;  // a stalled window: what it says is not the link
+  auto d = c.update(r, 0);
+  EXPECT_DOUBLE_EQ(d.target_bps, 1e6) << "at most halved";
+  r.time_s = 2;
+  r.fresh_loss = r.fresh_rtt = false;  // the same receiver report again
+  d = c.update(r, 0);
+  EXPECT_DOUBLE_EQ(d.target_bps, 1e6);
 }

@@ -27,6 +27,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <deque>
+#include <tuple>
 #include <map>
 #include <memory>
 #include <optional>
@@ -153,9 +155,10 @@ struct Peer {
   std::atomic<uint64_t> remb_bps{0};
   std::atomic<uint32_t> key_requests{0};  // force-key-unit events that reached the encoder
   std::atomic<uint32_t> frames{0};
+  std::atomic<uint64_t> payload_bytes{0};  // RTP bytes out of the payloader: the sent rate
   std::optional<ccm::rtp::BandwidthController> bwe;
-  double last_stats_time = -1;
-  double last_bytes_sent = 0;
+  std::deque<std::pair<double, double>> bytes_sent;  // (time s, bytes) of the last ~second
+  std::optional<std::tuple<double, double, double>> last_feedback;  // rtt, fraction lost, packets lost
   double last_target_bps = 0;
   int resolution_step = 0;
   bool negotiated = false;
@@ -267,6 +270,20 @@ GstPadProbeReturn stamp_frame(GstPad* pad, GstPadProbeInfo* info, gpointer data)
   paint_blocks(&frame, 0, now_ms & 0xffffffffu, 32);
   paint_blocks(&frame, 1, peer->frames.fetch_add(1) & 0xffff, 16);
   gst_video_frame_unmap(&frame);
+  return GST_PAD_PROBE_OK;
+}
+
+// webrtcbin's outbound bytes-sent moves in steps (it follows the RTCP sender
+// reports), too coarse for a rate over a second: count what the payloader sends.
+GstPadProbeReturn count_rtp_bytes(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  auto* peer = static_cast<Peer*>(data);
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+    peer->payload_bytes += gst_buffer_get_size(GST_PAD_PROBE_INFO_BUFFER(info));
+  } else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    GstBufferList* list = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
+    const guint n = gst_buffer_list_length(list);
+    for (guint i = 0; i < n; ++i) peer->payload_bytes += gst_buffer_get_size(gst_buffer_list_get(list, i));
+  }
   return GST_PAD_PROBE_OK;
 }
 
@@ -408,23 +425,22 @@ bool Server::build_pipeline(Peer* peer) {
   gst_pad_add_probe(stamp_src, GST_PAD_PROBE_TYPE_BUFFER, stamp_frame, peer, nullptr);
   gst_object_unref(stamp_src);
   gst_object_unref(stamp);
+  GstElement* pay = gst_bin_get_by_name(GST_BIN(peer->pipeline), "pay");
+  GstPad* pay_src = gst_element_get_static_pad(pay, "src");
+  gst_pad_add_probe(pay_src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+                    count_rtp_bytes, peer, nullptr);
+  gst_object_unref(pay_src);
+  gst_object_unref(pay);
   GstPad* enc_src = gst_element_get_static_pad(peer->encoder, "src");
   gst_pad_add_probe(enc_src, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, count_key_requests, peer, nullptr);
   gst_object_unref(enc_src);
 
-  // Send only, video marked with the priority webrtcbin 1.22 maps to DSCP AF42
-  // (HIGH for video: AF42, 36; MEDIUM gives AF43).
+  // Send only; the sender priority is set once the transport exists (set_priority).
   GstWebRTCRTPTransceiver* transceiver = nullptr;
   g_signal_emit_by_name(peer->webrtc, "get-transceiver", 0, &transceiver);
   if (transceiver) {
     g_object_set(transceiver, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, "do-nack", TRUE,
                  nullptr);
-    GstWebRTCRTPSender* sender = nullptr;
-    g_object_get(transceiver, "sender", &sender, nullptr);
-    if (sender) {
-      gst_webrtc_rtp_sender_set_priority(sender, GST_WEBRTC_PRIORITY_TYPE_HIGH);
-      gst_object_unref(sender);
-    }
     gst_object_unref(transceiver);
   }
 
@@ -536,6 +552,10 @@ gboolean Server::on_stats_timer(gpointer data) {
       GObject* session = nullptr;
       g_signal_emit_by_name(peer->rtpbin, "get-internal-session", 0u, &session);
       if (session) {
+        // RTT needs a sender report answered: at the default 5 s between reports
+        // the delay signal would be seconds old.
+        if (g_object_class_find_property(G_OBJECT_GET_CLASS(session), "rtcp-min-interval"))
+          g_object_set(session, "rtcp-min-interval", static_cast<guint64>(500 * GST_MSECOND), nullptr);
         peer->session = session;
         peer->feedback_handler = g_signal_connect(session, "on-feedback-rtcp", G_CALLBACK(on_feedback_rtcp), peer);
       }
@@ -568,14 +588,13 @@ void Server::apply_resolution_step(Peer* peer, int step) {
 
 void Server::handle_stats(Peer* peer, const SenderFigures& f) {
   const double now = (g_get_monotonic_time() - peer->started_us) / 1e6;
+  // Sent rate over at least a second: a 0.5 s window of a bursty encoder (a key
+  // frame, a stall on the socket) says little about the link.
   double sent_bps = 0;
-  if (f.bytes_sent && peer->last_stats_time >= 0 && now > peer->last_stats_time)
-    sent_bps = (*f.bytes_sent - peer->last_bytes_sent) * 8 / (now - peer->last_stats_time);
-  if (f.bytes_sent) {
-    peer->last_bytes_sent = *f.bytes_sent;
-    peer->last_stats_time = now;
-  }
-
+  const double bytes = static_cast<double>(peer->payload_bytes.load());
+  peer->bytes_sent.emplace_back(now, bytes);
+  while (peer->bytes_sent.size() > 2 && now - peer->bytes_sent[1].first >= 1.0) peer->bytes_sent.pop_front();
+  if (const auto& [t0, b0] = peer->bytes_sent.front(); now - t0 >= 0.9) sent_bps = (bytes - b0) * 8 / (now - t0);
   ccm::rtp::LinkReport report;
   report.time_s = now;
   report.sent_bps = sent_bps;
@@ -583,6 +602,16 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
   if (f.fraction_lost) report.loss = *f.fraction_lost;
   if (f.jitter_s) report.jitter_ms = *f.jitter_s * 1000;
   if (const uint64_t remb = peer->remb_bps.load()) report.remb_bps = static_cast<double>(remb);
+  // New loss figures: the counters moved. A new RTT: it moved by more than the
+  // rounding of the same report read again.
+  const double rtt = f.rtt_s.value_or(-1) * 1000, fraction = f.fraction_lost.value_or(-1),
+               lost = f.packets_lost.value_or(-1);
+  if (peer->last_feedback) {
+    const auto& [last_rtt, last_fraction, last_lost] = *peer->last_feedback;
+    report.fresh_loss = fraction != last_fraction || lost != last_lost;
+    report.fresh_rtt = rtt >= 0 && std::fabs(rtt - last_rtt) > 0.5;
+  }
+  peer->last_feedback = std::make_tuple(rtt, fraction, lost);
 
   ccm::rtp::BandwidthDecision decision;
   if (peer->bwe && peer->negotiated && sent_bps > 0) {
@@ -647,6 +676,48 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
 
 // ---- signalling ------------------------------------------------------------
 
+// Video marked with the priority webrtcbin 1.22 maps to DSCP AF42 (HIGH for video
+// is AF42, 36; MEDIUM gives AF43). webrtcbin hooks the marking into the transports
+// that exist when the priority changes, so this runs once the offer made them.
+//
+// webrtcbin 1.22 applies the marking only when its sink pad's caps change after
+// the transceiver got its mid, which a stream negotiated once never does; so the
+// same DSCP is also put on the ICE stream here, through the public
+// gst_webrtc_ice_set_tos (the call webrtcbin itself makes).
+bool set_priority(GstElement* webrtc) {
+  constexpr guint kDscpAf42 = 36;
+  GstWebRTCRTPTransceiver* transceiver = nullptr;
+  g_signal_emit_by_name(webrtc, "get-transceiver", 0, &transceiver);
+  if (!transceiver) return false;
+  GstWebRTCRTPSender* sender = nullptr;
+  g_object_get(transceiver, "sender", &sender, nullptr);
+  gst_object_unref(transceiver);
+  if (!sender) return false;
+  gst_webrtc_rtp_sender_set_priority(sender, GST_WEBRTC_PRIORITY_TYPE_HIGH);
+  bool marked = false;
+  GstWebRTCDTLSTransport* dtls = nullptr;
+  g_object_get(sender, "transport", &dtls, nullptr);
+  gst_object_unref(sender);
+  if (!dtls) return false;
+  GstWebRTCICETransport* ice_transport = nullptr;
+  g_object_get(dtls, "transport", &ice_transport, nullptr);
+  gst_object_unref(dtls);
+  if (ice_transport && g_object_class_find_property(G_OBJECT_GET_CLASS(ice_transport), "stream")) {
+    GstWebRTCICEStream* stream = nullptr;
+    GstWebRTCICE* ice = nullptr;
+    g_object_get(ice_transport, "stream", &stream, nullptr);
+    g_object_get(webrtc, "ice-agent", &ice, nullptr);
+    if (stream && ice) {
+      gst_webrtc_ice_set_tos(ice, stream, kDscpAf42 << 2);
+      marked = true;
+    }
+    if (stream) gst_object_unref(stream);
+    if (ice) gst_object_unref(ice);
+  }
+  if (ice_transport) gst_object_unref(ice_transport);
+  return marked;
+}
+
 void Server::handle_message(Peer* peer, const char* text, gsize size) {
   JsonParser* parser = json_parser_new();
   GError* error = nullptr;
@@ -671,6 +742,7 @@ void Server::handle_message(Peer* peer, const char* text, gsize size) {
         problem = "answer without media";
         gst_sdp_message_free(sdp);
       } else {
+        if (!set_priority(peer->webrtc)) log_line("viewer %u: could not mark video DSCP AF42", peer->id);
         GstWebRTCSessionDescription* desc = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
         g_signal_emit_by_name(peer->webrtc, "set-remote-description", desc, nullptr);
         gst_webrtc_session_description_free(desc);

@@ -35,33 +35,41 @@ BandwidthDecision BandwidthController::update(const LinkReport& r, double pixels
   const double rtt_ms = r.rtt_ms.value_or(floor_ms);
   d.queue_ms = std::max(0.0, rtt_ms - floor_ms);
   const double loss = std::clamp(r.loss.value_or(0.0), 0.0, 1.0);
-  // One decrease per round trip (at least 300 ms): the next report must show its effect first.
-  const bool may_decrease = r.time_s - last_decrease_ >= std::max(0.3, rtt_ms / 1000.0);
+  // A receiver report describes about the last second: the rate it answers for
+  // is the one sent before this report's window.
+  const double answered_bps = previous_sent_ > 0 ? previous_sent_ : r.sent_bps;
+  previous_sent_ = r.sent_bps;
 
-  // Both signals may fire at once (a full tbf queue delays and drops): the lower
-  // of the two wins, and what the receiver got (sent x (1 - loss)) is what the
-  // link carries now, so one step lands near the capacity.
-  const bool lossy = loss > config_.loss_high;
-  const bool queued = d.queue_ms > config_.queue_high_ms;
-  if ((lossy || queued) && may_decrease) {
+  // Both signals may fire at once (a full tbf queue delays and drops). The new
+  // target is what the link carried (REMB when the receiver sends it, else what
+  // arrived: answered rate x (1 - loss)) with a margin, never more than halving.
+  // Then the target holds until a report describes the lowered rate: reports lag
+  // by a second, and acting on each stale one would cut again and again.
+  const bool lossy = r.fresh_loss && loss > config_.loss_high;
+  const bool queued = r.fresh_rtt && d.queue_ms > config_.queue_high_ms;
+  const bool holding = r.time_s < hold_until_;
+  if ((lossy || queued) && !holding) {
     double next = target_;
     if (lossy) next = std::min(next, target_ * (1.0 - 0.5 * loss));
-    const double received = r.sent_bps * (1.0 - loss);
-    if (received > 0) next = std::min(next, config_.backoff * received);
+    const double carried = r.remb_bps && *r.remb_bps > 0 ? *r.remb_bps : answered_bps * (1.0 - loss);
+    if (carried > 0) next = std::min(next, config_.backoff * carried);
+    next = std::max(next, 0.5 * target_);
     if (next < target_) {
       target_ = next;
-      last_decrease_ = r.time_s;
+      hold_until_ = r.time_s + std::max(config_.hold_seconds, 2 * rtt_ms / 1000.0);
       d.reason = queued ? "delay" : "loss";
     }
-  } else if (loss < config_.loss_low && d.queue_ms < config_.queue_low_ms && dt > 0 &&
+  } else if (!holding && loss < config_.loss_low && d.queue_ms < config_.queue_low_ms && dt > 0 &&
              r.sent_bps >= 0.7 * target_) {
     // Grow only while the encoder spends what it is given: a target far above
     // what easy content uses would turn into a burst when the content gets hard.
     target_ *= std::pow(1.0 + config_.increase, dt);
     d.reason = "probe";
   }
-  if (r.remb_bps && *r.remb_bps > 0 && target_ > *r.remb_bps) {
-    target_ = *r.remb_bps;
+  // REMB is the receiver's own estimate, but it only grows with what it receives:
+  // a hard ceiling would keep a sender that backed off there for good.
+  if (r.remb_bps && *r.remb_bps > 0 && target_ > config_.remb_headroom * *r.remb_bps) {
+    target_ = config_.remb_headroom * *r.remb_bps;
     d.reason = "remb";
   }
   target_ = std::clamp(target_, config_.min_bps, config_.max_bps);

@@ -9,7 +9,9 @@
 // (sent x (1 - loss)): that rate is what the link carries now. Below
 // `queue_low_ms` and without loss the target grows by `increase` per second.
 // Loss: above `loss_high` the target falls by half the loss fraction (GCC's rule).
-// REMB: a ceiling. Under a low target for `scarcity_seconds` the resolution steps
+// One decrease at most halves the target, and only a fresh receiver report decreases.
+// REMB: a ceiling with headroom (1.5 x), and what the link carried when it
+// congests. Under a low target for `scarcity_seconds` the resolution steps
 // down one level; after `recovery_seconds` of room for the next level up, back up.
 #pragma once
 
@@ -32,8 +34,10 @@ struct BandwidthConfig {
   double loss_high = 0.10;
   double loss_low = 0.02;
   double backoff = 0.85;
-  double increase = 0.08;      // per second, multiplicative, when the link has room
+  double increase = 0.15;      // per second, multiplicative, when the link has room
   double min_rtt_window_s = 10;
+  double remb_headroom = 1.5;  // target <= this x REMB
+  double hold_seconds = 1.5;   // after a decrease: until a report describes the new rate
   // Resolution steps: step k has (1/2)^k of the pixels; a step is taken after
   // `scarcity_seconds` with the target below `bps_per_pixel_low` x pixels x fps.
   int max_resolution_step = 2;
@@ -50,6 +54,12 @@ struct LinkReport {
   std::optional<double> loss;        // fraction lost, 0..1
   std::optional<double> jitter_ms;
   std::optional<double> remb_bps;
+  // Whether loss / RTT are new: webrtcbin's stats repeat the last receiver report
+  // until the next one, and an RTT only changes when a receiver report answers a
+  // newer sender report (with few SRs, RRs keep quoting one that crossed a full
+  // queue). Acting twice on one observation cuts the rate twice for one event.
+  bool fresh_loss = true;
+  bool fresh_rtt = true;
 };
 
 struct BandwidthDecision {
@@ -72,7 +82,8 @@ class BandwidthController {
   double target_ = 0;
   int step_ = 0;
   double last_time_ = -1;
-  double last_decrease_ = -1e9;
+  double hold_until_ = -1;
+  double previous_sent_ = 0;
   double scarce_since_ = -1;
   double roomy_since_ = -1;
   std::deque<std::pair<double, double>> rtts_;  // (time, rtt ms) inside the window
