@@ -106,6 +106,8 @@ int main(int argc, char** argv) {
                       gst_structure_get_string(s, "codec"));
           std::printf("why:     %s\n", gst_structure_get_string(s, "reason"));
           std::printf("set:     %s\n", gst_structure_get_string(s, "settings"));
+          if (const gchar* rc = gst_structure_get_string(s, "rate-controller"))
+            std::printf("rate:    kept by %s\n", rc);
           const GValue* passed = gst_structure_get_value(s, "passed-over");
           for (guint i = 0; passed && i < gst_value_array_get_size(passed); i++)
             std::printf("  passed over %s\n", g_value_get_string(gst_value_array_get_value(passed, i)));

@@ -973,39 +973,20 @@ static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound
 // Whether the application put a ccmratecontrol in front of us (through queues,
 // capsfilters, converters and bin boundaries): that one steers, ours would fight it.
 static bool rate_controller_upstream(GstPad* sinkpad) {
-  GstPad* peer = gst_pad_get_peer(sinkpad);
-  for (int hops = 0; peer && hops < 32; ++hops) {
-    if (GST_IS_GHOST_PAD(peer)) {  // out of a bin upstream: the element inside
-      GstPad* target = gst_ghost_pad_get_target(GST_GHOST_PAD(peer));
-      gst_object_unref(peer);
-      peer = target;
-      continue;
-    }
-    if (GST_IS_PROXY_PAD(peer)) {  // we are inside a bin: on from its ghost pad
-      GstProxyPad* ghost = gst_proxy_pad_get_internal(GST_PROXY_PAD(peer));
-      gst_object_unref(peer);
-      peer = ghost ? gst_pad_get_peer(GST_PAD(ghost)) : nullptr;
-      if (ghost) gst_object_unref(ghost);
-      continue;
-    }
-    GstElement* element = gst_pad_get_parent_element(peer);
-    gst_object_unref(peer);
-    peer = nullptr;
-    if (!element) break;
+  GstElement* element = ccm::gst::linked_element(sinkpad);
+  for (int hops = 0; element && hops < 32; ++hops) {
     if (GST_IS_CCM_RATE_CONTROLLER(element)) {
       gst_object_unref(element);
       return true;
     }
-    GstPad* sink = nullptr;
-    GST_OBJECT_LOCK(element);
-    if (element->numsinkpads == 1) sink = GST_PAD(gst_object_ref(element->sinkpads->data));
-    GST_OBJECT_UNLOCK(element);
+    GstPad* sink = ccm::gst::only_pad(element, GST_PAD_SINK);
     gst_object_unref(element);
+    element = nullptr;
     if (!sink) break;
-    peer = gst_pad_get_peer(sink);
+    element = ccm::gst::linked_element(sink);
     gst_object_unref(sink);
   }
-  if (peer) gst_object_unref(peer);
+  if (element) gst_object_unref(element);
   return false;
 }
 

@@ -307,9 +307,9 @@ GstElement* encoder_inside(GstBin* bin) {
 
 }  // namespace
 
-GstElement* find_downstream_encoder(GstPad* pad, std::string& seen) {
+GstElement* linked_element(GstPad* pad) {
   GstPad* peer = gst_pad_get_peer(pad);
-  for (int hops = 0; peer && hops < 64; ++hops) {
+  for (int hops = 0; peer && hops < 16; ++hops) {
     // Into a bin: follow the ghost pad to the element inside.
     if (GST_IS_GHOST_PAD(peer)) {
       GstPad* target = gst_ghost_pad_get_target(GST_GHOST_PAD(peer));
@@ -317,7 +317,7 @@ GstElement* find_downstream_encoder(GstPad* pad, std::string& seen) {
       peer = target;
       continue;
     }
-    // Out of a bin: the internal pad of a source ghost pad; go on from the ghost pad's peer.
+    // Out of a bin: the internal pad of a ghost pad; go on from the ghost pad's peer.
     if (GST_IS_PROXY_PAD(peer)) {
       GstProxyPad* ghost = gst_proxy_pad_get_internal(GST_PROXY_PAD(peer));
       gst_object_unref(peer);
@@ -327,8 +327,24 @@ GstElement* find_downstream_encoder(GstPad* pad, std::string& seen) {
     }
     GstElement* element = gst_pad_get_parent_element(peer);
     gst_object_unref(peer);
-    peer = nullptr;
-    if (!element) break;
+    return element;
+  }
+  if (peer) gst_object_unref(peer);
+  return nullptr;
+}
+
+GstPad* only_pad(GstElement* element, GstPadDirection direction) {
+  GstPad* pad = nullptr;
+  GST_OBJECT_LOCK(element);
+  if (direction == GST_PAD_SRC && element->numsrcpads == 1) pad = GST_PAD(gst_object_ref(element->srcpads->data));
+  if (direction == GST_PAD_SINK && element->numsinkpads == 1) pad = GST_PAD(gst_object_ref(element->sinkpads->data));
+  GST_OBJECT_UNLOCK(element);
+  return pad;
+}
+
+GstElement* find_downstream_encoder(GstPad* pad, std::string& seen) {
+  GstElement* element = linked_element(pad);
+  for (int hops = 0; element && hops < 64; ++hops) {
     seen = GST_OBJECT_NAME(element);
     if (GstElementFactory* f = gst_element_get_factory(element))
       seen += std::string(" (") + GST_OBJECT_NAME(f) + ")";
@@ -342,16 +358,14 @@ GstElement* find_downstream_encoder(GstPad* pad, std::string& seen) {
       return element;
     }
     // Parsers, capsfilters, queues, converters: one way on.
-    GstPad* src = nullptr;
-    GST_OBJECT_LOCK(element);
-    if (element->numsrcpads == 1) src = GST_PAD(gst_object_ref(element->srcpads->data));
-    GST_OBJECT_UNLOCK(element);
+    GstPad* src = only_pad(element, GST_PAD_SRC);
     gst_object_unref(element);
+    element = nullptr;
     if (!src) break;
-    peer = gst_pad_get_peer(src);
+    element = linked_element(src);
     gst_object_unref(src);
   }
-  if (peer) gst_object_unref(peer);
+  if (element) gst_object_unref(element);
   return nullptr;
 }
 

@@ -90,6 +90,15 @@ class EncoderAdapter {
   int boost_ = 0;
 };
 
+// The element at the other end of `pad`'s link, looking through bin boundaries
+// (ghost pads and their internal proxy pads) in either direction; nullptr when
+// the pad is not linked. A new reference.
+GstElement* linked_element(GstPad* pad);
+
+// The element's one pad of that direction (a new reference); nullptr when it has
+// none or several (a tee, a muxer): where a walk along a chain stops.
+GstPad* only_pad(GstElement* element, GstPadDirection direction);
+
 // Walks downstream from `pad` (our source pad) through ghost pads, parsers,
 // capsfilters, queues and converters (elements with one source pad) to the first
 // element whose klass has "Encoder"; when that is a bin (ccmencbin), the one
