@@ -36,7 +36,6 @@
 #include <vector>
 
 #include "config.h"
-#include "plugin.h"
 #include "rtp/bandwidth.h"
 
 GST_DEBUG_CATEGORY_STATIC(demo_debug);
@@ -993,11 +992,18 @@ int main(int argc, char** argv) {
 
   gst_init(nullptr, nullptr);
   GST_DEBUG_CATEGORY_INIT(demo_debug, "ccm-webrtc-demo", 0, "WebRTC demo sender");
-  ccm_plugin_register_static();
-  for (const char* needed : {"webrtcbin", "nicesrc", "dtlssrtpenc"}) {
+  // The ccm elements come from the plugin (installed, GST_PLUGIN_PATH, or the
+  // build tree this program was built in), not linked in: one copy of them per process.
+  if (GstPluginFeature* f = gst_registry_lookup_feature(gst_registry_get(), "ccmencbin"))
+    gst_object_unref(f);
+  else
+    gst_registry_scan_path(gst_registry_get(), CCM_PLUGIN_BUILD_DIR);
+  for (const char* needed : {"ccmencbin", "ccmrtpav1pay", "webrtcbin", "nicesrc", "dtlssrtpenc"}) {
     GstElementFactory* f = gst_element_factory_find(needed);
     if (!f) {
-      log_line("GStreamer element %s is missing (install gstreamer1.0-plugins-bad and gstreamer1.0-nice)", needed);
+      log_line("GStreamer element %s is missing (the gst-ccm plugin: install it or set GST_PLUGIN_PATH; "
+               "webrtcbin: gstreamer1.0-plugins-bad and gstreamer1.0-nice)",
+               needed);
       return 1;
     }
     gst_object_unref(f);
