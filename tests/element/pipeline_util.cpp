@@ -22,7 +22,7 @@ void init_gstreamer(int* argc, char*** argv) {
 
 RunResult::RunResult(RunResult&& o) noexcept
     : eos(o.eos), error(std::move(o.error)), error_source(std::move(o.error_source)),
-      element_messages(std::move(o.element_messages)), stats(o.stats) {
+      warnings(std::move(o.warnings)), element_messages(std::move(o.element_messages)), stats(o.stats) {
   o.element_messages.clear();
   o.stats = nullptr;
 }
@@ -38,8 +38,23 @@ const GstStructure* RunResult::message(const char* name) const {
   return nullptr;
 }
 
+int RunResult::count(const char* name) const {
+  int n = 0;
+  for (GstStructure* s : element_messages) n += gst_structure_has_name(s, name);
+  return n;
+}
+
 RunResult run_pipeline(const std::string& description, int timeout_s,
                        const std::function<void(GstElement*)>& on_playing) {
+  RunOptions options;
+  options.timeout_s = timeout_s;
+  options.on_playing = on_playing;
+  return run_pipeline(description, options);
+}
+
+RunResult run_pipeline(const std::string& description, const RunOptions& options) {
+  const int timeout_s = options.timeout_s;
+  const auto& on_playing = options.on_playing;
   RunResult result;
   GError* err = nullptr;
   GstElement* pipeline = gst_parse_launch(description.c_str(), &err);
@@ -49,6 +64,7 @@ RunResult run_pipeline(const std::string& description, int timeout_s,
     if (pipeline) gst_object_unref(pipeline);
     return result;
   }
+  if (options.before_play) options.before_play(pipeline);
   GstBus* bus = gst_element_get_bus(pipeline);
   gst_element_set_state(pipeline, GST_STATE_PLAYING);
   bool called = false;
@@ -73,6 +89,16 @@ RunResult run_pipeline(const std::string& description, int timeout_s,
         done = true;
         break;
       }
+      case GST_MESSAGE_WARNING: {
+        GError* e = nullptr;
+        gchar* dbg = nullptr;
+        gst_message_parse_warning(msg, &e, &dbg);
+        result.warnings.push_back(std::string(GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "?") + ": " +
+                                  e->message + " | " + (dbg ? dbg : ""));
+        g_error_free(e);
+        g_free(dbg);
+        break;
+      }
       case GST_MESSAGE_ELEMENT:
         if (const GstStructure* s = gst_message_get_structure(msg))
           result.element_messages.push_back(gst_structure_copy(s));
@@ -94,7 +120,7 @@ RunResult run_pipeline(const std::string& description, int timeout_s,
     if (done) break;
   }
   if (!result.eos && result.error.empty()) result.error = "timeout";
-  if (GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc")) {
+  if (GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), options.stats_from.c_str())) {
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(enc), "stats"))
       g_object_get(enc, "stats", &result.stats, nullptr);
     gst_object_unref(enc);

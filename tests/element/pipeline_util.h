@@ -17,6 +17,7 @@ struct RunResult {
   bool eos = false;                  // reached EOS without error
   std::string error;                 // first error: "message | debug"
   std::string error_source;          // name of the element that posted it
+  std::vector<std::string> warnings; // "element: message | debug", in order
   std::vector<GstStructure*> element_messages;  // owned copies, freed by the destructor
   GstStructure* stats = nullptr;     // ccmencbin "stats" read after EOS (if an element "enc" exists)
   RunResult() = default;
@@ -24,7 +25,18 @@ struct RunResult {
   RunResult(RunResult&&) noexcept;
   ~RunResult();
   const GstStructure* message(const char* name) const;  // first element message of that name
+  int count(const char* name) const;                    // element messages of that name
 };
+
+struct RunOptions {
+  int timeout_s = 120;
+  std::function<void(GstElement* pipeline)> before_play;  // before PLAYING: pad probes, signals
+  std::function<void(GstElement* pipeline)> on_playing;   // once PLAYING: live property changes
+  std::string stats_from = "enc";  // the element whose "stats" is read after the run
+};
+
+// Runs `description` (gst-launch syntax) until EOS or error or timeout.
+RunResult run_pipeline(const std::string& description, const RunOptions& options);
 
 // Runs `description` (gst-launch syntax) until EOS or error or timeout.
 // on_playing, if given, runs once the pipeline reaches PLAYING (to change properties live).

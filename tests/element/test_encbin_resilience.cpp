@@ -60,91 +60,15 @@ std::string passed_over(const GstStructure* s) {
   return all;
 }
 
-// A run of a pipeline with hooks: `setup` before it starts (pad probes), and
-// every bus message seen. Errors are recorded, never expected.
-struct Run {
-  bool eos = false;
-  std::vector<std::string> errors;
-  std::vector<std::string> warnings;
-  std::vector<GstStructure*> messages;  // element messages, owned
-  GstStructure* stats = nullptr;
-  Run() = default;
-  Run(const Run&) = delete;
-  Run(Run&& o) noexcept : eos(o.eos), errors(std::move(o.errors)), warnings(std::move(o.warnings)),
-                          messages(std::move(o.messages)), stats(o.stats) {
-    o.messages.clear();
-    o.stats = nullptr;
-  }
-  ~Run() {
-    for (auto* m : messages) gst_structure_free(m);
-    if (stats) gst_structure_free(stats);
-  }
-  const GstStructure* message(const char* name) const {
-    for (auto* m : messages)
-      if (gst_structure_has_name(m, name)) return m;
-    return nullptr;
-  }
-  int count(const char* name) const {
-    int n = 0;
-    for (auto* m : messages) n += gst_structure_has_name(m, name);
-    return n;
-  }
-  std::string error() const { return errors.empty() ? "" : errors.front(); }
-};
+// A pipeline run with `setup` before it starts (pad probes); errors are recorded,
+// never expected.
+using Run = ccm::test::RunResult;
 
 Run run(const std::string& description, const std::function<void(GstElement*)>& setup = {}, int timeout_s = 60) {
-  Run r;
-  GError* err = nullptr;
-  GstElement* pipeline = gst_parse_launch(description.c_str(), &err);
-  if (!pipeline || err) {
-    r.errors.push_back(std::string("parse: ") + (err ? err->message : "?"));
-    if (err) g_error_free(err);
-    if (pipeline) gst_object_unref(pipeline);
-    return r;
-  }
-  if (setup) setup(pipeline);
-  GstBus* bus = gst_element_get_bus(pipeline);
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
-  const gint64 deadline = g_get_monotonic_time() + gint64(timeout_s) * G_USEC_PER_SEC;
-  bool done = false;
-  while (!done && g_get_monotonic_time() < deadline) {
-    GstMessage* msg = gst_bus_timed_pop(bus, 50 * GST_MSECOND);
-    if (!msg) continue;
-    switch (GST_MESSAGE_TYPE(msg)) {
-      case GST_MESSAGE_EOS: r.eos = done = true; break;
-      case GST_MESSAGE_ERROR:
-      case GST_MESSAGE_WARNING: {
-        GError* e = nullptr;
-        gchar* dbg = nullptr;
-        if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) gst_message_parse_error(msg, &e, &dbg);
-        else gst_message_parse_warning(msg, &e, &dbg);
-        std::string text = std::string(GST_MESSAGE_SRC_NAME(msg)) + ": " + e->message + " | " + (dbg ? dbg : "");
-        if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
-          r.errors.push_back(text);
-          done = true;
-        } else {
-          r.warnings.push_back(text);
-        }
-        g_error_free(e);
-        g_free(dbg);
-        break;
-      }
-      case GST_MESSAGE_ELEMENT:
-        if (const GstStructure* s = gst_message_get_structure(msg)) r.messages.push_back(gst_structure_copy(s));
-        break;
-      default: break;
-    }
-    gst_message_unref(msg);
-  }
-  if (!done) r.errors.push_back("timeout");
-  if (GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc")) {
-    g_object_get(enc, "stats", &r.stats, nullptr);
-    gst_object_unref(enc);
-  }
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(bus);
-  gst_object_unref(pipeline);
-  return r;
+  ccm::test::RunOptions options;
+  options.timeout_s = timeout_s;
+  options.before_play = setup;
+  return ccm::test::run_pipeline(description, options);
 }
 
 // Calls `fn(enc)` in the streaming thread just before frame `n` (from 0) enters ccmencbin.
@@ -256,7 +180,7 @@ using Probe = Fresh;
 TEST_F(Probe, CachedAndAWarmStartIsCheap) {
   const std::string desc = source(3) + "ccmencbin name=enc codec=h265 candidates=x265enc ! fakesink";
   auto cold = run(desc);
-  ASSERT_TRUE(cold.eos) << cold.error();
+  ASSERT_TRUE(cold.eos) << cold.error;
   const fs::path cache = ccm::gst::ProbeCache::default_path();
   ASSERT_TRUE(fs::exists(cache)) << cache;
   std::ifstream in(cache);
@@ -270,7 +194,7 @@ TEST_F(Probe, CachedAndAWarmStartIsCheap) {
     double best = 1e9;
     for (int i = 0; i < 5; i++) {
       auto r = run(d);
-      EXPECT_TRUE(r.eos) << r.error();
+      EXPECT_TRUE(r.eos) << r.error;
       double ms = 0;
       gst_structure_get_double(r.message("ccm-encoder-selected"), "start-ms", &ms);
       best = std::min(best, ms);
@@ -321,7 +245,7 @@ TEST_F(StartFallback, ARefusingCandidateIsPassedOverWithItsReason) {
   ccm::test::set_double_behaviour("testdouble_h265", {.refuse_open = true});
   const std::string desc = source(5) + "ccmencbin name=enc codec=h265 candidates=testdouble_h265,x265enc ! fakesink";
   auto r = run(desc);
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* s = r.message("ccm-encoder-selected");
   EXPECT_EQ(str(s, "factory"), "x265enc");
   const std::string why = passed_over(s);
@@ -331,7 +255,7 @@ TEST_F(StartFallback, ARefusingCandidateIsPassedOverWithItsReason) {
   // The second start knows without trying.
   const int instances = ccm::test::double_instances("testdouble_h265");
   auto again = run(desc);
-  ASSERT_TRUE(again.eos) << again.error();
+  ASSERT_TRUE(again.eos) << again.error;
   EXPECT_NE(passed_over(again.message("ccm-encoder-selected")).find("(cached)"), std::string::npos);
   EXPECT_EQ(ccm::test::double_instances("testdouble_h265"), instances);
 }
@@ -340,11 +264,11 @@ TEST_F(StartFallback, PassedItsProbeButRefusesTheStream) {
   register_generic_doubles();
   const std::string desc = source(5) + "ccmencbin name=enc codec=h265 candidates=testdouble_h265,x265enc ! fakesink";
   auto ok = run(desc);  // caches "works"
-  ASSERT_TRUE(ok.eos) << ok.error();
+  ASSERT_TRUE(ok.eos) << ok.error;
   EXPECT_EQ(str(ok.message("ccm-encoder-selected"), "factory"), "testdouble_h265");
   ccm::test::set_double_behaviour("testdouble_h265", {.refuse_open = true});
   auto r = run(desc);
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   EXPECT_EQ(str(r.message("ccm-encoder-selected"), "factory"), "x265enc");
   EXPECT_NE(passed_over(r.message("ccm-encoder-selected")).find("testdouble_h265: "), std::string::npos);
   EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
@@ -363,8 +287,8 @@ TEST_P(Failover, DiesMidStreamEveryFrameOutDecodesCleanly) {
   const std::string out = temp_path(std::string("failover-") + c.codec + "." + c.ext);
   auto r = run(source(c.frames) + "ccmencbin name=enc codec=" + c.codec + " candidates=" + dbl + "," + c.real +
                " ! " + c.muxer + " ! filesink location=" + out, {}, 120);
-  ASSERT_TRUE(r.eos) << r.error();
-  EXPECT_TRUE(r.errors.empty());
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_TRUE(r.error.empty());
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
   EXPECT_EQ(str(sw, "from"), dbl);
@@ -390,7 +314,7 @@ TEST_F(FailoverKinds, NoOutputForLongerThanTheBound) {
   const std::string out = temp_path("stall.h265");
   auto r = run(source(45, true) + "ccmencbin name=enc codec=h265 stall-timeout=300 candidates=testdouble_h265,x265enc"
                " ! filesink location=" + out);
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
   EXPECT_NE(str(sw, "reason").find("no output"), std::string::npos) << str(sw, "reason");
@@ -405,7 +329,7 @@ TEST_F(FailoverKinds, FramesSwallowedBeforeTheEnd) {
   ccm::test::set_double_behaviour("testdouble_h265", {.stall_after = 20});
   const std::string out = temp_path("swallowed.h265");
   auto r = run(source(40) + "ccmencbin name=enc codec=h265 candidates=testdouble_h265,x265enc ! filesink location=" + out);
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
   EXPECT_NE(str(sw, "reason").find("never output"), std::string::npos) << str(sw, "reason");
@@ -420,7 +344,7 @@ TEST_F(FailoverKinds, HangsInsideAPush) {
   const std::string out = temp_path("hang.h265");
   auto r = run(source(40) + "ccmencbin name=enc codec=h265 stall-timeout=200 candidates=testdouble_h265,x265enc"
                " ! filesink location=" + out);
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
   EXPECT_NE(str(sw, "reason").find("inside one push"), std::string::npos) << str(sw, "reason");
@@ -434,7 +358,7 @@ TEST_F(FailoverKinds, SlowIsNotDead) {
   ccm::test::set_double_behaviour("testdouble_h265", {.slow_ms = 15});
   auto r = run(source(20) + "ccmencbin name=enc codec=h265 stall-timeout=500 candidates=testdouble_h265,x265enc"
                " ! fakesink");
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
   EXPECT_EQ(u64(r.stats, "frames-out"), 20u);
 }
@@ -446,11 +370,11 @@ TEST_F(FailoverKinds, StallBoundGrowsWithFrameSize) {
   ccm::test::set_double_behaviour("testdouble_h264", {.slow_ms = 300});
   const std::string bin = "ccmencbin name=enc codec=h264 stall-timeout=200 candidates=testdouble_h264,x264enc ! fakesink";
   auto small = run(source(6, false, 640, 360) + bin);
-  ASSERT_TRUE(small.eos) << small.error();
+  ASSERT_TRUE(small.eos) << small.error;
   EXPECT_EQ(small.count("ccm-encoder-switched"), 1) << "300 ms per frame is a stall at 640x360";
   EXPECT_EQ(u64(small.stats, "frames-out"), 6u);
   auto large = run(source(4, false, 3840, 2160) + bin);
-  ASSERT_TRUE(large.eos) << large.error();
+  ASSERT_TRUE(large.eos) << large.error;
   EXPECT_EQ(large.count("ccm-encoder-switched"), 0) << "at 4K the bound is 800 ms";
   EXPECT_EQ(u64(large.stats, "frames-out"), 4u);
 }
@@ -461,10 +385,10 @@ TEST_F(FailoverKinds, NothingLeftIsOneErrorNamingEveryFailure) {
   ccm::test::set_double_behaviour("testdoubleb_h265", {.fail_after = 10});
   auto r = run(source(40) + "ccmencbin name=enc codec=h265 candidates=testdouble_h265,testdoubleb_h265 ! fakesink");
   ASSERT_FALSE(r.eos);
-  ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_NE(r.error().find("every encoder failed"), std::string::npos) << r.error();
-  EXPECT_NE(r.error().find("testdouble_h265: "), std::string::npos) << r.error();
-  EXPECT_NE(r.error().find("testdoubleb_h265: "), std::string::npos) << r.error();
+  ASSERT_FALSE(r.error.empty());
+  EXPECT_NE(r.error.find("every encoder failed"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("testdouble_h265: "), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("testdoubleb_h265: "), std::string::npos) << r.error;
   EXPECT_EQ(r.count("ccm-encoder-switched"), 1);  // the first failover happened
 }
 
@@ -474,7 +398,7 @@ TEST_F(FailoverKinds, StandbyTakesOver) {
   const std::string out = temp_path("standby.h265");
   auto r = run(source(100, true) + "ccmencbin name=enc codec=h265 standby=true candidates=testdouble_h265,x265enc"
                " ! filesink location=" + out);
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
   gboolean standby = FALSE;
@@ -595,8 +519,8 @@ TEST_F(HotSwitch, CodecH265ToVp9AtFrame100) {
                  at_frame(pipeline, 100, [](GstElement* enc) { gst_util_set_object_arg(G_OBJECT(enc), "codec", "vp9"); });
                },
                120);
-  ASSERT_TRUE(r.eos) << r.error();
-  EXPECT_TRUE(r.errors.empty());
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_TRUE(r.error.empty());
   ASSERT_EQ(c.frames.size(), 300u);
   int h265 = 0, vp9 = 0;
   for (size_t i = 0; i < c.frames.size(); i++) {
@@ -633,7 +557,7 @@ TEST_F(HotSwitch, CandidatesSameCodecIntoOneFile) {
                  collect_into(pipeline, &c);
                  at_frame(pipeline, 60, [](GstElement* enc) { g_object_set(enc, "candidates", "ccmx265enc,x265enc", nullptr); });
                });
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   ASSERT_EQ(c.frames.size(), 120u);
   EXPECT_TRUE(c.frames[60].key);
   const GstStructure* sw = r.message("ccm-encoder-switched");
@@ -651,7 +575,7 @@ TEST_F(HotSwitch, DownstreamRefusesTheNewCodec) {
   auto r = run(source(60) + "ccmencbin name=enc codec=h265 ! video/x-h265 ! fakesink", [&](GstElement* pipeline) {
     at_frame(pipeline, 20, [](GstElement* enc) { gst_util_set_object_arg(G_OBJECT(enc), "codec", "vp9"); });
   });
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
   ASSERT_FALSE(r.warnings.empty());
   EXPECT_NE(r.warnings.front().find("keeping h265"), std::string::npos) << r.warnings.front();
@@ -678,8 +602,8 @@ TEST_F(Mix3, HardwareDiesAfter50Frames) {
   // In a container that takes a change of encoder (MPEG-TS: parameter sets in the stream).
   const std::string out = temp_path("mix3-failover.ts");
   auto r = run(source(150, false, 320, 240) + "ccmencbin name=enc codec=h265 ! mpegtsmux ! filesink location=" + out);
-  ASSERT_TRUE(r.eos) << r.error();
-  EXPECT_TRUE(r.errors.empty());
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_TRUE(r.error.empty());
   EXPECT_EQ(str(r.message("ccm-encoder-selected"), "factory"), "nvh265enc");
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
@@ -698,7 +622,7 @@ TEST_F(Mix3, HardwareToSoftwareWhilePlaying) {
   auto r = run(source(80) + "ccmencbin name=enc codec=h265 ! filesink location=" + out, [&](GstElement* pipeline) {
     at_frame(pipeline, 40, [](GstElement* enc) { gst_util_set_object_arg(G_OBJECT(enc), "hardware", "software-only"); });
   });
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
   EXPECT_EQ(str(sw, "from"), "nvh265enc");
@@ -714,7 +638,7 @@ TEST_F(Mix3, GpuWhilePlaying) {
   auto r = run(source(60) + "ccmencbin name=enc codec=h265 gpu=1 ! fakesink", [&](GstElement* pipeline) {
     at_frame(pipeline, 30, [](GstElement* enc) { g_object_set(enc, "gpu", 2, nullptr); });
   });
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   EXPECT_EQ(str(r.message("ccm-encoder-selected"), "factory"), "nvh265enc");
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
@@ -729,7 +653,7 @@ TEST_F(Mix3, LeastLoadedOfThreeGpus) {
   hold_sessions("0000:01:00.0", 2);  // RTX 4090
   hold_sessions("0000:00:02.0", 1);  // Intel iGPU
   auto r = run(source(5) + "ccmencbin name=enc codec=h265 ! fakesink");
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* s = r.message("ccm-encoder-selected");
   EXPECT_EQ(str(s, "factory"), "varenderD130h265enc");
   EXPECT_NE(str(s, "reason").find("least loaded"), std::string::npos) << str(s, "reason");
@@ -746,7 +670,7 @@ class Nvidia2Gpu : public Fresh {
   }
   std::string chosen(const std::string& extra = "") {
     auto r = run(source(3) + "ccmencbin name=enc codec=h265 " + extra + " ! fakesink");
-    EXPECT_TRUE(r.eos) << r.error();
+    EXPECT_TRUE(r.eos) << r.error;
     return str(r.message("ccm-encoder-selected"), "factory");
   }
 };
@@ -773,7 +697,7 @@ TEST_F(Nvidia2Gpu, ARefusedSessionMovesToTheNextGpu) {
   // A consumer card's session limit, already reached by others.
   ccm::test::set_double_behaviour("nvh265enc", {.max_sessions = 0});
   auto r = run(source(3) + "ccmencbin name=enc codec=h265 ! fakesink");
-  ASSERT_TRUE(r.eos) << r.error();
+  ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* s = r.message("ccm-encoder-selected");
   EXPECT_EQ(str(s, "factory"), "nvh265device1enc");
   EXPECT_NE(passed_over(s).find("session limit"), std::string::npos) << passed_over(s);

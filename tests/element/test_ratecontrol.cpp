@@ -124,24 +124,17 @@ double psnr_y(const std::string& encoded, const Clip& clip, int frames) {
   return at == std::string::npos ? 0.0 : std::atof(out.c_str() + at + 7);
 }
 
-struct Result {
-  bool eos = false;
-  std::string error;
-  std::vector<std::string> warnings;
-  std::vector<GstStructure*> messages;  // ccm-ratecontrol only
-  std::vector<std::string> rate_kept_by;  // ccmencbin's ccm-encoder-selected: rate-controller
-  GstStructure* stats = nullptr;
-  Result() = default;
-  Result(const Result&) = delete;
-  Result(Result&& o) noexcept
-      : eos(o.eos), error(std::move(o.error)), warnings(std::move(o.warnings)), messages(std::move(o.messages)),
-        rate_kept_by(std::move(o.rate_kept_by)), stats(o.stats) {
-    o.messages.clear();
-    o.stats = nullptr;
-  }
-  ~Result() {
-    for (auto* s : messages) gst_structure_free(s);
-    if (stats) gst_structure_free(stats);
+// A run of a pipeline with an element named "rc" (ccmratecontrol), its stats read
+// after the run; the ccm-ratecontrol messages and who kept the rate picked out.
+struct Result : ccm::test::RunResult {
+  std::vector<const GstStructure*> messages;  // ccm-ratecontrol only (owned by element_messages)
+  std::vector<std::string> rate_kept_by;      // ccmencbin's ccm-encoder-selected: rate-controller
+  explicit Result(ccm::test::RunResult&& r) : ccm::test::RunResult(std::move(r)) {
+    for (const GstStructure* s : element_messages) {
+      if (gst_structure_has_name(s, "ccm-ratecontrol")) messages.push_back(s);
+      if (gst_structure_has_name(s, "ccm-encoder-selected") && gst_structure_has_field(s, "rate-controller"))
+        rate_kept_by.push_back(gst_structure_get_string(s, "rate-controller"));
+    }
   }
   bool warned(const std::string& text) const {
     return std::any_of(warnings.begin(), warnings.end(),
@@ -149,67 +142,13 @@ struct Result {
   }
 };
 
-// Runs a pipeline with an element named "rc" (ccmratecontrol). before_play may
-// install probes; warnings and ccm-ratecontrol messages are collected.
+// before_play may install probes.
 Result run(const std::string& desc, const std::function<void(GstElement*)>& before_play = {}, int timeout_s = 120) {
-  Result r;
-  GError* err = nullptr;
-  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
-  if (!pipeline || err) {
-    r.error = std::string("parse: ") + (err ? err->message : "?");
-    if (err) g_error_free(err);
-    if (pipeline) gst_object_unref(pipeline);
-    return r;
-  }
-  if (before_play) before_play(pipeline);
-  GstBus* bus = gst_element_get_bus(pipeline);
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
-  const gint64 deadline = g_get_monotonic_time() + gint64(timeout_s) * G_USEC_PER_SEC;
-  bool done = false;
-  while (!done && g_get_monotonic_time() < deadline) {
-    GstMessage* m = gst_bus_timed_pop(bus, 100 * GST_MSECOND);
-    if (!m) continue;
-    switch (GST_MESSAGE_TYPE(m)) {
-      case GST_MESSAGE_EOS: r.eos = done = true; break;
-      case GST_MESSAGE_ERROR:
-      case GST_MESSAGE_WARNING: {
-        GError* e = nullptr;
-        gchar* dbg = nullptr;
-        if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR)
-          gst_message_parse_error(m, &e, &dbg);
-        else
-          gst_message_parse_warning(m, &e, &dbg);
-        const std::string text = std::string(e->message) + " | " + (dbg ? dbg : "");
-        if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
-          r.error = text;
-          done = true;
-        } else {
-          r.warnings.push_back(text);
-        }
-        g_error_free(e);
-        g_free(dbg);
-        break;
-      }
-      case GST_MESSAGE_ELEMENT: {
-        const GstStructure* s = gst_message_get_structure(m);
-        if (s && gst_structure_has_name(s, "ccm-ratecontrol")) r.messages.push_back(gst_structure_copy(s));
-        if (s && gst_structure_has_name(s, "ccm-encoder-selected") && gst_structure_has_field(s, "rate-controller"))
-          r.rate_kept_by.push_back(gst_structure_get_string(s, "rate-controller"));
-        break;
-      }
-      default: break;
-    }
-    gst_message_unref(m);
-  }
-  if (!done) r.error = "timeout";
-  if (GstElement* rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc")) {
-    g_object_get(rc, "stats", &r.stats, nullptr);
-    gst_object_unref(rc);
-  }
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(bus);
-  gst_object_unref(pipeline);
-  return r;
+  ccm::test::RunOptions options;
+  options.timeout_s = timeout_s;
+  options.before_play = before_play;
+  options.stats_from = "rc";
+  return Result(ccm::test::run_pipeline(desc, options));
 }
 
 struct EncoderCase {
