@@ -173,22 +173,29 @@ AllocResult make_sealed_memfd(size_t size, const Placement& placement) {
 
 DmaHeapBackend::DmaHeapBackend(std::string heap_path) : path_(std::move(heap_path)) {}
 
-Backend::Probe DmaHeapBackend::probe(std::string* why) {
-  if (heap_) return Probe::Usable;
-  heap_ = UniqueFd(open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-  if (heap_) return Probe::Usable;
+// Opens a backend's device once: usable, missing for good (why says what provides
+// it), or out of descriptors or memory for now.
+static Backend::Probe open_device(UniqueFd& fd, const std::string& path, int flags, const char* provided_by,
+                                  std::string* why) {
+  if (fd) return Backend::Probe::Usable;
+  fd = UniqueFd(open(path.c_str(), flags | O_CLOEXEC));
+  if (fd) return Backend::Probe::Usable;
   const int err = errno;
   if (err == EMFILE || err == ENFILE || err == ENOMEM) {
-    *why = errno_text(("open " + path_).c_str(), err);
-    return Probe::TryLater;
+    *why = errno_text(("open " + path).c_str(), err);
+    return Backend::Probe::TryLater;
   }
   if (err == ENOENT)
-    *why = path_ + " does not exist (kernel without CONFIG_DMABUF_HEAPS_SYSTEM)";
+    *why = path + " does not exist (" + provided_by + ")";
   else if (err == EACCES || err == EPERM)
-    *why = "no permission to open " + path_ + " (a udev rule or group membership grants it)";
+    *why = "no permission to open " + path + " (a udev rule or group membership grants it)";
   else
-    *why = errno_text(("open " + path_).c_str(), err);
-  return Probe::Unavailable;
+    *why = errno_text(("open " + path).c_str(), err);
+  return Backend::Probe::Unavailable;
+}
+
+Backend::Probe DmaHeapBackend::probe(std::string* why) {
+  return open_device(heap_, path_, O_RDONLY, "kernel without CONFIG_DMABUF_HEAPS_SYSTEM", why);
 }
 
 AllocResult DmaHeapBackend::allocate(size_t size, const Placement& placement) {
@@ -231,21 +238,7 @@ UdmabufBackend::UdmabufBackend(std::string device_path, std::optional<size_t> li
     : path_(std::move(device_path)), limit_(limit ? *limit : read_udmabuf_limit()) {}
 
 Backend::Probe UdmabufBackend::probe(std::string* why) {
-  if (device_) return Probe::Usable;
-  device_ = UniqueFd(open(path_.c_str(), O_RDWR | O_CLOEXEC));
-  if (device_) return Probe::Usable;
-  const int err = errno;
-  if (err == EMFILE || err == ENFILE || err == ENOMEM) {
-    *why = errno_text(("open " + path_).c_str(), err);
-    return Probe::TryLater;
-  }
-  if (err == ENOENT)
-    *why = path_ + " does not exist (modprobe udmabuf; kernel option CONFIG_UDMABUF)";
-  else if (err == EACCES || err == EPERM)
-    *why = "no permission to open " + path_ + " (a udev rule or group membership grants it)";
-  else
-    *why = errno_text(("open " + path_).c_str(), err);
-  return Probe::Unavailable;
+  return open_device(device_, path_, O_RDWR, "modprobe udmabuf; kernel option CONFIG_UDMABUF", why);
 }
 
 AllocResult UdmabufBackend::allocate(size_t size, const Placement& placement) {
