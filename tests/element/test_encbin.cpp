@@ -450,11 +450,3 @@ TEST(EncBinPresets, ShippedPresetsLoad) {
 }
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  ccm::test::init_gstreamer(&argc, &argv);
-  int rc = RUN_ALL_TESTS();
-  gst_deinit();
-  return rc;
-}

@@ -142,11 +142,3 @@ TEST_F(H100, HardwareOnlyIsAnErrorNamingTheFix) {
 }
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  ccm::test::init_gstreamer(&argc, &argv);
-  int rc = RUN_ALL_TESTS();
-  gst_deinit();
-  return rc;
-}

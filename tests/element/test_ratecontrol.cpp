@@ -627,11 +627,3 @@ TEST(RateControlFormats, TenBitInput) {
   gst_structure_get_double(r.messages.back(), "mafd", &mafd);
   EXPECT_GT(mafd, 0.0) << "the ball moves";
 }
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  ccm::test::init_gstreamer(&argc, &argv);
-  int rc = RUN_ALL_TESTS();
-  gst_deinit();
-  return rc;
-}

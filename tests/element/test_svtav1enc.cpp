@@ -628,9 +628,3 @@ TEST(SvtAv1Enc, ChosenByEncBinAndOddSizesFallBack) {
 }
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  ccm::test::init_gstreamer(&argc, &argv);
-  return RUN_ALL_TESTS();
-}
