@@ -131,6 +131,32 @@ RunResult run_pipeline(const std::string& description, const RunOptions& options
   return result;
 }
 
+std::string str_field(const GstStructure* s, const char* field) {
+  const gchar* v = s ? gst_structure_get_string(s, field) : nullptr;
+  return v ? v : "";
+}
+
+guint64 u64_field(const GstStructure* s, const char* field) {
+  guint64 v = 0;
+  if (s) gst_structure_get_uint64(s, field, &v);
+  return v;
+}
+
+std::string passed_over(const GstStructure* selected) {
+  std::string all;
+  const GValue* list = selected ? gst_structure_get_value(selected, "passed-over") : nullptr;
+  for (guint i = 0; list && i < gst_value_array_get_size(list); i++)
+    all += std::string(g_value_get_string(gst_value_array_get_value(list, i))) + "\n";
+  return all;
+}
+
+std::string sysfs_fixture() {
+  const char* root = g_getenv("CCM_SYSFS_ROOT");
+  return root ? std::string(root) : "";
+}
+
+bool sysfs_fixture_is(const char* name) { return sysfs_fixture().ends_with(std::string("/") + name); }
+
 std::string media(const std::string& name) {
   const char* dir = g_getenv("CCM_TEST_MEDIA");
   std::string path = std::string(dir ? dir : "../shared/media") + "/" + name;

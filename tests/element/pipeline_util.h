@@ -43,6 +43,15 @@ RunResult run_pipeline(const std::string& description, const RunOptions& options
 RunResult run_pipeline(const std::string& description, int timeout_s = 120,
                        const std::function<void(GstElement* pipeline)>& on_playing = {});
 
+// Fields of element messages and stats: "" / 0 when the structure or field is missing.
+std::string str_field(const GstStructure* s, const char* field);
+guint64 u64_field(const GstStructure* s, const char* field);
+// ccm-encoder-selected's passed-over list, one "factory: reason" per line.
+std::string passed_over(const GstStructure* selected);
+// The fixture machine of this run (CCM_SYSFS_ROOT), "" for the real one; and whether it is `name`.
+std::string sysfs_fixture();
+bool sysfs_fixture_is(const char* name);
+
 // Path of a clip in shared/media (CCM_TEST_MEDIA); "" when missing.
 std::string media(const std::string& name);
 std::string temp_path(const std::string& name);

@@ -18,6 +18,9 @@ using ccm::test::temp_path;
 
 namespace {
 
+using ccm::test::str_field;
+using ccm::test::u64_field;
+
 struct CodecCase {
   const char* codec;
   const char* muxer;       // container the file goes into
@@ -31,17 +34,6 @@ const CodecCase kCodecs[] = {
     {"av1", "matroskamux", "mkv", "av1"},
     {"h264", "matroskamux", "mkv", "h264"},
 };
-
-std::string str_field(const GstStructure* s, const char* field) {
-  const gchar* v = s ? gst_structure_get_string(s, field) : nullptr;
-  return v ? v : "";
-}
-
-guint64 u64_field(const GstStructure* s, const char* field) {
-  guint64 v = 0;
-  if (s) gst_structure_get_uint64(s, field, &v);
-  return v;
-}
 
 class RealContent : public ::testing::TestWithParam<CodecCase> {};
 

@@ -15,25 +15,10 @@ using ccm::test::temp_path;
 
 namespace {
 
-std::string fixture() {
-  const char* root = g_getenv("CCM_SYSFS_ROOT");
-  return root ? std::string(root) : "";
-}
-
-bool fixture_is(const char* name) { return fixture().ends_with(std::string("/") + name); }
-
-std::string field(const GstStructure* s, const char* name) {
-  const gchar* v = s ? gst_structure_get_string(s, name) : nullptr;
-  return v ? v : "";
-}
-
-std::string passed_over(const GstStructure* s) {
-  std::string all;
-  const GValue* list = s ? gst_structure_get_value(s, "passed-over") : nullptr;
-  for (guint i = 0; list && i < gst_value_array_get_size(list); i++)
-    all += std::string(g_value_get_string(gst_value_array_get_value(list, i))) + "\n";
-  return all;
-}
+using ccm::test::passed_over;
+using ccm::test::str_field;
+using ccm::test::sysfs_fixture;
+using ccm::test::sysfs_fixture_is;
 
 // The software H.265 encoder ranked first: ours when built, else the stock one.
 std::string software_h265() {
@@ -50,7 +35,7 @@ const char* kH265 = "videotestsrc num-buffers=5 ! video/x-raw,width=128,height=9
 class Mix3 : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fixture_is("mix3")) GTEST_SKIP() << "runs with CCM_SYSFS_ROOT=fixtures/sysfs/mix3";
+    if (!sysfs_fixture_is("mix3")) GTEST_SKIP() << "runs with CCM_SYSFS_ROOT=fixtures/sysfs/mix3";
     // What nvcodec and va would register on such a machine (for H.265).
     ASSERT_TRUE(ccm::test::register_hardware_double("nvh265enc", "x265enc"));
     ASSERT_TRUE(ccm::test::register_hardware_double("vah265enc", "x265enc"));
@@ -67,8 +52,8 @@ TEST_F(Mix3, HardwareFirst) {
   gboolean hardware = FALSE;
   gst_structure_get_boolean(s, "hardware", &hardware);
   EXPECT_TRUE(hardware);
-  EXPECT_EQ(field(s, "factory"), "nvh265enc");
-  EXPECT_NE(field(s, "device").find("RTX 4090"), std::string::npos) << field(s, "device");
+  EXPECT_EQ(str_field(s, "factory"), "nvh265enc");
+  EXPECT_NE(str_field(s, "device").find("RTX 4090"), std::string::npos) << str_field(s, "device");
   // The new-API element of 1.22 is not registered here: passed over with its reason.
   EXPECT_NE(passed_over(s).find("nvcudah265enc: "), std::string::npos) << passed_over(s);
   auto p = probe_file(out);  // the double's bitstream is real
@@ -79,17 +64,17 @@ TEST_F(Mix3, HardwareFirst) {
 TEST_F(Mix3, GpuPicksThePerDeviceElement) {
   auto amd = run_pipeline(std::string(kH265) + "gpu=2 ! fakesink");
   ASSERT_TRUE(amd.eos) << amd.error;
-  EXPECT_EQ(field(amd.message("ccm-encoder-selected"), "factory"), "varenderD130h265enc");
+  EXPECT_EQ(str_field(amd.message("ccm-encoder-selected"), "factory"), "varenderD130h265enc");
   auto intel = run_pipeline(std::string(kH265) + "gpu=0 ! fakesink");
   ASSERT_TRUE(intel.eos) << intel.error;
-  EXPECT_EQ(field(intel.message("ccm-encoder-selected"), "factory"), "vah265enc");
+  EXPECT_EQ(str_field(intel.message("ccm-encoder-selected"), "factory"), "vah265enc");
 }
 
 TEST_F(Mix3, SoftwareOnly) {
   auto r = run_pipeline(std::string(kH265) + "hardware=software-only ! fakesink");
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* s = r.message("ccm-encoder-selected");
-  EXPECT_EQ(field(s, "factory"), software_h265());
+  EXPECT_EQ(str_field(s, "factory"), software_h265());
   EXPECT_NE(passed_over(s).find("software-only"), std::string::npos) << passed_over(s);
 }
 
@@ -118,7 +103,7 @@ TEST_F(Mix3, BitrateReachesTheHardwareElementInItsUnit) {
 class H100 : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fixture_is("nvidia-h100")) GTEST_SKIP() << "runs with CCM_SYSFS_ROOT=fixtures/sysfs/nvidia-h100";
+    if (!sysfs_fixture_is("nvidia-h100")) GTEST_SKIP() << "runs with CCM_SYSFS_ROOT=fixtures/sysfs/nvidia-h100";
   }
 };
 
@@ -126,7 +111,7 @@ TEST_F(H100, FallsToSoftwareAndSaysWhy) {
   auto r = run_pipeline(std::string(kH265) + "! fakesink");
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* s = r.message("ccm-encoder-selected");
-  EXPECT_EQ(field(s, "factory"), software_h265());
+  EXPECT_EQ(str_field(s, "factory"), software_h265());
   const std::string why = passed_over(s);
   EXPECT_NE(why.find("H100"), std::string::npos) << why;
   EXPECT_NE(why.find("no hardware encoder"), std::string::npos) << why;

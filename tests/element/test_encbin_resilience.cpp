@@ -33,32 +33,15 @@ using ccm::test::temp_path;
 
 namespace {
 
+using ccm::test::passed_over;
+using ccm::test::str_field;
+using ccm::test::sysfs_fixture;
+using ccm::test::sysfs_fixture_is;
+using ccm::test::u64_field;
+
 namespace fs = std::filesystem;
 
 const char* g_self_exe = nullptr;
-
-std::string fixture() {
-  const char* root = g_getenv("CCM_SYSFS_ROOT");
-  return root ? std::string(root) : "";
-}
-bool fixture_is(const char* name) { return fixture().ends_with(std::string("/") + name); }
-
-std::string str(const GstStructure* s, const char* field) {
-  const gchar* v = s ? gst_structure_get_string(s, field) : nullptr;
-  return v ? v : "";
-}
-guint64 u64(const GstStructure* s, const char* field) {
-  guint64 v = 0;
-  if (s) gst_structure_get_uint64(s, field, &v);
-  return v;
-}
-std::string passed_over(const GstStructure* s) {
-  std::string all;
-  const GValue* list = s ? gst_structure_get_value(s, "passed-over") : nullptr;
-  for (guint i = 0; list && i < gst_value_array_get_size(list); i++)
-    all += std::string(g_value_get_string(gst_value_array_get_value(list, i))) + "\n";
-  return all;
-}
 
 // A pipeline run with `setup` before it starts (pad probes); errors are recorded,
 // never expected.
@@ -247,11 +230,11 @@ TEST_F(StartFallback, ARefusingCandidateIsPassedOverWithItsReason) {
   auto r = run(desc);
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* s = r.message("ccm-encoder-selected");
-  EXPECT_EQ(str(s, "factory"), "x265enc");
+  EXPECT_EQ(str_field(s, "factory"), "x265enc");
   const std::string why = passed_over(s);
   EXPECT_NE(why.find("testdouble_h265: test encode failed: "), std::string::npos) << why;
   EXPECT_NE(why.find("could not open an encode session"), std::string::npos) << why;
-  EXPECT_EQ(u64(r.stats, "frames-out"), 5u);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 5u);
   // The second start knows without trying.
   const int instances = ccm::test::double_instances("testdouble_h265");
   auto again = run(desc);
@@ -265,14 +248,14 @@ TEST_F(StartFallback, PassedItsProbeButRefusesTheStream) {
   const std::string desc = source(5) + "ccmencbin name=enc codec=h265 candidates=testdouble_h265,x265enc ! fakesink";
   auto ok = run(desc);  // caches "works"
   ASSERT_TRUE(ok.eos) << ok.error;
-  EXPECT_EQ(str(ok.message("ccm-encoder-selected"), "factory"), "testdouble_h265");
+  EXPECT_EQ(str_field(ok.message("ccm-encoder-selected"), "factory"), "testdouble_h265");
   ccm::test::set_double_behaviour("testdouble_h265", {.refuse_open = true});
   auto r = run(desc);
   ASSERT_TRUE(r.eos) << r.error;
-  EXPECT_EQ(str(r.message("ccm-encoder-selected"), "factory"), "x265enc");
+  EXPECT_EQ(str_field(r.message("ccm-encoder-selected"), "factory"), "x265enc");
   EXPECT_NE(passed_over(r.message("ccm-encoder-selected")).find("testdouble_h265: "), std::string::npos);
   EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
-  EXPECT_EQ(u64(r.stats, "frames-out"), 5u);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 5u);
 }
 
 // ---- failover mid-stream, every codec: a double dies, the real encoder takes over ----
@@ -291,13 +274,13 @@ TEST_P(Failover, DiesMidStreamEveryFrameOutDecodesCleanly) {
   EXPECT_TRUE(r.error.empty());
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_EQ(str(sw, "from"), dbl);
-  EXPECT_EQ(str(sw, "to"), c.real);
-  EXPECT_NE(str(sw, "reason").find("device lost"), std::string::npos) << str(sw, "reason");
+  EXPECT_EQ(str_field(sw, "from"), dbl);
+  EXPECT_EQ(str_field(sw, "to"), c.real);
+  EXPECT_NE(str_field(sw, "reason").find("device lost"), std::string::npos) << str_field(sw, "reason");
   guint reencoded = 0;
   gst_structure_get_uint(sw, "frames-reencoded", &reencoded);
   EXPECT_GE(reencoded, 1u);
-  EXPECT_EQ(u64(r.stats, "frames-out"), (guint64)c.frames);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), (guint64)c.frames);
   auto p = probe_file(out);
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, c.frames);
@@ -317,7 +300,7 @@ TEST_F(FailoverKinds, NoOutputForLongerThanTheBound) {
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_NE(str(sw, "reason").find("no output"), std::string::npos) << str(sw, "reason");
+  EXPECT_NE(str_field(sw, "reason").find("no output"), std::string::npos) << str_field(sw, "reason");
   auto p = probe_file(out);
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, 45);
@@ -332,7 +315,7 @@ TEST_F(FailoverKinds, FramesSwallowedBeforeTheEnd) {
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_NE(str(sw, "reason").find("never output"), std::string::npos) << str(sw, "reason");
+  EXPECT_NE(str_field(sw, "reason").find("never output"), std::string::npos) << str_field(sw, "reason");
   auto p = probe_file(out);
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, 40);
@@ -347,7 +330,7 @@ TEST_F(FailoverKinds, HangsInsideAPush) {
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_NE(str(sw, "reason").find("inside one push"), std::string::npos) << str(sw, "reason");
+  EXPECT_NE(str_field(sw, "reason").find("inside one push"), std::string::npos) << str_field(sw, "reason");
   auto p = probe_file(out);
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, 40);
@@ -360,7 +343,7 @@ TEST_F(FailoverKinds, SlowIsNotDead) {
                " ! fakesink");
   ASSERT_TRUE(r.eos) << r.error;
   EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
-  EXPECT_EQ(u64(r.stats, "frames-out"), 20u);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 20u);
 }
 
 // stall-timeout is per 1080p frame: the same slowness that is a stall at 640x360
@@ -372,11 +355,11 @@ TEST_F(FailoverKinds, StallBoundGrowsWithFrameSize) {
   auto small = run(source(6, false, 640, 360) + bin);
   ASSERT_TRUE(small.eos) << small.error;
   EXPECT_EQ(small.count("ccm-encoder-switched"), 1) << "300 ms per frame is a stall at 640x360";
-  EXPECT_EQ(u64(small.stats, "frames-out"), 6u);
+  EXPECT_EQ(u64_field(small.stats, "frames-out"), 6u);
   auto large = run(source(4, false, 3840, 2160) + bin);
   ASSERT_TRUE(large.eos) << large.error;
   EXPECT_EQ(large.count("ccm-encoder-switched"), 0) << "at 4K the bound is 800 ms";
-  EXPECT_EQ(u64(large.stats, "frames-out"), 4u);
+  EXPECT_EQ(u64_field(large.stats, "frames-out"), 4u);
 }
 
 TEST_F(FailoverKinds, NothingLeftIsOneErrorNamingEveryFailure) {
@@ -534,9 +517,9 @@ TEST_F(HotSwitch, CodecH265ToVp9AtFrame100) {
   EXPECT_TRUE(c.frames[100].key) << "the first VP9 frame is a key frame";
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_EQ(str(sw, "from-codec"), "h265");
-  EXPECT_EQ(str(sw, "codec"), "vp9");
-  EXPECT_NE(str(sw, "reason").find("codec=vp9"), std::string::npos) << str(sw, "reason");
+  EXPECT_EQ(str_field(sw, "from-codec"), "h265");
+  EXPECT_EQ(str_field(sw, "codec"), "vp9");
+  EXPECT_NE(str_field(sw, "reason").find("codec=vp9"), std::string::npos) << str_field(sw, "reason");
   gboolean requested = FALSE;
   gst_structure_get_boolean(sw, "requested", &requested);
   EXPECT_TRUE(requested);
@@ -562,7 +545,7 @@ TEST_F(HotSwitch, CandidatesSameCodecIntoOneFile) {
   EXPECT_TRUE(c.frames[60].key);
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_EQ(str(sw, "from"), "x265enc");
+  EXPECT_EQ(str_field(sw, "from"), "x265enc");
   guint reencoded = 99;
   gst_structure_get_uint(sw, "frames-reencoded", &reencoded);
   EXPECT_EQ(reencoded, 0u);  // drained, nothing lost
@@ -579,7 +562,7 @@ TEST_F(HotSwitch, DownstreamRefusesTheNewCodec) {
   EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
   ASSERT_FALSE(r.warnings.empty());
   EXPECT_NE(r.warnings.front().find("keeping h265"), std::string::npos) << r.warnings.front();
-  EXPECT_EQ(u64(r.stats, "frames-out"), 60u);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 60u);
 }
 
 // ---- machines with GPUs (fixtures) --------------------------------------------------
@@ -588,7 +571,7 @@ TEST_F(HotSwitch, DownstreamRefusesTheNewCodec) {
 class Mix3 : public Fresh {
  protected:
   void SetUp() override {
-    if (!fixture_is("mix3")) GTEST_SKIP() << "runs with CCM_SYSFS_ROOT=fixtures/sysfs/mix3";
+    if (!sysfs_fixture_is("mix3")) GTEST_SKIP() << "runs with CCM_SYSFS_ROOT=fixtures/sysfs/mix3";
     Fresh::SetUp();
     ASSERT_TRUE(ccm::test::register_hardware_double("nvh265enc", "x265enc"));
     ASSERT_TRUE(ccm::test::register_hardware_double("vah265enc", "x265enc"));
@@ -604,14 +587,14 @@ TEST_F(Mix3, HardwareDiesAfter50Frames) {
   auto r = run(source(150, false, 320, 240) + "ccmencbin name=enc codec=h265 ! mpegtsmux ! filesink location=" + out);
   ASSERT_TRUE(r.eos) << r.error;
   EXPECT_TRUE(r.error.empty());
-  EXPECT_EQ(str(r.message("ccm-encoder-selected"), "factory"), "nvh265enc");
+  EXPECT_EQ(str_field(r.message("ccm-encoder-selected"), "factory"), "nvh265enc");
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_EQ(str(sw, "from"), "nvh265enc");
-  EXPECT_FALSE(str(sw, "to").empty());
-  EXPECT_NE(str(sw, "to"), "nvh265enc");
-  EXPECT_EQ(u64(r.stats, "frames-in"), 150u);
-  EXPECT_EQ(u64(r.stats, "frames-out"), 150u);
+  EXPECT_EQ(str_field(sw, "from"), "nvh265enc");
+  EXPECT_FALSE(str_field(sw, "to").empty());
+  EXPECT_NE(str_field(sw, "to"), "nvh265enc");
+  EXPECT_EQ(u64_field(r.stats, "frames-in"), 150u);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 150u);
   auto p = probe_file(out);
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, 150);
@@ -625,10 +608,10 @@ TEST_F(Mix3, HardwareToSoftwareWhilePlaying) {
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_EQ(str(sw, "from"), "nvh265enc");
+  EXPECT_EQ(str_field(sw, "from"), "nvh265enc");
   gboolean hardware = TRUE;
   gst_structure_get_boolean(sw, "hardware", &hardware);
-  EXPECT_FALSE(hardware) << str(sw, "to");
+  EXPECT_FALSE(hardware) << str_field(sw, "to");
   auto p = probe_file(out);
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, 80);
@@ -639,14 +622,14 @@ TEST_F(Mix3, GpuWhilePlaying) {
     at_frame(pipeline, 30, [](GstElement* enc) { g_object_set(enc, "gpu", 2, nullptr); });
   });
   ASSERT_TRUE(r.eos) << r.error;
-  EXPECT_EQ(str(r.message("ccm-encoder-selected"), "factory"), "nvh265enc");
+  EXPECT_EQ(str_field(r.message("ccm-encoder-selected"), "factory"), "nvh265enc");
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
-  EXPECT_EQ(str(sw, "to"), "varenderD130h265enc");
+  EXPECT_EQ(str_field(sw, "to"), "varenderD130h265enc");
   gint gpu = -1;
   gst_structure_get_int(sw, "gpu", &gpu);
-  EXPECT_EQ(gpu, 2) << str(sw, "device");
-  EXPECT_EQ(u64(r.stats, "frames-out"), 60u);
+  EXPECT_EQ(gpu, 2) << str_field(sw, "device");
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 60u);
 }
 
 TEST_F(Mix3, LeastLoadedOfThreeGpus) {
@@ -655,15 +638,15 @@ TEST_F(Mix3, LeastLoadedOfThreeGpus) {
   auto r = run(source(5) + "ccmencbin name=enc codec=h265 ! fakesink");
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* s = r.message("ccm-encoder-selected");
-  EXPECT_EQ(str(s, "factory"), "varenderD130h265enc");
-  EXPECT_NE(str(s, "reason").find("least loaded"), std::string::npos) << str(s, "reason");
+  EXPECT_EQ(str_field(s, "factory"), "varenderD130h265enc");
+  EXPECT_NE(str_field(s, "reason").find("least loaded"), std::string::npos) << str_field(s, "reason");
 }
 
 // RTX 4090 01:00.0, RTX A4000 02:00.0, H100 0001:81:00.0 (no NVENC).
 class Nvidia2Gpu : public Fresh {
  protected:
   void SetUp() override {
-    if (!fixture_is("nvidia-2gpu")) GTEST_SKIP() << "runs with CCM_SYSFS_ROOT=fixtures/sysfs/nvidia-2gpu";
+    if (!sysfs_fixture_is("nvidia-2gpu")) GTEST_SKIP() << "runs with CCM_SYSFS_ROOT=fixtures/sysfs/nvidia-2gpu";
     Fresh::SetUp();
     ASSERT_TRUE(ccm::test::register_hardware_double("nvh265enc", "x265enc"));
     ASSERT_TRUE(ccm::test::register_hardware_double("nvh265device1enc", "x265enc"));
@@ -671,7 +654,7 @@ class Nvidia2Gpu : public Fresh {
   std::string chosen(const std::string& extra = "") {
     auto r = run(source(3) + "ccmencbin name=enc codec=h265 " + extra + " ! fakesink");
     EXPECT_TRUE(r.eos) << r.error;
-    return str(r.message("ccm-encoder-selected"), "factory");
+    return str_field(r.message("ccm-encoder-selected"), "factory");
   }
 };
 
@@ -699,7 +682,7 @@ TEST_F(Nvidia2Gpu, ARefusedSessionMovesToTheNextGpu) {
   auto r = run(source(3) + "ccmencbin name=enc codec=h265 ! fakesink");
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* s = r.message("ccm-encoder-selected");
-  EXPECT_EQ(str(s, "factory"), "nvh265device1enc");
+  EXPECT_EQ(str_field(s, "factory"), "nvh265device1enc");
   EXPECT_NE(passed_over(s).find("session limit"), std::string::npos) << passed_over(s);
 }
 
