@@ -153,3 +153,21 @@ TEST(BandwidthController, ActsOnceOnARepeatedReportAndAtMostHalves) {
   d = c.update(r, 0);
   EXPECT_DOUBLE_EQ(d.target_bps, 1e6);
 }
+
+TEST(BandwidthController, TwccReceivedRateSetsTheTargetInOneStep) {
+  BandwidthConfig config;
+  config.start_bps = 8e6;
+  BandwidthController c(config);
+  LinkReport r;
+  r.time_s = 0;
+  r.sent_bps = 8e6;
+  r.rtt_ms = 2;
+  c.update(r, 0);
+  r.time_s = 0.5;
+  r.rtt_ms = 110;
+  r.loss = 0.9;
+  r.received_bps = 1.9e6;  // what the browser got through a 2 Mbit/s link
+  auto d = c.update(r, 0);
+  EXPECT_NEAR(d.target_bps, 0.85 * 1.9e6, 1) << "straight to what arrived, no halving steps";
+  EXPECT_STREQ(d.reason, "delay");
+}

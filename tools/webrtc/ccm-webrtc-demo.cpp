@@ -60,6 +60,7 @@ struct Options {
   double min_bpp = 0.08;  // bits per pixel under which the resolution steps down
   int duration_s = 0;     // 0 = serve until SIGINT/SIGTERM
   bool stats = false;     // print a JSON line per viewer per second on stdout
+  bool twcc = true;       // transport-wide congestion control feedback (else REMB)
 };
 
 void log_line(const char* fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -94,6 +95,12 @@ struct SenderFigures {
   std::optional<double> pli_count;
   std::optional<double> fir_count;
   std::optional<double> nack_count;
+};
+
+struct TwccFigures {
+  std::optional<double> bitrate_recv;
+  std::optional<double> loss_pct;
+  std::optional<double> delta_of_delta_ms;
 };
 
 std::optional<double> number_field(const GstStructure* s, const char* name) {
@@ -149,6 +156,7 @@ struct Peer {
   GstElement* rtpbin = nullptr;
   gulong feedback_handler = 0;
   GObject* session = nullptr;  // rtpsession with the feedback hook
+  GstElement* session_element = nullptr;  // rtpbin's rtpsession: twcc-stats
   guint stats_timer = 0;
   gint64 started_us = 0;
   std::atomic<uint64_t> remb_bps{0};
@@ -391,6 +399,8 @@ void on_ice_candidate(GstElement*, guint mline, gchar* candidate, gpointer data)
   g_object_unref(b);
 }
 
+constexpr const char* kTwccUri = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
 bool Server::build_pipeline(Peer* peer) {
   const auto chain = codec_chain(options_.codec);
   if (!chain) return false;
@@ -401,7 +411,9 @@ bool Server::build_pipeline(Peer* peer) {
   const std::string rtp_caps = std::string("application/x-rtp,media=video,payload=96,clock-rate=90000,encoding-name=") +
                                chain->encoding_name +
                                ",rtcp-fb-nack-pli=(boolean)true,rtcp-fb-ccm-fir=(boolean)true,"
-                               "rtcp-fb-nack=(boolean)true,rtcp-fb-goog-remb=(boolean)true";
+                               "rtcp-fb-nack=(boolean)true,rtcp-fb-goog-remb=(boolean)true" +
+                               (options_.twcc ? std::string(",rtcp-fb-transport-cc=(boolean)true,extmap-1=") + kTwccUri
+                                              : std::string());
   const std::string description =
       source_description(options_) + " ! videoconvert ! videoscale ! videorate ! capsfilter name=size caps=\"" +
       size_caps(options_, 0) + "\" ! identity name=stamp ! queue max-size-buffers=2 leaky=downstream ! " +
@@ -425,6 +437,17 @@ bool Server::build_pipeline(Peer* peer) {
   gst_object_unref(stamp_src);
   gst_object_unref(stamp);
   GstElement* pay = gst_bin_get_by_name(GST_BIN(peer->pipeline), "pay");
+  if (options_.twcc) {
+    // Transport-wide sequence numbers on every packet: the browser then answers with
+    // TWCC feedback, which rtpsession turns into received rate and loss (twcc-stats).
+    if (GstRTPHeaderExtension* ext = gst_rtp_header_extension_create_from_uri(kTwccUri)) {
+      gst_rtp_header_extension_set_id(ext, 1);
+      g_signal_emit_by_name(pay, "add-extension", ext);
+      gst_object_unref(ext);
+    } else {
+      log_line("no TWCC header extension (rtphdrexttwcc): REMB only");
+    }
+  }
   GstPad* pay_src = gst_element_get_static_pad(pay, "src");
   gst_pad_add_probe(pay_src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
                     count_rtp_bytes, peer, nullptr);
@@ -545,6 +568,11 @@ gboolean Server::on_stats_timer(gpointer data) {
   Peer* peer = r->first->find(r->second);
   if (!peer) return G_SOURCE_REMOVE;
   // The RTP session exists once negotiation created it: hook REMB then.
+  if (!peer->session_element && peer->rtpbin) {
+    GstElement* element = nullptr;
+    g_signal_emit_by_name(peer->rtpbin, "get-session", 0u, &element);
+    peer->session_element = element;
+  }
   if (!peer->session) {
     if (!peer->rtpbin) peer->rtpbin = gst_bin_get_by_name(GST_BIN(peer->webrtc), "rtpbin");
     if (peer->rtpbin) {
@@ -612,6 +640,26 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
   }
   peer->last_feedback = std::make_tuple(rtt, fraction, lost);
 
+  TwccFigures twcc;
+  if (peer->session_element && options_.twcc) {
+    GstStructure* ts = nullptr;
+    g_object_get(peer->session_element, "twcc-stats", &ts, nullptr);
+    if (ts) {
+      twcc.bitrate_recv = number_field(ts, "bitrate-recv");
+      twcc.loss_pct = number_field(ts, "packet-loss-pct");
+      if (auto dod = number_field(ts, "avg-delta-of-delta")) twcc.delta_of_delta_ms = *dod / 1e6;
+      gst_structure_free(ts);
+    }
+    // All zero until the first feedback arrives.
+    if (twcc.bitrate_recv && *twcc.bitrate_recv > 0) {
+      report.received_bps = *twcc.bitrate_recv;
+      if (twcc.loss_pct) {
+        report.loss = *twcc.loss_pct / 100.0;
+        report.fresh_loss = true;
+      }
+    }
+  }
+
   ccm::rtp::BandwidthDecision decision;
   if (peer->bwe && peer->negotiated && sent_bps > 0) {
     decision = peer->bwe->update(report, static_cast<double>(options_.width) * options_.height * options_.fps);
@@ -660,6 +708,9 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
   if (f.fir_count) add_num("firCount", *f.fir_count);
   if (f.nack_count) add_num("nackCount", *f.nack_count);
   if (report.remb_bps) add_num("rembKbps", *report.remb_bps / 1000);
+  if (twcc.bitrate_recv) add_num("twccRecvKbps", *twcc.bitrate_recv / 1000);
+  if (twcc.loss_pct) add_num("twccLossPct", *twcc.loss_pct);
+  if (twcc.delta_of_delta_ms) add_num("twccDeltaOfDeltaMs", *twcc.delta_of_delta_ms);
   add_num("keyUnitRequests", peer->key_requests.load());
   add_num("framesStamped", peer->frames.load());
   add_num("resolutionStep", peer->resolution_step);
@@ -846,6 +897,7 @@ void Server::remove_peer(guint id, const char* why) {
     g_signal_handler_disconnect(peer->session, peer->feedback_handler);
     g_object_unref(peer->session);
   }
+  if (peer->session_element) gst_object_unref(peer->session_element);
   if (peer->rtpbin) gst_object_unref(peer->rtpbin);
   if (peer->size_filter) gst_object_unref(peer->size_filter);
   if (peer->encoder) gst_object_unref(peer->encoder);
@@ -942,6 +994,7 @@ int main(int argc, char** argv) {
   gchar* page_dir = nullptr;
   gboolean no_bwe = FALSE;
   gboolean stats = FALSE;
+  gboolean no_twcc = FALSE;
   gdouble min_bpp = o.min_bpp;
   GOptionEntry entries[] = {
       {"codec", 'c', 0, G_OPTION_ARG_STRING, &codec, "av1, vp9, h264 or h265 (default av1)", "CODEC"},
@@ -962,6 +1015,8 @@ int main(int argc, char** argv) {
       {"min-bpp", 0, 0, G_OPTION_ARG_DOUBLE, &min_bpp,
        "bits per pixel under which the resolution steps down (default 0.08)", "BPP"},
       {"no-bwe", 0, 0, G_OPTION_ARG_NONE, &no_bwe, "no bandwidth estimation (fixed bitrate)", nullptr},
+      {"no-twcc", 0, 0, G_OPTION_ARG_NONE, &no_twcc,
+       "do not offer transport-wide congestion control feedback (the browser then sends REMB)", nullptr},
       {"page-dir", 0, 0, G_OPTION_ARG_FILENAME, &page_dir, "folder with index.html", "DIR"},
       {"duration", 0, 0, G_OPTION_ARG_INT, &o.duration_s, "stop after this many seconds (0 = never)", "S"},
       {"stats", 0, 0, G_OPTION_ARG_NONE, &stats, "print a JSON line per viewer per second (STATS ...)", nullptr},
@@ -988,6 +1043,7 @@ int main(int argc, char** argv) {
   take(page_dir, o.page_dir);
   o.bwe = !no_bwe;
   o.stats = stats;
+  o.twcc = !no_twcc;
   o.min_bpp = min_bpp;
 
   gst_init(nullptr, nullptr);

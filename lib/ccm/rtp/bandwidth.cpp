@@ -41,8 +41,8 @@ BandwidthDecision BandwidthController::update(const LinkReport& r, double pixels
   previous_sent_ = r.sent_bps;
 
   // Both signals may fire at once (a full tbf queue delays and drops). The new
-  // target is what the link carried (REMB when the receiver sends it, else what
-  // arrived: answered rate x (1 - loss)) with a margin, never more than halving.
+  // target is what the link carried (TWCC's received rate, else REMB, else what
+  // arrived: answered rate x (1 - loss)) with a margin.
   // Then the target holds until a report describes the lowered rate: reports lag
   // by a second, and acting on each stale one would cut again and again.
   const bool lossy = r.fresh_loss && loss > config_.loss_high;
@@ -50,10 +50,18 @@ BandwidthDecision BandwidthController::update(const LinkReport& r, double pixels
   const bool holding = r.time_s < hold_until_;
   if ((lossy || queued) && !holding) {
     double next = target_;
-    if (lossy) next = std::min(next, target_ * (1.0 - 0.5 * loss));
-    const double carried = r.remb_bps && *r.remb_bps > 0 ? *r.remb_bps : answered_bps * (1.0 - loss);
-    if (carried > 0) next = std::min(next, config_.backoff * carried);
-    next = std::max(next, 0.5 * target_);
+    if (r.received_bps && *r.received_bps > 0) {
+      // The receiver said what arrived: that is the capacity, loss included.
+      next = config_.backoff * *r.received_bps;
+    } else {
+      if (lossy) next = std::min(next, target_ * (1.0 - 0.5 * loss));
+      const bool remb = r.remb_bps && *r.remb_bps > 0;
+      const double carried = remb ? *r.remb_bps : answered_bps * (1.0 - loss);
+      if (carried > 0) next = std::min(next, config_.backoff * carried);
+      // Without the receiver's word the carried rate is our own sent rate, which
+      // a short window can get far wrong (a burst, a stall): never more than halve.
+      if (!remb) next = std::max(next, 0.5 * target_);
+    }
     if (next < target_) {
       target_ = next;
       hold_until_ = r.time_s + std::max(config_.hold_seconds, 2 * rtt_ms / 1000.0);

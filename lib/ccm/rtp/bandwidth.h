@@ -6,10 +6,11 @@
 //
 // Delay: queueing shows as RTT above the smallest RTT seen lately. Above
 // `queue_high_ms` the target falls to `backoff` x the rate the receiver gets
-// (sent x (1 - loss)): that rate is what the link carries now. Below
+// (TWCC's received rate, else REMB, else sent x (1 - loss)): what the link carries now. Below
 // `queue_low_ms` and without loss the target grows by `increase` per second.
 // Loss: above `loss_high` the target falls by half the loss fraction (GCC's rule).
-// One decrease at most halves the target, and only a fresh receiver report decreases.
+// Only fresh feedback decreases, then the target holds until a report describes the
+// new rate; without a received rate from the receiver, one decrease at most halves.
 // REMB: a ceiling with headroom (1.5 x), and what the link carried when it
 // congests. Under a low target for `scarcity_seconds` the resolution steps
 // down one level; after `recovery_seconds` of room for the next level up, back up.
@@ -54,6 +55,7 @@ struct LinkReport {
   std::optional<double> loss;        // fraction lost, 0..1
   std::optional<double> jitter_ms;
   std::optional<double> remb_bps;
+  std::optional<double> received_bps;  // what the receiver got (TWCC feedback), when known
   // Whether loss / RTT are new: webrtcbin's stats repeat the last receiver report
   // until the next one, and an RTT only changes when a receiver report answers a
   // newer sender report (with few SRs, RRs keep quoting one that crossed a full
