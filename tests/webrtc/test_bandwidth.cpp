@@ -171,3 +171,21 @@ TEST(BandwidthController, TwccReceivedRateSetsTheTargetInOneStep) {
   EXPECT_NEAR(d.target_bps, 0.85 * 1.9e6, 1) << "straight to what arrived, no halving steps";
   EXPECT_STREQ(d.reason, "delay");
 }
+
+TEST(BandwidthController, RetransmissionsTakeTheirShareOfWhatArrives) {
+  BandwidthConfig config;
+  config.start_bps = 2e6;
+  BandwidthController c(config);
+  LinkReport r;
+  r.time_s = 0;
+  r.sent_bps = 1.6e6;
+  r.rtt_ms = 2;
+  c.update(r, 0);
+  r.time_s = 0.5;
+  r.rtt_ms = 110;          // a standing queue
+  r.loss = 0.5;
+  r.received_bps = 1.9e6;
+  r.wire_sent_bps = 3.2e6;  // half of what went out were retransmissions
+  auto d = c.update(r, 0);
+  EXPECT_NEAR(d.target_bps, 0.85 * 1.9e6 * 0.5, 1);
+}

@@ -98,6 +98,7 @@ struct SenderFigures {
 };
 
 struct TwccFigures {
+  std::optional<double> bitrate_sent;
   std::optional<double> bitrate_recv;
   std::optional<double> loss_pct;
   std::optional<double> delta_of_delta_ms;
@@ -146,7 +147,6 @@ class Server;
 
 // One viewer: its WebSocket and its pipeline.
 struct Peer {
-  Server* server = nullptr;
   guint id = 0;
   SoupWebsocketConnection* ws = nullptr;
   GstElement* pipeline = nullptr;
@@ -169,7 +169,6 @@ struct Peer {
   double last_target_bps = 0;
   int resolution_step = 0;
   bool negotiated = false;
-  bool gone = false;
 };
 
 // Work handed from a GStreamer thread to the main loop, addressed by peer id so a
@@ -518,8 +517,7 @@ gboolean Server::on_posted(gpointer data) {
   return G_SOURCE_REMOVE;
 }
 
-gboolean Server::on_bus(GstBus*, GstMessage* message, gpointer data) {
-  (void)data;
+gboolean Server::on_bus(GstBus*, GstMessage* message, gpointer) {
   switch (GST_MESSAGE_TYPE(message)) {
     case GST_MESSAGE_ERROR: {
       GError* error = nullptr;
@@ -646,6 +644,7 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
     g_object_get(peer->session_element, "twcc-stats", &ts, nullptr);
     if (ts) {
       twcc.bitrate_recv = number_field(ts, "bitrate-recv");
+      twcc.bitrate_sent = number_field(ts, "bitrate-sent");
       twcc.loss_pct = number_field(ts, "packet-loss-pct");
       if (auto dod = number_field(ts, "avg-delta-of-delta")) twcc.delta_of_delta_ms = *dod / 1e6;
       gst_structure_free(ts);
@@ -653,6 +652,7 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
     // All zero until the first feedback arrives.
     if (twcc.bitrate_recv && *twcc.bitrate_recv > 0) {
       report.received_bps = *twcc.bitrate_recv;
+      if (twcc.bitrate_sent && *twcc.bitrate_sent > 0) report.wire_sent_bps = *twcc.bitrate_sent;
       if (twcc.loss_pct) {
         report.loss = *twcc.loss_pct / 100.0;
         report.fresh_loss = true;
@@ -709,6 +709,7 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
   if (f.nack_count) add_num("nackCount", *f.nack_count);
   if (report.remb_bps) add_num("rembKbps", *report.remb_bps / 1000);
   if (twcc.bitrate_recv) add_num("twccRecvKbps", *twcc.bitrate_recv / 1000);
+  if (twcc.bitrate_sent) add_num("twccSentKbps", *twcc.bitrate_sent / 1000);
   if (twcc.loss_pct) add_num("twccLossPct", *twcc.loss_pct);
   if (twcc.delta_of_delta_ms) add_num("twccDeltaOfDeltaMs", *twcc.delta_of_delta_ms);
   add_num("keyUnitRequests", peer->key_requests.load());
@@ -841,7 +842,6 @@ void Server::on_websocket(SoupServer*, SoupServerMessage*, const char*, SoupWebs
                           gpointer data) {
   auto* self = static_cast<Server*>(data);
   auto peer = std::make_unique<Peer>();
-  peer->server = self;
   peer->id = self->next_id_++;
   peer->ws = SOUP_WEBSOCKET_CONNECTION(g_object_ref(conn));
   peer->started_us = g_get_monotonic_time();

@@ -51,8 +51,13 @@ BandwidthDecision BandwidthController::update(const LinkReport& r, double pixels
   if ((lossy || queued) && !holding) {
     double next = target_;
     if (r.received_bps && *r.received_bps > 0) {
-      // The receiver said what arrived: that is the capacity, loss included.
-      next = config_.backoff * *r.received_bps;
+      // The receiver said what arrived: that is the capacity, loss included. The
+      // encoder gets its share of it: media over all that was sent (retransmissions
+      // of lost packets take the rest, and under heavy loss they are most of it).
+      double share = 1.0;
+      if (r.wire_sent_bps && *r.wire_sent_bps > 0 && r.sent_bps > 0)
+        share = std::clamp(r.sent_bps / *r.wire_sent_bps, 0.5, 1.0);
+      next = config_.backoff * *r.received_bps * share;
     } else {
       if (lossy) next = std::min(next, target_ * (1.0 - 0.5 * loss));
       const bool remb = r.remb_bps && *r.remb_bps > 0;

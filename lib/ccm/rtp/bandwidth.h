@@ -56,6 +56,10 @@ struct LinkReport {
   std::optional<double> jitter_ms;
   std::optional<double> remb_bps;
   std::optional<double> received_bps;  // what the receiver got (TWCC feedback), when known
+  // Everything that went on the wire for this stream (TWCC's sent rate: media,
+  // retransmissions, header extensions), when known. Retransmissions for a lossy
+  // link share the capacity with the encoder's output.
+  std::optional<double> wire_sent_bps;
   // Whether loss / RTT are new: webrtcbin's stats repeat the last receiver report
   // until the next one, and an RTT only changes when a receiver report answers a
   // newer sender report (with few SRs, RRs keep quoting one that crossed a full
