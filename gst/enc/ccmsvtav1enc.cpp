@@ -128,9 +128,39 @@ class SvtSession {
   SvtSession(const SvtSession&) = delete;
   SvtSession& operator=(const SvtSession&) = delete;
   ~SvtSession() {
+    // SVT-AV1 1.4.1 never ends a stream that had no picture: svt_av1_enc_deinit
+    // without an EOS ("deinit called without sending EOS!") and an EOS after zero
+    // pictures both block for ever (found by fuzz_capi_configure: a session opened
+    // on caps and closed before any frame). So end the stream here when nobody
+    // did, after one blank picture if none went in, and throw away what comes out.
+    if (initialised_ && !eos_sent_ && (pictures_ > 0 || send_blank_picture())) {
+      EbBufferHeaderType eos{};
+      eos.size = sizeof(eos);
+      eos.flags = EB_BUFFERFLAG_EOS;
+      eos.pic_type = EB_AV1_INVALID_PICTURE;
+      if (svt_av1_enc_send_picture(handle_, &eos) == EB_ErrorNone) {
+        for (;;) {
+          EbBufferHeaderType* pkt = nullptr;
+          if (svt_av1_enc_get_packet(handle_, &pkt, 1) != EB_ErrorNone || !pkt) break;
+          const bool last = pkt->flags & EB_BUFFERFLAG_EOS;
+          svt_av1_enc_release_out_buffer(&pkt);
+          if (last) break;
+        }
+      }
+    }
     if (initialised_) svt_av1_enc_deinit(handle_);
     if (handle_) svt_av1_enc_deinit_handle(handle_);
   }
+  // What the destructor needs to end a stream on its own.
+  void set_picture_format(guint width, guint height, guint bytes_per_sample) {
+    width_ = width;
+    height_ = height;
+    bytes_per_sample_ = bytes_per_sample;
+  }
+  void note_picture_sent() { ++pictures_; }
+  // The stream's EOS went in (drain_session): the destructor need not send one.
+  void note_eos_sent() { eos_sent_ = true; }
+  guint64 pictures_sent() const { return pictures_; }
 
   // On failure fills `what` (user-facing, names the parameter) and `detail`.
   static std::unique_ptr<SvtSession> open(const std::vector<ConfigField>& fields, std::string* what,
@@ -181,7 +211,34 @@ class SvtSession {
 
  private:
   EbComponentType* handle_ = nullptr;
+  bool send_blank_picture() {
+    if (width_ == 0 || height_ == 0) return false;
+    const guint cw = (width_ + 1) / 2, ch = (height_ + 1) / 2;
+    std::vector<uint8_t> luma(size_t(width_) * height_ * bytes_per_sample_, 0);
+    std::vector<uint8_t> chroma(size_t(cw) * ch * bytes_per_sample_, 0);
+    EbSvtIOFormat pic{};
+    pic.luma = luma.data();
+    pic.cb = pic.cr = chroma.data();
+    pic.y_stride = width_;
+    pic.cb_stride = pic.cr_stride = cw;
+    pic.width = width_;
+    pic.height = height_;
+    pic.color_fmt = EB_YUV420;
+    pic.bit_depth = bytes_per_sample_ == 2 ? EB_TEN_BIT : EB_EIGHT_BIT;
+    EbBufferHeaderType in{};
+    in.size = sizeof(in);
+    in.p_buffer = reinterpret_cast<uint8_t*>(&pic);
+    in.n_filled_len = guint32(luma.size() + 2 * chroma.size());
+    in.n_alloc_len = in.n_filled_len;
+    in.pic_type = EB_AV1_INVALID_PICTURE;
+    in.qp = 63;  // per-picture QP mode reads it; the cheapest picture
+    return svt_av1_enc_send_picture(handle_, &in) == EB_ErrorNone;
+  }
+
   bool initialised_ = false;
+  bool eos_sent_ = false;
+  guint64 pictures_ = 0;
+  guint width_ = 0, height_ = 0, bytes_per_sample_ = 1;
 };
 
 }  // namespace
@@ -372,6 +429,8 @@ bool open_session(GstCcmSvtAv1Enc* self) {
     post_error(self, what, detail);
     return false;
   }
+  st.session->set_picture_format(GST_VIDEO_INFO_WIDTH(&st.info), GST_VIDEO_INFO_HEIGHT(&st.info),
+                                 GST_VIDEO_INFO_COMP_DEPTH(&st.info, 0) > 8 ? 2 : 1);
   st.drained = false;
   st.sent_since_open = 0;
   st.in_flight = 0;
@@ -443,11 +502,14 @@ GstFlowReturn drain_session(GstCcmSvtAv1Enc* self) {
   SvtState& st = *self->state;
   if (!st.session || st.drained) return GST_FLOW_OK;
   st.drained = true;
+  // Nothing inside, and an EOS after zero pictures never comes out (see ~SvtSession).
+  if (st.session->pictures_sent() == 0) return GST_FLOW_OK;
   EbBufferHeaderType eos{};
   eos.size = sizeof(eos);
   eos.flags = EB_BUFFERFLAG_EOS;
   eos.pic_type = EB_AV1_INVALID_PICTURE;
   EbErrorType r = svt_av1_enc_send_picture(st.session->handle(), &eos);
+  st.session->note_eos_sent();
   if (r != EB_ErrorNone) {
     GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("SVT-AV1 refused the end of stream"),
                       ("svt_av1_enc_send_picture(EOS): %s", svt_error_name(r)));
@@ -657,6 +719,7 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
                       ("svt_av1_enc_send_picture (frame %u): %s", frame_number, svt_error_name(r)));
     return GST_FLOW_ERROR;
   }
+  st.session->note_picture_sent();
   st.sent_since_open++;
   st.in_flight++;
   if (st.rc && st.plan.per_picture_qp) st.rc->on_sent(key, qp);

@@ -394,6 +394,21 @@ gboolean ccm_propose_dmabuf_pool(GstObject* owner, GstQuery* query, gint gpu) {
     gst_object_unref(pool);
     return FALSE;
   }
+  // A pool that cannot make one frame here (its backend forced to a device this
+  // machine lacks, no file descriptors left) is not offered: upstream would stop
+  // at its first buffer ("Internal data stream error") where its own memory
+  // works. Found by tests/reliability (Faults.PoolBackendMissingFallsBack).
+  GstBuffer* trial = nullptr;
+  const bool can_allocate = gst_buffer_pool_set_active(pool, TRUE) &&
+                            gst_buffer_pool_acquire_buffer(pool, &trial, nullptr) == GST_FLOW_OK;
+  if (trial) gst_buffer_unref(trial);
+  gst_buffer_pool_set_active(pool, FALSE);
+  if (!can_allocate) {
+    GST_WARNING_OBJECT(owner, "ccmdmabufpool cannot allocate a %s frame here: not offered, upstream keeps "
+                       "downstream's answer", gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&info)));
+    gst_object_unref(pool);
+    return FALSE;
+  }
   config = gst_buffer_pool_get_config(pool);
   guint size = 0;
   gst_buffer_pool_config_get_params(config, nullptr, &size, nullptr, nullptr);
