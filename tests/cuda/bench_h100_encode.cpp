@@ -1,11 +1,14 @@
 // Not a test: the encoding half of scripts/h100-bench. Two modes:
 //
 //   bench_h100_encode gst --input FILE.yuv --width W --height H --fps F --frames N
-//       --codec h265|av1 --encoder ccmx265enc|ccmsvtav1enc --preset P --bitrate KBPS --keyint K [--live]
+//       --codec h265|av1 --encoder ccmx265enc|ccmsvtav1enc --preset P --bitrate KBPS --keyint K
+//       [--live] [--no-low-latency] [--direct]
 //     I420 frames from FILE (read into memory once, repeated if N is larger) go
 //     through appsrc ! ccmencbin ! fakesink, the encoder's speed-preset set as
 //     ccmencbin adds it. Without --live frames go in as fast as they are taken
 //     (throughput); with --live one every 1/F s (per-frame latency at real time).
+//     --no-low-latency lets the encoder reorder and look ahead (throughput
+//     settings); --direct puts the encoder element alone in place of ccmencbin.
 //
 //   bench_h100_encode exec --frames N -- COMMAND ARGS...
 //     Runs a peer (x265, SvtAv1EncApp) and measures it the same way from outside.
@@ -104,7 +107,7 @@ void print_result(double fps, double wall, double cpu, int frames, std::vector<d
 int run_gst(int argc, char** argv) {
   std::string input, codec = "h265", encoder = "ccmx265enc";
   int width = 0, height = 0, fps = 30, frames = 60, preset = -1, bitrate = 10000, keyint = 60;
-  bool live = false;
+  bool live = false, low_latency = true, direct = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : ""; };
@@ -119,6 +122,8 @@ int run_gst(int argc, char** argv) {
     else if (a == "--bitrate") bitrate = std::atoi(next());
     else if (a == "--keyint") keyint = std::atoi(next());
     else if (a == "--live") live = true;
+    else if (a == "--no-low-latency") low_latency = false;
+    else if (a == "--direct") direct = true;
   }
   const size_t frame_bytes = static_cast<size_t>(width) * height * 3 / 2;
   const int fd = open(input.c_str(), O_RDONLY);
@@ -133,10 +138,13 @@ int run_gst(int argc, char** argv) {
   close(fd);
   if (data == MAP_FAILED) return 2;
 
+  const std::string settings = " bitrate=" + std::to_string(bitrate) + " keyframe-interval=" + std::to_string(keyint) +
+                               " low-latency=" + (low_latency ? "true" : "false");
+  const std::string element =
+      direct ? encoder + " name=enc" + settings + (preset >= 0 ? " speed-preset=" + std::to_string(preset) : "")
+             : "ccmencbin name=enc codec=" + codec + settings + " candidates=" + encoder;
   const std::string description = "appsrc name=src is-live=" + std::string(live ? "true" : "false") +
-                                  " format=time block=true max-buffers=2 ! ccmencbin name=enc codec=" + codec +
-                                  " bitrate=" + std::to_string(bitrate) + " keyframe-interval=" +
-                                  std::to_string(keyint) + " low-latency=true candidates=" + encoder +
+                                  " format=time block=true max-buffers=2 ! " + element +
                                   " ! fakesink name=sink sync=false";
   GError* err = nullptr;
   GstElement* pipeline = gst_parse_launch(description.c_str(), &err);
@@ -145,7 +153,7 @@ int run_gst(int argc, char** argv) {
     return 2;
   }
   Preset p{encoder.c_str(), preset};
-  if (preset >= 0) g_signal_connect(pipeline, "deep-element-added", G_CALLBACK(on_deep_element_added), &p);
+  if (preset >= 0 && !direct) g_signal_connect(pipeline, "deep-element-added", G_CALLBACK(on_deep_element_added), &p);
   GstElement* src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
   GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
@@ -195,10 +203,12 @@ int run_gst(int argc, char** argv) {
     rc = 1;
   }
   if (m) gst_message_unref(m);
-  gchar* used = nullptr;
-  g_object_get(enc, "encoder", &used, nullptr);
-  std::printf("encoder in use: %s\n", used ? used : "?");
-  g_free(used);
+  if (!direct) {
+    gchar* used = nullptr;
+    g_object_get(enc, "encoder", &used, nullptr);
+    std::printf("encoder in use: %s\n", used ? used : "?");
+    g_free(used);
+  }
   gst_element_set_state(pipeline, GST_STATE_NULL);  // unblocks a feeder stuck in push
   feeder.join();
   if (rc == 0) print_result(lat.out / wall, wall, cpu, lat.out, lat.ms);

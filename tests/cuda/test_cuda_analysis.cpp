@@ -128,7 +128,14 @@ void compare(ccm::cuda::Analyser& gpu, const HostPlane& cur, const HostPlane* pr
   expect_same(ref, got, what);
 }
 
-TEST(CudaAnalysis, BitExactOnRandomFrames) {
+// Both implementations: one fused launch (the default) and the three-kernel one.
+class CudaAnalysisVariant : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override { setenv("CCM_CUDA_ANALYSIS", GetParam(), 1); }
+  void TearDown() override { unsetenv("CCM_CUDA_ANALYSIS"); }
+};
+
+TEST_P(CudaAnalysisVariant, BitExactOnRandomFrames) {
   std::mt19937 rng(20261124);
   ccm::cuda::Analyser gpu;
   struct Size {
@@ -164,7 +171,7 @@ TEST(CudaAnalysis, BitExactOnRandomFrames) {
   EXPECT_EQ(cases, 9 * 2 * 4 * 3);
 }
 
-TEST(CudaAnalysis, ThresholdsAreHonoured) {
+TEST_P(CudaAnalysisVariant, ThresholdsAreHonoured) {
   std::mt19937 rng(7);
   ccm::cuda::Analyser gpu;
   const HostPlane cur = random_plane(rng, 256, 192, 256, 1, 8, 0);
@@ -199,7 +206,7 @@ std::vector<std::vector<uint8_t>> y4m_luma(const std::string& path, int& w, int&
   return frames;
 }
 
-TEST(CudaAnalysis, BitExactOnRealFrames) {
+TEST_P(CudaAnalysisVariant, BitExactOnRealFrames) {
   const char* dir = std::getenv("CCM_TEST_MEDIA");
   int w = 0, h = 0;
   const auto frames = y4m_luma(std::string(dir ? dir : ".") + "/cars_320x240_30f.y4m", w, h, 30);
@@ -215,6 +222,24 @@ TEST(CudaAnalysis, BitExactOnRealFrames) {
     if (HasFatalFailure()) return;
   }
 }
+
+// A frame far larger than one wave of thread blocks, and a smaller one after it
+// (the fused kernel's count of finished blocks must start at 0 every time).
+TEST_P(CudaAnalysisVariant, BitExactOnLargeFramesAndAfterThem) {
+  std::mt19937 rng(99);
+  ccm::cuda::Analyser gpu;
+  const HostPlane big = random_plane(rng, 3840, 2160, 3840, 1, 8, 0);
+  const HostPlane big_prev = variant_of(rng, big);
+  const HostPlane small = random_plane(rng, 200, 100, 256, 1, 8, 0);
+  const HostPlane small_prev = variant_of(rng, small);
+  for (int i = 0; i < 3; ++i) {
+    compare(gpu, big, &big_prev, {}, 0, "3840x2160 #" + std::to_string(i));
+    compare(gpu, small, &small_prev, {}, 0, "200x100 #" + std::to_string(i));
+    if (HasFatalFailure()) return;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, CudaAnalysisVariant, ::testing::Values("fused", "three-kernels"));
 
 TEST(CudaAnalysis, RejectsBadPlanes) {
   ccm::cuda::Analyser gpu;

@@ -1,6 +1,14 @@
 // CUDA kernels and the Analyser behind analysis_cuda.h.
 //
-// Three launches per frame on one stream:
+// One launch per frame (the default), `analyse_kernel`: a 256-thread block covers
+// 64 rows x 16 16x16 blocks (four 64x64 blocks): the 16x16 SAD and activity as in
+// blocks16 below (4 threads per 16x16 block), then its four 64x64 classes and one
+// partial of the frame totals; the last thread block to finish (an atomic count)
+// adds the partials up in a fixed order. Classes and totals are written straight
+// into pinned host memory, so the host only waits for the kernel.
+//
+// The first version, three launches and a copy, stays for comparison
+// (CCM_CUDA_ANALYSIS=three-kernels):
 // 1. blocks16: SAD and activity of every 16x16 block. A 32x4 thread block covers
 //    32 neighbouring 16x16 blocks of one 16-row band; the 4 threads of a column
 //    each take a quarter of its sampled rows, so a warp reads 32 x 16 bytes of
@@ -17,6 +25,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -48,6 +57,11 @@ struct Geometry {
 constexpr int kColumns = 32;   // 16x16 blocks per thread block (x)
 constexpr int kQuarters = 4;   // threads sharing one 16x16 block's rows
 constexpr int kTotalsThreads = 256;
+constexpr int kBands = 4;      // 16-row bands per thread block of the fused kernel (64 rows)
+constexpr int kFusedColumns = 16;  // 16x16 blocks across a thread block of the fused kernel
+// 256 threads: at 60-odd registers each, four thread blocks share a multiprocessor,
+// so a 4K frame (510 blocks) runs in one wave on 132 SMs.
+constexpr int kFusedThreads = kFusedColumns * kQuarters * kBands;
 
 // ---- 16x16 blocks ----------------------------------------------------------------
 
@@ -115,19 +129,46 @@ __device__ __forceinline__ uint32_t horizontal(const Row<kBps>& r) {
 }
 
 // Sampled rows k0..k1-1 (row index k * step) of a block, vector loads.
+// 8-bit: a thread has at most 4 rows (a quarter of at most 16); all of them and
+// the row above the first are loaded before any is used, so their loads are in
+// flight together (one memory round trip instead of five: 8K 52 -> 41 us on the
+// H100). 16-bit rows are twice the registers: loaded that way the kernel needs
+// 103 registers and half the thread blocks fit (8K P010 75 -> 112 us), so they
+// keep the plain loop.
 template <int kBps>
 __device__ void rows_vector(const uint8_t* cur, long long cs, const uint8_t* prev, long long ps, int k0, int k1,
                             int step, int shift, uint32_t& sad, uint32_t& act) {
   const uint32_t mask16 = (0xffffu >> shift) * 0x00010001u;
   Row<kBps> above{};
-  if (k0 > 0) above = load_row<kBps>(cur + (k0 - 1) * step * cs, mask16, shift);
-  for (int k = k0; k < k1; ++k) {
-    const long long r = static_cast<long long>(k) * step;
-    const Row<kBps> c = load_row<kBps>(cur + r * cs, mask16, shift);
-    if (prev) sad += sad_words<kBps>(c, load_row<kBps>(prev + r * ps, mask16, shift));
-    act += horizontal<kBps>(c);
-    if (k > 0) act += sad_words<kBps>(c, above);
-    above = c;
+  if (k0 > 0 && k0 < k1) above = load_row<kBps>(cur + (k0 - 1) * step * cs, mask16, shift);
+  if constexpr (kBps == 1) {
+    constexpr int kMaxRows = 16 / kQuarters;
+    Row<kBps> c[kMaxRows], p[kMaxRows];
+#pragma unroll
+    for (int i = 0; i < kMaxRows; ++i) {
+      if (k0 + i < k1) {
+        const long long r = static_cast<long long>(k0 + i) * step;
+        c[i] = load_row<kBps>(cur + r * cs, mask16, shift);
+        if (prev) p[i] = load_row<kBps>(prev + r * ps, mask16, shift);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kMaxRows; ++i) {
+      if (k0 + i < k1) {
+        if (prev) sad += sad_words<kBps>(c[i], p[i]);
+        act += horizontal<kBps>(c[i]);
+        if (k0 + i > 0) act += sad_words<kBps>(c[i], i == 0 ? above : c[i > 0 ? i - 1 : 0]);
+      }
+    }
+  } else {
+    for (int k = k0; k < k1; ++k) {
+      const long long r = static_cast<long long>(k) * step;
+      const Row<kBps> c = load_row<kBps>(cur + r * cs, mask16, shift);
+      if (prev) sad += sad_words<kBps>(c, load_row<kBps>(prev + r * ps, mask16, shift));
+      act += horizontal<kBps>(c);
+      if (k > 0) act += sad_words<kBps>(c, above);
+      above = c;
+    }
   }
 }
 
@@ -279,6 +320,180 @@ __global__ void __launch_bounds__(kTotalsThreads) totals_kernel(const Partial* _
   }
 }
 
+// ---- all in one launch -------------------------------------------------------------------
+
+__device__ __forceinline__ void add_partial(Partial& a, const Partial& b) {
+  a.sad += b.sad;
+  a.activity += b.activity;
+  a.pixels += b.pixels;
+  a.pairs += b.pairs;
+  a.cost += b.cost;
+}
+
+// Reads a partial another thread block wrote (through L2: L1 is not coherent).
+__device__ __forceinline__ Partial load_partial(const Partial* p) {
+  Partial r;
+  r.sad = __ldcg(&p->sad);
+  r.activity = __ldcg(&p->activity);
+  r.pixels = __ldcg(&p->pixels);
+  r.pairs = __ldcg(&p->pairs);
+  r.cost = __ldcg(&p->cost);
+  r.cls = __ldcg(&p->cls);  // here: skip | fast << 10 | full << 20 counts of the block
+  return r;
+}
+
+template <int kBps, bool kVector>
+__global__ void __launch_bounds__(kFusedThreads)
+    analyse_kernel(const uint8_t* __restrict__ cur, long long cs, const uint8_t* __restrict__ prev, long long ps,
+                   Geometry g, uint32_t skip_q4, uint32_t full_q4, int bit_depth, uint32_t* __restrict__ sad_out,
+                   uint32_t* __restrict__ act_out, uint8_t* __restrict__ class64, Partial* __restrict__ partials,
+                   unsigned int* __restrict__ done, Totals* __restrict__ totals) {
+  __shared__ uint32_t s_sad[kBands][kQuarters][kFusedColumns];
+  __shared__ uint32_t s_act[kBands][kQuarters][kFusedColumns];
+  __shared__ Partial s_part[kFusedColumns / 4];
+  __shared__ bool s_last;
+  const int col = threadIdx.x, q = threadIdx.y, band = threadIdx.z;
+  const int bx = blockIdx.x * kFusedColumns + col;
+  const int by = blockIdx.y * kBands + band;
+
+  // 1. 16x16 blocks: a quarter of the sampled rows each.
+  uint32_t sad = 0, act = 0;
+  if (bx < g.bx && by < g.by) {
+    const int rows = min(16, g.height - 16 * by);
+    const int width = min(16, g.width - 16 * bx);
+    const int nk = (rows + g.step - 1) / g.step;
+    const int per = (nk + kQuarters - 1) / kQuarters;
+    const int k0 = min(nk, q * per), k1 = min(nk, k0 + per);
+    const long long x_bytes = 16LL * bx * kBps;
+    const uint8_t* c = cur + 16LL * by * cs + x_bytes;
+    const uint8_t* p = prev ? prev + 16LL * by * ps + x_bytes : nullptr;
+    if (kVector && width == 16)
+      rows_vector<kBps>(c, cs, p, ps, k0, k1, g.step, g.shift, sad, act);
+    else
+      rows_scalar<kBps>(c, cs, p, ps, width, k0, k1, g.step, g.shift, sad, act);
+  }
+  s_sad[band][q][col] = sad;
+  s_act[band][q][col] = act;
+  __syncthreads();
+  if (q == 0) {
+    uint32_t s = 0, a = 0;
+#pragma unroll
+    for (int i = 0; i < kQuarters; ++i) {
+      s += s_sad[band][i][col];
+      a += s_act[band][i][col];
+    }
+    s_sad[band][0][col] = s;
+    s_act[band][0][col] = a;
+    if (bx < g.bx && by < g.by) {
+      const size_t i = static_cast<size_t>(by) * g.bx + bx;
+      sad_out[i] = s;
+      act_out[i] = a;
+    }
+  }
+  __syncthreads();
+
+  // 2. The eight 64x64 blocks of this thread block, as blocks64_kernel.
+  const int t = (threadIdx.z * kQuarters + threadIdx.y) * kFusedColumns + threadIdx.x;
+  const bool has_prev = prev != nullptr;
+  if (t < kFusedColumns / 4) {
+    Partial part{};
+    const int X = blockIdx.x * (kFusedColumns / 4) + t, Y = blockIdx.y;
+    unsigned int counts = 0;
+    if (X < g.b64x && Y < g.b64y) {
+      for (int b = 0; b < kBands; ++b) {
+        const int y = kBands * Y + b;
+        if (y >= g.by) break;
+        const int h = min(16, g.height - 16 * y);
+        const unsigned long long rows = (h + g.step - 1) / g.step;
+        for (int c = 0; c < 4; ++c) {
+          const int x = 4 * X + c;
+          if (x >= g.bx) break;
+          const unsigned long long w = min(16, g.width - 16 * x);
+          const uint32_t s16 = s_sad[b][0][4 * t + c], a16 = s_act[b][0][4 * t + c];
+          const unsigned long long px = rows * w;
+          const unsigned long long pairs = rows * (w - 1) + (rows - 1) * w;
+          part.sad += s16;
+          part.activity += a16;
+          part.pixels += px;
+          part.pairs += pairs;
+          const double intra =
+              pairs ? static_cast<double>(a16) * static_cast<double>(px) / static_cast<double>(pairs) : 0.0;
+          const double sd = static_cast<double>(s16);
+          part.cost += has_prev ? (intra < sd ? intra : sd) : intra;
+        }
+      }
+      unsigned int cls = 2;  // Full
+      if (has_prev) {
+        const unsigned long long depth_scale = 1ull << (bit_depth - 8);
+        const unsigned long long sad_q4 = part.sad * 16;
+        if (sad_q4 < skip_q4 * part.pixels * depth_scale)
+          cls = 0;
+        else if (sad_q4 < full_q4 * part.pixels * depth_scale)
+          cls = 1;
+      }
+      class64[static_cast<size_t>(Y) * g.b64x + X] = static_cast<uint8_t>(cls);
+      counts = 1u << (10 * cls);
+    }
+    part.cls = counts;
+    s_part[t] = part;
+  }
+  __syncthreads();
+  const unsigned int n_blocks = gridDim.x * gridDim.y;
+  if (t == 0) {
+    Partial sum = s_part[0];
+    for (int i = 1; i < kFusedColumns / 4; ++i) {
+      add_partial(sum, s_part[i]);
+      sum.cls += s_part[i].cls;
+    }
+    partials[blockIdx.y * gridDim.x + blockIdx.x] = sum;
+    __threadfence();  // the partial is visible before the count says so
+    s_last = atomicAdd(done, 1u) == n_blocks - 1;
+  }
+  __syncthreads();
+  if (!s_last) return;
+
+  // 3. The last thread block: every partial, in a fixed order.
+  __threadfence();
+  __shared__ Partial s_sum[kFusedThreads];
+  Partial mine{};
+  unsigned int skip = 0, fast = 0, full = 0;
+  for (unsigned int j = t; j < n_blocks; j += kFusedThreads) {
+    const Partial p = load_partial(partials + j);
+    add_partial(mine, p);
+    skip += p.cls & 1023u;
+    fast += (p.cls >> 10) & 1023u;
+    full += p.cls >> 20;
+  }
+  // Block counts can exceed 10 bits once summed: kept apart from here on.
+  mine.cls = 0;
+  s_sum[t] = mine;
+  __shared__ unsigned int s_counts[3][kFusedThreads];
+  s_counts[0][t] = skip;
+  s_counts[1][t] = fast;
+  s_counts[2][t] = full;
+  __syncthreads();
+  for (int half = kFusedThreads / 2; half > 0; half /= 2) {
+    if (t < half) {
+      add_partial(s_sum[t], s_sum[t + half]);
+      for (int c = 0; c < 3; ++c) s_counts[c][t] += s_counts[c][t + half];
+    }
+    __syncthreads();
+  }
+  if (t == 0) {
+    Totals r{};
+    r.sad = s_sum[0].sad;
+    r.activity = s_sum[0].activity;
+    r.pixels = s_sum[0].pixels;
+    r.pairs = s_sum[0].pairs;
+    r.cost = s_sum[0].cost;
+    r.skip = s_counts[0][0];
+    r.fast = s_counts[1][0];
+    r.full = s_counts[2][0];
+    *totals = r;
+    *done = 0;  // ready for the next frame (every block has counted)
+  }
+}
+
 // ---- bandwidth -----------------------------------------------------------------------------
 
 __global__ void read_kernel(const uint4* __restrict__ data, size_t n, unsigned int* sink) {
@@ -330,9 +545,17 @@ float median(std::vector<float> v) {
 // Results, as laid out on the device and in the pinned host copy:
 // [Totals][class64, padded][sad16][activity16].
 struct Analyser::State {
+  // One launch (analyse_kernel) unless CCM_CUDA_ANALYSIS=three-kernels.
+  const bool fused = [] {
+    const char* v = std::getenv("CCM_CUDA_ANALYSIS");
+    return !(v && std::strcmp(v, "three-kernels") == 0);
+  }();
   cudaStream_t stream = nullptr;
   uint8_t* d_results = nullptr;
   uint8_t* h_results = nullptr;
+  uint8_t* h_mapped = nullptr;  // [Totals][class64], written by analyse_kernel over PCIe
+  uint8_t* d_mapped = nullptr;  // the same memory as the kernel addresses it
+  unsigned int* d_done = nullptr;
   Partial* d_partials = nullptr;
   size_t capacity16 = 0, capacity64 = 0;
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -351,7 +574,8 @@ struct Analyser::State {
     if (d_results) cudaFree(d_results);
     if (h_results) cudaFreeHost(h_results);
     if (d_partials) cudaFree(d_partials);
-    d_results = h_results = nullptr;
+    if (h_mapped) cudaFreeHost(h_mapped);
+    d_results = h_results = h_mapped = d_mapped = nullptr;
     d_partials = nullptr;
     capacity16 = capacity64 = 0;
   }
@@ -360,19 +584,28 @@ struct Analyser::State {
     if (start) cudaEventDestroy(start);
     if (stop) cudaEventDestroy(stop);
     if (stream) cudaStreamDestroy(stream);
+    if (d_done) cudaFree(d_done);
   }
+  // Where the totals and classes of the last frame are, on the host.
+  const uint8_t* front() const { return fused ? h_mapped : h_results; }
   bool ensure(size_t n16, size_t n64) {
     if (!stream && !check(cudaStreamCreate(&stream), "cudaStreamCreate")) return false;
+    if (!d_done && (!check(cudaMalloc(&d_done, sizeof *d_done), "cudaMalloc(count)") ||
+                    !check(cudaMemset(d_done, 0, sizeof *d_done), "cudaMemset(count)")))
+      return false;
     if (n16 <= capacity16 && n64 <= capacity64) return true;
     release();
     capacity16 = n16;
     capacity64 = n64;
     return check(cudaMalloc(&d_results, results_bytes()), "cudaMalloc(results)") &&
            check(cudaMallocHost(&h_results, results_bytes()), "cudaMallocHost(results)") &&
-           check(cudaMalloc(&d_partials, n64 * sizeof(Partial)), "cudaMalloc(partials)");
+           check(cudaMalloc(&d_partials, n64 * sizeof(Partial)), "cudaMalloc(partials)") &&
+           check(cudaHostAlloc(&h_mapped, blocks_offset(), cudaHostAllocMapped), "cudaHostAlloc(mapped)") &&
+           check(cudaHostGetDevicePointer(reinterpret_cast<void**>(&d_mapped), h_mapped, 0),
+                 "cudaHostGetDevicePointer");
   }
 
-  // Queues the three kernels and the copy back; nothing waits.
+  // Queues the kernel(s) and the copies back; nothing waits.
   bool enqueue(const analysis::LumaPlane& cur, const analysis::LumaPlane* prev, const analysis::AnalysisOptions& o,
                bool with_blocks, Geometry& g) {
     g.width = cur.width;
@@ -394,6 +627,33 @@ struct Analyser::State {
     const auto* p = prev ? static_cast<const uint8_t*>(prev->data) : nullptr;
     const long long ps = prev ? prev->stride : 0;
     const bool vec = aligned16(cur) && (!prev || aligned16(*prev));
+    if (fused) {
+      // A thread block per 64 rows x 32 16x16 blocks: never more blocks than
+      // 64x64 blocks, so the partials fit.
+      const dim3 threads(kFusedColumns, kQuarters, kBands),
+          grid((g.bx + kFusedColumns - 1) / kFusedColumns, (g.by + kBands - 1) / kBands);
+      auto* m_class = d_mapped + class_offset();
+      auto* m_totals = reinterpret_cast<Totals*>(d_mapped);
+      const auto launch = [&](auto kernel) {
+        kernel<<<grid, threads, 0, stream>>>(c, cur.stride, p, ps, g, o.skip_threshold_q4, o.full_threshold_q4,
+                                             cur.bit_depth, sad16, act16, m_class, d_partials, d_done, m_totals);
+      };
+      if (cur.bytes_per_sample == 1)
+        vec ? launch(analyse_kernel<1, true>) : launch(analyse_kernel<1, false>);
+      else
+        vec ? launch(analyse_kernel<2, true>) : launch(analyse_kernel<2, false>);
+      if (!check(cudaGetLastError(), "analyse launch")) return false;
+      if (with_blocks) {
+        const size_t bytes = n16 * sizeof(uint32_t);
+        if (!check(cudaMemcpyAsync(h_results + blocks_offset(), sad16, bytes, cudaMemcpyDeviceToHost, stream),
+                   "cudaMemcpyAsync(sad16)") ||
+            !check(cudaMemcpyAsync(h_results + blocks_offset() + capacity16 * sizeof(uint32_t), act16, bytes,
+                                   cudaMemcpyDeviceToHost, stream),
+                   "cudaMemcpyAsync(activity16)"))
+          return false;
+      }
+      return true;
+    }
     const dim3 threads(kColumns, kQuarters), grid((g.bx + kColumns - 1) / kColumns, g.by);
     if (cur.bytes_per_sample == 1) {
       if (vec)
@@ -472,7 +732,7 @@ bool Analyser::analyse(const analysis::LumaPlane& cur, const analysis::LumaPlane
   if (!s.check(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize")) return false;
 
   Totals t;
-  std::memcpy(&t, s.h_results, sizeof t);
+  std::memcpy(&t, s.front(), sizeof t);
   const size_t n16 = static_cast<size_t>(g.bx) * g.by, n64 = static_cast<size_t>(g.b64x) * g.b64y;
   out.blocks16_x = g.bx;
   out.blocks16_y = g.by;
@@ -486,7 +746,7 @@ bool Analyser::analyse(const analysis::LumaPlane& cur, const analysis::LumaPlane
   }
   out.blocks64_x = g.b64x;
   out.blocks64_y = g.b64y;
-  const auto* cls = s.h_results + s.class_offset();
+  const auto* cls = s.front() + s.class_offset();
   out.class64.resize(n64);
   for (size_t j = 0; j < n64; ++j) out.class64[j] = static_cast<analysis::BlockClass>(cls[j]);
   out.skip_blocks = t.skip;
