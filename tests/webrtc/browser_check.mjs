@@ -1,7 +1,7 @@
 // Drives headless Chromium (playwright-core) against a running ccm-webrtc-demo:
 //   node browser_check.mjs --url http://127.0.0.1:P/ --codec av1 --width 320 --height 240
 //        [--frames 60] [--timeout 40] [--viewers 1] [--reload] [--malformed] [--watch S]
-//        [--schedule "T=shell command;T=shell command"]
+//        [--schedule "T=shell command;T=shell command"] [--final-size WxH [--final-fps F]]
 // Prints one JSON line per check and exits 0 when every viewer decoded enough
 // frames of the right codec at the size sent. --watch S samples the stats every
 // 250 ms for S seconds after that and prints them as JSON lines; --schedule runs
@@ -111,6 +111,7 @@ try {
   if (args.watch) {
     const until = Date.now() + Number(args.watch) * 1000;
     const t0 = Date.now();
+    let last = null;
     const schedule = (args.schedule || '').split(';').filter(Boolean).map((item) => {
       const at = item.indexOf('=');
       return { t: Number(item.slice(0, at)), command: item.slice(at + 1), done: false };
@@ -126,7 +127,18 @@ try {
       }
       const s = await pages[0].evaluate(() => window.ccmReceiverStats());
       log({ sample: t, ...s });
+      last = s;
       await new Promise((r) => setTimeout(r, 250));
+    }
+    // --final-size WxH [--final-fps F]: what the browser shows at the end of the watch
+    // (the sender stepped resolution / frame rate down meanwhile).
+    if (args['final-size'] && last) {
+      const [fw, fh] = args['final-size'].split('x').map(Number);
+      const fpsOk = !args['final-fps'] || Math.abs(last.framesPerSecond - Number(args['final-fps'])) <= 3;
+      const good = last.frameWidth === fw && last.frameHeight === fh && fpsOk;
+      log({ check: 'final-size', ok: good, frameWidth: last.frameWidth, frameHeight: last.frameHeight,
+            framesPerSecond: last.framesPerSecond, step: last.sender.resolutionStep });
+      ok = ok && good;
     }
   }
 } catch (e) {

@@ -341,13 +341,16 @@ std::optional<CodecChain> codec_chain(const std::string& codec) {
   return std::nullopt;
 }
 
+// Step k halves the pixel rate k times: steps 1 and 2 halve the pixels (sides a
+// multiple of 8, which every encoder takes), step 3 also halves the frame rate.
 std::string size_caps(const Options& o, int step) {
-  // Step k: (1/2)^k of the pixels, sides a multiple of 8 (every encoder takes that).
-  const double scale = std::pow(0.5, step / 2.0);
+  const int pixel_steps = std::min(step, 2);
+  const double scale = std::pow(0.5, pixel_steps / 2.0);
   const int w = std::max(64, static_cast<int>(o.width * scale) & ~7);
   const int h = std::max(64, static_cast<int>(o.height * scale) & ~7);
+  const int fps = step > 2 ? std::max(1, o.fps / 2) : o.fps;
   return "video/x-raw,format=I420,width=" + std::to_string(w) + ",height=" + std::to_string(h) +
-         ",framerate=" + std::to_string(o.fps) + "/1,pixel-aspect-ratio=1/1";
+         ",framerate=" + std::to_string(fps) + "/1,pixel-aspect-ratio=1/1";
 }
 
 using PeerRef = std::pair<Server*, guint>;

@@ -12,8 +12,9 @@
 // Only fresh feedback decreases, then the target holds until a report describes the
 // new rate; without a received rate from the receiver, one decrease at most halves.
 // REMB: a ceiling with headroom (1.5 x), and what the link carried when it
-// congests. Under a low target for `scarcity_seconds` the resolution steps
-// down one level; after `recovery_seconds` of room for the next level up, back up.
+// congests. Under a low target for `scarcity_seconds` the picture steps down one
+// level (each halves the pixel rate: resolution twice, then frame rate, as
+// webrtcsink does); after `recovery_seconds` of room for the next level up, back up.
 #pragma once
 
 #include <cstdint>
@@ -39,9 +40,10 @@ struct BandwidthConfig {
   double min_rtt_window_s = 10;
   double remb_headroom = 1.5;  // target <= this x REMB
   double hold_seconds = 1.5;   // after a decrease: until a report describes the new rate
-  // Resolution steps: step k has (1/2)^k of the pixels; a step is taken after
-  // `scarcity_seconds` with the target below `bps_per_pixel_low` x pixels x fps.
-  int max_resolution_step = 2;
+  // Steps: step k has (1/2)^k of the pixel rate (the demo: 1 and 2 halve the
+  // pixels, 3 also halves the frame rate); a step is taken after `scarcity_seconds`
+  // with the target below `bps_per_pixel_low` x pixels x fps.
+  int max_resolution_step = 3;
   double scarcity_seconds = 3;
   double recovery_seconds = 8;
   double bps_per_pixel_low = 0.08;   // bits per pixel: 2.2 Mbit/s for 1280x720 at 30 fps
