@@ -132,10 +132,17 @@ try {
     }
     // --final-size WxH [--final-fps F]: what the browser shows at the end of the watch
     // (the sender stepped resolution / frame rate down meanwhile).
+    // Chromium's framesPerSecond trails a change by a second or two, and a slow
+    // (sanitizer) sender steps later: wait up to 15 s more for it.
     if (args['final-size'] && last) {
       const [fw, fh] = args['final-size'].split('x').map(Number);
-      const fpsOk = !args['final-fps'] || Math.abs(last.framesPerSecond - Number(args['final-fps'])) <= 3;
-      const good = last.frameWidth === fw && last.frameHeight === fh && fpsOk;
+      const reached = (x) => x.frameWidth === fw && x.frameHeight === fh &&
+        (!args['final-fps'] || Math.abs(x.framesPerSecond - Number(args['final-fps'])) <= 3);
+      for (let i = 0; i < 60 && !reached(last); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        last = await pages[0].evaluate(() => window.ccmReceiverStats());
+      }
+      const good = reached(last);
       log({ check: 'final-size', ok: good, frameWidth: last.frameWidth, frameHeight: last.frameHeight,
             framesPerSecond: last.framesPerSecond, step: last.sender.resolutionStep });
       ok = ok && good;
