@@ -312,10 +312,14 @@ std::string source_description(const Options& o) {
   if (g_str_has_prefix(o.source.c_str(), "/dev/video"))
     return "v4l2src device=" + o.source;
   if (g_file_test(o.source.c_str(), G_FILE_TEST_IS_REGULAR)) {
-    gchar* quoted = g_shell_quote(o.source.c_str());
-    std::string out = std::string("filesrc location=") + quoted + " ! decodebin ! clocksync";
-    g_free(quoted);
-    return out;
+    // gst-launch syntax quotes with double quotes (backslash escapes), not shell quotes.
+    std::string quoted = "\"";
+    for (char c : o.source) {
+      if (c == '"' || c == '\\') quoted += '\\';
+      quoted += c;
+    }
+    quoted += '"';
+    return "filesrc location=" + quoted + " ! decodebin ! clocksync";  // played once, at its own pace
   }
   return o.source;  // a gst-launch fragment
 }
