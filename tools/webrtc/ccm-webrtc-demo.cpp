@@ -545,7 +545,8 @@ gboolean Server::on_bus(GstBus*, GstMessage* message, gpointer) {
     }
     case GST_MESSAGE_ELEMENT: {
       const GstStructure* s = gst_message_get_structure(message);
-      if (s && gst_structure_has_name(s, "ccm-encoder-selected")) {
+      if (s && (gst_structure_has_name(s, "ccm-encoder-selected") ||
+                gst_structure_has_name(s, "ccm-encoder-switched"))) {
         gchar* text = gst_structure_to_string(s);
         log_line("%s", text);
         g_free(text);
