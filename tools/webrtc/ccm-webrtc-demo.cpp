@@ -179,6 +179,7 @@ struct Posted {
   std::string json;                       // to send on the peer's socket
   std::optional<SenderFigures> figures;   // a stats reply
   bool close = false;                     // the peer's pipeline failed
+  std::string offer_sdp;                  // an offer: local description, then sent
 };
 
 class Server {
@@ -370,15 +371,9 @@ void on_offer_created(GstPromise* promise, gpointer data) {
     return;
   }
   gchar* sdp = gst_sdp_message_as_text(offer->sdp);
-  JsonBuilder* b = json_builder_new();
-  json_builder_begin_object(b);
-  json_builder_set_member_name(b, "type");
-  json_builder_add_string_value(b, "offer");
-  json_builder_set_member_name(b, "sdp");
-  json_builder_add_string_value(b, sdp);
-  json_builder_end_object(b);
-  r->first->post(new Posted{r->first, r->second, json_string(b), std::nullopt, false});
-  g_object_unref(b);
+  auto* posted = new Posted{r->first, r->second, "", std::nullopt, false};
+  posted->offer_sdp = sdp;
+  r->first->post(posted);
   g_free(sdp);
   gst_webrtc_session_description_free(offer);
 }
@@ -484,8 +479,6 @@ bool Server::build_pipeline(Peer* peer) {
   return true;
 }
 
-// The offer is sent once the local description is set, which must happen on the
-// main loop too so a peer removed meanwhile is not touched.
 void Server::send(Peer* peer, const std::string& json) {
   if (peer->ws && soup_websocket_connection_get_state(peer->ws) == SOUP_WEBSOCKET_STATE_OPEN)
     soup_websocket_connection_send_text(peer->ws, json.c_str());
@@ -498,27 +491,27 @@ gboolean Server::on_posted(gpointer data) {
   if (!peer) return G_SOURCE_REMOVE;
   if (p->close) {
     self->remove_peer(p->peer_id, "webrtcbin could not make an offer");
-    return G_SOURCE_REMOVE;
-  }
-  if (p->figures) {
+  } else if (p->figures) {
     self->handle_stats(peer, *p->figures);
-    return G_SOURCE_REMOVE;
-  }
-  if (!p->json.empty()) {
-    // An offer becomes our local description before it leaves.
-    JsonParser* parser = json_parser_new();
-    if (json_parser_load_from_data(parser, p->json.c_str(), -1, nullptr)) {
-      JsonObject* o = json_node_get_object(json_parser_get_root(parser));
-      if (g_strcmp0(json_object_get_string_member_with_default(o, "type", ""), "offer") == 0) {
-        GstSDPMessage* sdp = nullptr;
-        gst_sdp_message_new_from_text(json_object_get_string_member(o, "sdp"), &sdp);
-        GstWebRTCSessionDescription* desc = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_OFFER, sdp);
-        g_signal_emit_by_name(peer->webrtc, "set-local-description", desc, nullptr);
-        gst_webrtc_session_description_free(desc);
-        log_line("viewer %u: offer sent (%s)", peer->id, self->options_.codec.c_str());
-      }
-    }
-    g_object_unref(parser);
+  } else if (!p->offer_sdp.empty()) {
+    // The offer becomes the local description here, on the main loop, so a peer
+    // removed meanwhile is never touched; then it leaves.
+    GstSDPMessage* sdp = nullptr;
+    gst_sdp_message_new_from_text(p->offer_sdp.c_str(), &sdp);
+    GstWebRTCSessionDescription* desc = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_OFFER, sdp);
+    g_signal_emit_by_name(peer->webrtc, "set-local-description", desc, nullptr);
+    gst_webrtc_session_description_free(desc);
+    JsonBuilder* b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "type");
+    json_builder_add_string_value(b, "offer");
+    json_builder_set_member_name(b, "sdp");
+    json_builder_add_string_value(b, p->offer_sdp.c_str());
+    json_builder_end_object(b);
+    self->send(peer, json_string(b));
+    g_object_unref(b);
+    log_line("viewer %u: offer sent (%s)", peer->id, self->options_.codec.c_str());
+  } else if (!p->json.empty()) {
     self->send(peer, p->json);
   }
   return G_SOURCE_REMOVE;
