@@ -2,6 +2,7 @@
 //   node browser_check.mjs --url http://127.0.0.1:P/ --codec av1 --width 320 --height 240
 //        [--frames 60] [--timeout 40] [--viewers 1] [--reload] [--malformed] [--watch S]
 //        [--schedule "T=shell command;T=shell command"] [--final-size WxH [--final-fps F]]
+//        [--expect-pli]
 // Prints one JSON line per check and exits 0 when every viewer decoded enough
 // frames of the right codec at the size sent. --watch S samples the stats every
 // 250 ms for S seconds after that and prints them as JSON lines; --schedule runs
@@ -83,6 +84,15 @@ try {
     return good;
   };
   for (let i = 0; i < pages.length; i++) ok = (await check(pages[i], `viewer${i}`)) && ok;
+  if (args['expect-pli'] === 'true') {
+    // The sender hid its key frames: decoding at all means a PLI/FIR went back and
+    // reached the encoder as a force-key-unit event.
+    const s = await pages[0].evaluate(() => window.ccmReceiverStats());
+    const good = s.pliCount + s.firCount >= 1 && (s.sender.keyUnitRequests || 0) >= 1;
+    log({ check: 'pli-needed-and-answered', ok: good, pli: s.pliCount, fir: s.firCount,
+          keyUnitRequests: s.sender.keyUnitRequests, keyFramesDecoded: s.keyFramesDecoded });
+    ok = ok && good;
+  }
 
   if (args.malformed === 'true') {
     // Garbage on a signalling socket of its own: the server drops that socket only.

@@ -61,6 +61,7 @@ struct Options {
   int duration_s = 0;     // 0 = serve until SIGINT/SIGTERM
   bool stats = false;     // print a JSON line per viewer per second on stdout
   bool twcc = true;       // transport-wide congestion control feedback (else REMB)
+  bool hide_key_frames = false;  // test aid: key frames dropped until the receiver asks for one
 };
 
 void log_line(const char* fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -294,6 +295,17 @@ GstPadProbeReturn count_rtp_bytes(GstPad*, GstPadProbeInfo* info, gpointer data)
   return GST_PAD_PROBE_OK;
 }
 
+// Test aid (--hide-key-frames): the receiver gets delta frames only, cannot decode,
+// and must ask for a key frame (PLI/FIR); the first key frame after that request
+// reaching the encoder goes through.
+GstPadProbeReturn hide_key_frames(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  auto* peer = static_cast<Peer*>(data);
+  GstBuffer* buffer = GST_PAD_PROBE_INFO_BUFFER(info);
+  if (peer->key_requests.load() == 0 && !GST_BUFFER_FLAG_IS_SET(buffer, GST_BUFFER_FLAG_DELTA_UNIT))
+    return GST_PAD_PROBE_DROP;
+  return GST_PAD_PROBE_OK;
+}
+
 GstPadProbeReturn count_key_requests(GstPad*, GstPadProbeInfo* info, gpointer data) {
   GstEvent* event = GST_PAD_PROBE_INFO_EVENT(info);
   if (gst_video_event_is_force_key_unit(event)) {
@@ -456,6 +468,8 @@ bool Server::build_pipeline(Peer* peer) {
   gst_object_unref(pay);
   GstPad* enc_src = gst_element_get_static_pad(peer->encoder, "src");
   gst_pad_add_probe(enc_src, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, count_key_requests, peer, nullptr);
+  if (options_.hide_key_frames)
+    gst_pad_add_probe(enc_src, GST_PAD_PROBE_TYPE_BUFFER, hide_key_frames, peer, nullptr);
   gst_object_unref(enc_src);
 
   // Send only; the sender priority is set once the transport exists (set_priority).
@@ -996,6 +1010,7 @@ int main(int argc, char** argv) {
   gboolean no_bwe = FALSE;
   gboolean stats = FALSE;
   gboolean no_twcc = FALSE;
+  gboolean hide_keys = FALSE;
   gdouble min_bpp = o.min_bpp;
   GOptionEntry entries[] = {
       {"codec", 'c', 0, G_OPTION_ARG_STRING, &codec, "av1, vp9, h264 or h265 (default av1)", "CODEC"},
@@ -1018,6 +1033,8 @@ int main(int argc, char** argv) {
       {"no-bwe", 0, 0, G_OPTION_ARG_NONE, &no_bwe, "no bandwidth estimation (fixed bitrate)", nullptr},
       {"no-twcc", 0, 0, G_OPTION_ARG_NONE, &no_twcc,
        "do not offer transport-wide congestion control feedback (the browser then sends REMB)", nullptr},
+      {"hide-key-frames", 0, 0, G_OPTION_ARG_NONE, &hide_keys,
+       "test aid: drop key frames until the browser asks for one (PLI/FIR must reach the encoder)", nullptr},
       {"page-dir", 0, 0, G_OPTION_ARG_FILENAME, &page_dir, "folder with index.html", "DIR"},
       {"duration", 0, 0, G_OPTION_ARG_INT, &o.duration_s, "stop after this many seconds (0 = never)", "S"},
       {"stats", 0, 0, G_OPTION_ARG_NONE, &stats, "print a JSON line per viewer per second (STATS ...)", nullptr},
@@ -1045,6 +1062,7 @@ int main(int argc, char** argv) {
   o.bwe = !no_bwe;
   o.stats = stats;
   o.twcc = !no_twcc;
+  o.hide_key_frames = hide_keys;
   o.min_bpp = min_bpp;
 
   gst_init(nullptr, nullptr);
