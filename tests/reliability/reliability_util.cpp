@@ -125,7 +125,7 @@ Outcome feed(const std::string& enc_props, const std::string& caps, int frames, 
     GstClockTime pts = 0;
     auto send_caps = [&](const std::string& text, GstVideoInfo* info) {
       GstCaps* c = gst_caps_from_string(text.c_str());
-      const bool ok = c && gst_pad_send_event(pad, gst_event_new_caps(gst_caps_ref(c)));
+      const bool ok = c && gst_pad_send_event(pad, gst_event_new_caps(c));  // the event takes its own ref
       if (!ok) refused = true;
       if (!(c && gst_video_info_from_caps(info, c))) gst_video_info_init(info);
       if (c) gst_caps_unref(c);

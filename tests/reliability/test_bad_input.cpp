@@ -1,12 +1,10 @@
 // The bad-input table of docs/reliability.md, one test per row: what ccmencbin
 // (and libccm's C API) do with absurd sizes, framerates, formats, bitrates,
 // truncated dynamic_params, caps changes mid-stream and a downstream that takes
-// no codec. Every row must end (EOS or one error naming the cause), never crash
+// no codec (the C API's rows: test_bad_input_capi.cpp). Every row must end (EOS or one error naming the cause), never crash
 // or hang; each prints "ROW | input | outcome" for the table.
 #include "pipeline_util.h"
 #include "reliability_util.h"
-
-#include "ccm/ccm.h"
 
 #include <gst/gst.h>
 #include <gtest/gtest.h>
@@ -240,55 +238,6 @@ TEST(BadInput, ForcedCodecDownstreamRefuses) {
     ASSERT_FALSE(o.errors.empty()) << o.summary();
     EXPECT_NE(o.error().find("vp9"), std::string::npos) << o.error();
   });
-}
-
-// ---- the C API -----------------------------------------------------------------
-
-std::vector<uint8_t> valid_blob() {
-  // "CCMP" v1, 3 entries: b_frames=0, max_quantizer=40, keyframe_interval=60.
-  return {'C', 'C', 'M', 'P', 1, 0, 3, 0, 2, 1, 0, 3, 1, 40, 4, 4, 60, 0, 0, 0};
-}
-
-TEST(BadInput, TruncatedDynamicParamsAreRefusedAndChangeNothing) {
-  ccm_config* cfg = nullptr;
-  ASSERT_EQ(ccm_init(false, &cfg), CCM_OK);
-  ccm_codec_config cc{sizeof(ccm_codec_config), CCM_CODEC_RAW, true, false};
-  ASSERT_EQ(ccm_set_codec_config(cfg, &cc), CCM_OK);
-  const EncodingProfile first{64, 48, 30, 500, 0};
-  ASSERT_EQ(ccm_configure_codec(cfg, &first, nullptr, 0), CCM_OK);
-  const auto blob = valid_blob();
-  ASSERT_EQ(ccm_configure_codec(cfg, &first, blob.data(), blob.size()), CCM_OK) << ccm_last_error(cfg);
-  const EncodingProfile second{64, 48, 30, 900, 0};
-  for (size_t n = 1; n < blob.size(); ++n) {
-    const ccm_status st = ccm_configure_codec(cfg, &second, blob.data(), n);
-    EXPECT_EQ(st, CCM_ERROR_MALFORMED_PARAMS) << "prefix of " << n << " bytes";
-    const std::string message = ccm_last_error(cfg);
-    EXPECT_NE(message.find("byte "), std::string::npos) << message;
-    if (n == 4 || n == 10) std::printf("ROW | dynamic_params cut to %zu of %zu bytes | %s: %s\n", n, blob.size(),
-                                       ccm_status_name(st), message.c_str());
-    EncodingProfile now{};
-    ASSERT_EQ(ccm_get_current_profile(cfg, &now), CCM_OK);
-    EXPECT_EQ(now.target_bitrate, 500u) << "a refused call changed the profile";
-  }
-  EXPECT_EQ(ccm_destroy(cfg), CCM_OK);
-}
-
-TEST(BadInput, CApiProfilesOutOfRange) {
-  ccm_config* cfg = nullptr;
-  ASSERT_EQ(ccm_init(false, &cfg), CCM_OK);
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  const EncodingProfile bad[] = {{0, 0, 30, 500, 0},     {16385, 16, 30, 500, 0}, {64, 48, 0, 500, 0},
-                                 {64, 48, nan, 500, 0},  {64, 48, 1e9, 500, 0},   {64, 48, 30, 0, 0},
-                                 {64, 48, 30, 500, -1}};
-  for (const auto& p : bad) {
-    const ccm_status st = ccm_configure_codec(cfg, &p, nullptr, 0);
-    EXPECT_EQ(st, CCM_ERROR_INVALID_ARGUMENT);
-    std::printf("ROW | C API profile %ux%u fps %g bitrate %u max_psnr %g | %s: %s\n", p.width, p.height, p.fps,
-                p.target_bitrate, p.max_psnr, ccm_status_name(st), ccm_last_error(cfg));
-  }
-  const EncodingProfile max_rate{64, 48, 30, 0xFFFFFFFFu, 0};
-  EXPECT_EQ(ccm_configure_codec(cfg, &max_rate, nullptr, 0), CCM_OK) << ccm_last_error(cfg);
-  EXPECT_EQ(ccm_destroy(cfg), CCM_OK);
 }
 
 }  // namespace

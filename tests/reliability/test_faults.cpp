@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -147,9 +148,27 @@ TEST_F(Faults, EncoderRefusesToOpen) {
 // and ccmencbin must notice and re-encode with the next candidate.
 TEST_F(Faults, EncoderEmitsGarbage) {
   within(60, "garbage", [] {
+    // What leaves ccmencbin: buffers that do not start with an Annex B start code.
+    static std::atomic<int> garbage_out{0};
+    garbage_out = 0;
     const Outcome o = run(
-        source(60) + "ccmencbin name=enc stall-timeout=300 candidates=garbage_h264,x264enc ! fakesink", 30,
+        source(60) + "ccmencbin name=enc stall-timeout=300 candidates=garbage_h264,x264enc ! "
+                     "video/x-h264,stream-format=byte-stream ! fakesink", 30,
         [](GstElement* pipeline) {
+          GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+          GstPad* out = gst_element_get_static_pad(enc, "src");
+          gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER,
+                            [](GstPad*, GstPadProbeInfo* info, gpointer) {
+                              guint8 head[4] = {1, 1, 1, 1};
+                              gst_buffer_extract(GST_PAD_PROBE_INFO_BUFFER(info), 0, head, 4);
+                              const bool annex_b = head[0] == 0 && head[1] == 0 &&
+                                                   (head[2] == 1 || (head[2] == 0 && head[3] == 1));
+                              if (!annex_b) ++garbage_out;
+                              return GST_PAD_PROBE_OK;
+                            },
+                            nullptr, nullptr);
+          gst_object_unref(out);
+          gst_object_unref(enc);
           g_signal_connect(pipeline, "deep-element-added",
                            G_CALLBACK(+[](GstBin*, GstBin*, GstElement* element, gpointer) {
                              GstElementFactory* f = gst_element_get_factory(element);
@@ -176,7 +195,9 @@ TEST_F(Faults, EncoderEmitsGarbage) {
                            }),
                            nullptr);
         });
-    std::printf("ROW | encoder output replaced by noise from frame 11 | %s\n", o.summary().c_str());
+    std::printf("ROW | encoder output replaced by noise from frame 11 | %s; %d of them not Annex B; %d failover(s)\n",
+                o.summary().c_str(), garbage_out.load(), o.count("ccm-encoder-switched"));
+    EXPECT_EQ(garbage_out.load(), 0) << "noise reached downstream";
     EXPECT_FALSE(o.timed_out) << o.summary();
     EXPECT_TRUE(o.eos) << o.summary();
     EXPECT_EQ(o.frames_out, 60u) << o.summary();
@@ -324,7 +345,9 @@ TEST_F(Faults, SvtAv1ClosedBeforeItsFirstPicture) {
       GstPad* pad = gst_element_get_static_pad(e, "sink");
       gst_pad_send_event(pad, gst_event_new_stream_start("svt"));
       GstCaps* caps = gst_caps_from_string("video/x-raw,format=I420,width=64,height=64,framerate=1/2");
-      ASSERT_TRUE(gst_pad_send_event(pad, gst_event_new_caps(caps)));
+      const bool accepted = gst_pad_send_event(pad, gst_event_new_caps(caps));
+      gst_caps_unref(caps);
+      ASSERT_TRUE(accepted);
       GstSegment seg;
       gst_segment_init(&seg, GST_FORMAT_TIME);
       gst_pad_send_event(pad, gst_event_new_segment(&seg));
