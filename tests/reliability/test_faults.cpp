@@ -31,6 +31,8 @@ using ccm::reliability::within;
 
 namespace {
 
+std::string g_self_exe;
+
 std::string source(int frames, int w = 64, int h = 48) {
   return "videotestsrc pattern=ball num-buffers=" + std::to_string(frames) + " ! video/x-raw,width=" +
          std::to_string(w) + ",height=" + std::to_string(h) + ",framerate=30/1 ! ";
@@ -89,7 +91,8 @@ TEST_F(Faults, PoolOutOfFileDescriptors) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    execl("/proc/self/exe", "test_faults", "--fd-exhaustion-child", nullptr);
+    // argv[0], not /proc/self/exe: under valgrind that is valgrind's own tool.
+    execl(g_self_exe.c_str(), g_self_exe.c_str(), "--fd-exhaustion-child", nullptr);
     _exit(127);
   }
   int status = 0;
@@ -372,6 +375,7 @@ TEST_F(Faults, SvtAv1ClosedBeforeItsFirstPicture) {
 
 int main(int argc, char** argv) {
   ccm::test::init_gstreamer(&argc, &argv);
+  g_self_exe = argv[0];
   if (argc > 1 && std::string(argv[1]) == "--fd-exhaustion-child") return fd_exhaustion_child();
   ccm::test::register_hardware_double("faulty_h264", "x264enc");
   ccm::test::register_hardware_double("garbage_h264", "x264enc");
