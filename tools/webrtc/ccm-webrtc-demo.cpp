@@ -424,7 +424,7 @@ bool Server::build_pipeline(Peer* peer) {
   const std::string rtp_caps = std::string("application/x-rtp,media=video,payload=96,clock-rate=90000,encoding-name=") +
                                chain->encoding_name +
                                ",rtcp-fb-nack-pli=(boolean)true,rtcp-fb-ccm-fir=(boolean)true,"
-                               "rtcp-fb-nack=(boolean)true,rtcp-fb-goog-remb=(boolean)true" +
+                               "rtcp-fb-nack=(boolean)true" +
                                (options_.twcc ? std::string(",rtcp-fb-transport-cc=(boolean)true,extmap-1=") + kTwccUri
                                               : std::string());
   const std::string description =

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Signalling without a browser: starts ccm-webrtc-demo, opens its WebSocket with a
+minimal client (RFC 6455 by hand: no packages needed), and checks for every codec
+that an offer arrives whose SDP names it, with the RTCP feedback (NACK, PLI, FIR,
+transport-cc) and the TWCC extension the sender asks for; then that garbage on one socket closes that socket
+only and the server keeps serving (a new viewer still gets an offer).
+
+    signalling_check.py DEMO
+"""
+import base64
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class WebSocket:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise RuntimeError("connection closed during the handshake")
+            head += chunk
+        if b" 101 " not in head.split(b"\r\n")[0]:
+            raise RuntimeError(f"no WebSocket upgrade: {head[:80]!r}")
+
+    def _read(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def recv(self):
+        """(opcode, payload) of the next frame (the server does not fragment)."""
+        b0, b1 = self._read(2)
+        length = b1 & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", self._read(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", self._read(8))[0]
+        return b0 & 0x0F, self._read(length)
+
+    def send_text(self, text):
+        payload = text.encode()
+        mask = os.urandom(4)
+        head = bytes([0x81])
+        if len(payload) < 126:
+            head += bytes([0x80 | len(payload)])
+        else:
+            head += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def wait_offer(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            opcode, payload = self.recv()
+            if opcode == 8:
+                raise RuntimeError("closed before an offer")
+            if opcode == 1:
+                message = json.loads(payload)
+                if message.get("type") == "offer":
+                    return message["sdp"]
+        raise RuntimeError("no offer")
+
+    def wait_close(self, timeout=10):
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                opcode, payload = self.recv()
+                if opcode == 8:
+                    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+        except (EOFError, ConnectionResetError):
+            return 1006
+        except socket.timeout:
+            return None
+
+
+def main():
+    demo = sys.argv[1]
+    failures = []
+    expected = {"av1": "AV1/90000", "vp9": "VP9/90000", "h264": "H264/90000", "h265": "H265/90000"}
+    for codec, rtpmap in expected.items():
+        port = free_port()
+        proc = subprocess.Popen([demo, "--codec", codec, "--port", str(port), "--width", "320",
+                                 "--height", "240", "--duration", "60"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            ws = WebSocket(port)
+            sdp = ws.wait_offer()
+            for needle in (rtpmap, "a=sendonly", "nack pli", "ccm fir", "transport-cc",
+                           "transport-wide-cc-extensions-01"):
+                if needle not in sdp:
+                    failures.append(f"{codec}: offer without {needle!r}")
+            print(json.dumps({"codec": codec, "offer": True, "rtpmap": rtpmap in sdp}))
+            if codec == "vp9":
+                # Garbage on a socket of its own: that socket closes, the other stays served.
+                bad = WebSocket(port)
+                bad.wait_offer()
+                bad.send_text('{"type":"answer","sdp":"not sdp at all"}')
+                code = bad.wait_close()
+                print(json.dumps({"malformed-closed": code}))
+                if code is None:
+                    failures.append("malformed answer did not close its socket")
+                again = WebSocket(port)
+                again.wait_offer()
+                ws.send_text(json.dumps({"type": "ice", "candidate": "", "sdpMLineIndex": 0}))
+                if proc.poll() is not None:
+                    failures.append("the sender died after malformed signalling")
+        except Exception as e:  # noqa: BLE001 - any failure is a test failure with its reason
+            failures.append(f"{codec}: {e}")
+        finally:
+            proc.terminate()
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            if proc.returncode not in (0, -15):
+                failures.append(f"{codec}: sender exited {proc.returncode}")
+                print("\n".join(l for l in err.splitlines() if not l.startswith("Svt["))[-3000:])
+    for f in failures:
+        print("FAIL: " + f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
