@@ -14,6 +14,11 @@
 //     --no-low-latency lets the encoder reorder and look ahead (throughput
 //     settings); --direct puts the encoder element alone in place of ccmencbin.
 //
+//   bench_h100_encode rc --width W --height H --format NV12|P010_10LE --frames N [--cuda]
+//     ccmratecontrol alone (mode=passthrough) on videotestsrc frames, in system
+//     memory or, with --cuda, uploaded first (cudaupload): its stats' analysis-ms,
+//     the mean time per frame as the element measures it (map for the GPU included).
+//
 //   bench_h100_encode exec --frames N -- COMMAND ARGS...
 //     Runs a peer (x265, SvtAv1EncApp) and measures it the same way from outside.
 //
@@ -247,6 +252,59 @@ int run_gst(int argc, char** argv) {
   return rc;
 }
 
+int run_rc(int argc, char** argv) {
+  int width = 3840, height = 2160, frames = 300;
+  std::string format = "NV12";
+  bool cuda = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--width") width = std::atoi(next());
+    else if (a == "--height") height = std::atoi(next());
+    else if (a == "--frames") frames = std::atoi(next());
+    else if (a == "--format") format = next();
+    else if (a == "--cuda") cuda = true;
+  }
+  const std::string description =
+      "videotestsrc num-buffers=" + std::to_string(frames) + " pattern=ball ! video/x-raw,format=" + format +
+      ",width=" + std::to_string(width) + ",height=" + std::to_string(height) + ",framerate=60/1 ! " +
+      (cuda ? "cudaupload ! video/x-raw(memory:CUDAMemory) ! " : "") +
+      "ccmratecontrol name=rc mode=passthrough ! fakesink sync=false";
+  GError* err = nullptr;
+  GstElement* pipeline = gst_parse_launch(description.c_str(), &err);
+  if (!pipeline) {
+    std::fprintf(stderr, "%s\n", err ? err->message : "parse failed");
+    return 2;
+  }
+  GstElement* rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc");
+  GstBus* bus = gst_element_get_bus(pipeline);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  GstMessage* m = gst_bus_timed_pop_filtered(bus, 300 * GST_SECOND,
+                                             static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  int result = 1;
+  if (m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS) {
+    GstStructure* stats = nullptr;
+    g_object_get(rc, "stats", &stats, nullptr);
+    double ms = 0;
+    guint64 in = 0;
+    gst_structure_get_double(stats, "analysis-ms", &ms);
+    gst_structure_get_uint64(stats, "frames-in", &in);
+    std::printf("RC %dx%d %s %s: analysis-ms=%.4f isa=%s frames=%" G_GUINT64_FORMAT "\n", width, height,
+                format.c_str(), cuda ? "CUDAMemory" : "system-memory", ms, gst_structure_get_string(stats, "isa"),
+                in);
+    gst_structure_free(stats);
+    result = 0;
+  } else {
+    std::fprintf(stderr, "pipeline failed: %s\n", description.c_str());
+  }
+  if (m) gst_message_unref(m);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(bus);
+  gst_object_unref(rc);
+  gst_object_unref(pipeline);
+  return result;
+}
+
 int run_exec(int argc, char** argv) {
   int frames = 0, first = -1;
   for (int i = 2; i < argc; ++i) {
@@ -285,6 +343,10 @@ int main(int argc, char** argv) {
     ccm::test::init_gstreamer(&argc, &argv);
     return run_gst(argc, argv);
   }
-  std::fprintf(stderr, "usage: %s gst --input FILE ... | exec --frames N -- COMMAND...\n", argv[0]);
+  if (argc >= 2 && std::strcmp(argv[1], "rc") == 0) {
+    ccm::test::init_gstreamer(&argc, &argv);
+    return run_rc(argc, argv);
+  }
+  std::fprintf(stderr, "usage: %s gst --input FILE ... | rc ... | exec --frames N -- COMMAND...\n", argv[0]);
   return 2;
 }

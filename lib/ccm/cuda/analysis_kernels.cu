@@ -392,7 +392,7 @@ __global__ void __launch_bounds__(kFusedThreads)
   }
   __syncthreads();
 
-  // 2. The eight 64x64 blocks of this thread block, as blocks64_kernel.
+  // 2. The four 64x64 blocks of this thread block, as blocks64_kernel.
   const int t = (threadIdx.z * kQuarters + threadIdx.y) * kFusedColumns + threadIdx.x;
   const bool has_prev = prev != nullptr;
   if (t < kFusedColumns / 4) {
