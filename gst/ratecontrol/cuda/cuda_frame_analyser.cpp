@@ -124,6 +124,7 @@ bool CudaFrameAnalyser::analyse(GstBuffer* buf, const GstVideoInfo& info, const 
   // GST_MAP_CUDA gives device pointers (uploading first only if someone wrote
   // the memory from the host); NO_REF keeps the buffer writable.
   const auto flags = static_cast<GstMapFlags>(GST_MAP_READ | GST_MAP_CUDA | GST_VIDEO_FRAME_MAP_FLAG_NO_REF);
+  const gint64 t0 = g_get_monotonic_time();
   // Without a video meta the memory's own layout (its pitch) describes the
   // frame, not the caps' default strides.
   const GstVideoInfo* layout = &info;
@@ -134,6 +135,7 @@ bool CudaFrameAnalyser::analyse(GstBuffer* buf, const GstVideoInfo& info, const 
     return false;
   }
   s.current_mapped = true;
+  const gint64 t1 = g_get_monotonic_time();
   ContextScope scope(s.context);
   if (!scope.ok()) {
     error = "could not make the CUDA context current";
@@ -143,10 +145,13 @@ bool CudaFrameAnalyser::analyse(GstBuffer* buf, const GstVideoInfo& info, const 
   const analysis::LumaPlane cur = device_luma(s.current);
   std::optional<analysis::LumaPlane> prev;
   if (s.prev_buffer) prev = device_luma(s.prev);
+  const gint64 t2 = g_get_monotonic_time();
   if (!s.analyser->analyse(cur, prev ? &*prev : nullptr, options, out)) {
     error = s.analyser->last_error();
     return false;
   }
+  GST_LOG("map %" G_GINT64_FORMAT " us, context push %" G_GINT64_FORMAT " us, analysis %" G_GINT64_FORMAT " us",
+          t1 - t0, t2 - t1, g_get_monotonic_time() - t2);
   return true;
 }
 
