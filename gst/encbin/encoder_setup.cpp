@@ -192,8 +192,13 @@ SetupReport configure_encoder(GstElement* encoder, const EncoderEntry* entry,
   // Trap fixes first, so that user settings below win where they overlap.
   if (entry)
     for (const auto& fix : entry->always) set.set(fix.property, fix.value);
-  if (entry && s.low_latency)
-    for (const auto& ll : entry->low_latency) set.set(ll.property, ll.value);
+  if (entry)
+    for (const auto& ll : entry->low_latency) {
+      if (s.low_latency)
+        set.set(ll.property, ll.value);
+      else if (ll.property == "low-latency")  // a switch that is on by default (ours, qsv): off means off
+        set.set(ll.property, "false");
+    }
 
   // Rate control.
   if (entry) {

@@ -191,6 +191,37 @@ struct Mapping {
 
 class BitrateMapping : public ::testing::TestWithParam<Mapping> {};
 
+// low-latency=false reaches encoders whose own switch is on by default (ours).
+TEST(EncBinSettings, LowLatencyOffReachesOurEncoders) {
+  for (const char* factory : {"ccmx265enc", "ccmsvtav1enc"}) {
+    GstElementFactory* f = gst_element_factory_find(factory);
+    if (!f) continue;
+    gst_object_unref(f);
+    const std::string codec = std::string(factory) == "ccmx265enc" ? "h265" : "av1";
+    for (bool low : {true, false}) {
+      gboolean seen = !low;
+      auto r = run_pipeline(std::string("videotestsrc num-buffers=5 ! video/x-raw,width=64,height=64,framerate=30/1 ! "
+                                        "ccmencbin name=enc low-latency=") + (low ? "true" : "false") +
+                                " codec=" + codec + " candidates=" + factory + " ! fakesink",
+                            60, [&](GstElement* pipeline) {
+                              GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+                              GstIterator* it = gst_bin_iterate_elements(GST_BIN(enc));
+                              GValue v = G_VALUE_INIT;
+                              while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+                                GstElement* e = GST_ELEMENT(g_value_get_object(&v));
+                                if (g_str_equal(GST_OBJECT_NAME(gst_element_get_factory(e)), factory))
+                                  g_object_get(e, "low-latency", &seen, nullptr);
+                                g_value_unset(&v);
+                              }
+                              gst_iterator_free(it);
+                              gst_object_unref(enc);
+                            });
+      ASSERT_TRUE(r.eos) << r.error;
+      EXPECT_EQ(bool(seen), low) << factory << " low-latency=" << low;
+    }
+  }
+}
+
 // The encoder's own rate control (rate-controller=encoder): with ccmratecontrol in
 // front, x264enc's and vp9enc's rate properties follow each frame's budget instead.
 TEST_P(BitrateMapping, InTheEncodersUnit) {
