@@ -101,7 +101,7 @@ try {
       await new Promise((r) => { ws.onopen = r; });
       for (const m of ['{not json', '[1,2]', '{"type":"answer"}', '{"type":"ice","candidate":5}', '{"type":"bogus"}'])
         ws.send(m);
-      return await new Promise((r) => { ws.onclose = (e) => r(e.code); setTimeout(() => r('open'), 5000); });
+      return await new Promise((r) => { ws.onclose = (e) => r(e.code); setTimeout(() => r("open"), 20000); });
     });
     log({ check: 'malformed-closed', ok: result !== 'open', closeCode: result });
     ok = ok && result !== 'open';

@@ -1079,6 +1079,7 @@ int main(int argc, char** argv) {
       log_line("GStreamer element %s is missing (the gst-ccm plugin: install it or set GST_PLUGIN_PATH; "
                "webrtcbin: gstreamer1.0-plugins-bad and gstreamer1.0-nice)",
                needed);
+      gst_deinit();
       return 1;
     }
     gst_object_unref(f);
