@@ -247,7 +247,7 @@ int main(int argc, char** argv) {
       }
     }
 
-    if (t >= next_report || (ended && false)) {
+    if (t >= next_report) {
       next_report += o.report_s;
       const Sample s = sample(t);
       samples.push_back(s);
