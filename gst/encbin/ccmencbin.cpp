@@ -1005,6 +1005,16 @@ static bool wants_rate_controller(Self* self, Chain& c, const Settings& s) {
   }
 }
 
+// GStreamer 1.22's av1parse takes SVT-AV1's frames at 7680x2160 but rejects them
+// at 6144x3456 and 7680x4320 ("Parse obu need more data", then "No valid frames
+// found"), while dav1d and ffmpeg decode them: past 7680x2160 AV1 goes out unparsed
+// (1.24 is not checked here; it keeps the parser).
+static bool av1parse_breaks_on(Codec codec, const GstVideoInfo& info) {
+  constexpr gint64 kLargestParsed = 7680 * 2160;
+  return codec == Codec::AV1 && ccm::gst::running_gst_version() < ccm::catalog::GstVersion{1, 24} &&
+         gint64(GST_VIDEO_INFO_WIDTH(&info)) * GST_VIDEO_INFO_HEIGHT(&info) > kLargestParsed;
+}
+
 static GstEvent* bandwidth_estimate_event(double bps) {
   return gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
                               gst_structure_new(GST_CCM_BANDWIDTH_ESTIMATE_EVENT, "bitrate", G_TYPE_UINT64,
@@ -1092,10 +1102,14 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
     if ((gint64)GST_VIDEO_INFO_WIDTH(&vinfo) * GST_VIDEO_INFO_HEIGHT(&vinfo) >= 3840 * 2160)
       g_object_set(c.rate_controller, "analysis-row-step", 2u, nullptr);
   }
-  c.parser = make(ccm::catalog::parser_factory(codec));
-  if (!c.parser)
+  if (av1parse_breaks_on(codec, vinfo)) {
+    // The encoders' output is already OBU stream, one temporal unit per buffer.
+    GST_INFO_OBJECT(self, "%dx%d AV1: no av1parse (GStreamer 1.22's drops frames this large as invalid)",
+                    GST_VIDEO_INFO_WIDTH(&vinfo), GST_VIDEO_INFO_HEIGHT(&vinfo));
+  } else if (!(c.parser = make(ccm::catalog::parser_factory(codec)))) {
     GST_WARNING_OBJECT(self, "%s missing (gstreamer1.0-plugins-bad): output is not parsed",
                        ccm::catalog::parser_factory(codec));
+  }
   sess->setup_report = join(report.applied, ", ");
   if (!report.skipped.empty()) sess->setup_report += "; not set: " + join(report.skipped, "; ");
 

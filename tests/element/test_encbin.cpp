@@ -191,6 +191,24 @@ struct Mapping {
 
 class BitrateMapping : public ::testing::TestWithParam<Mapping> {};
 
+// 8K AV1 comes out and decodes: GStreamer 1.22's av1parse rejects frames this
+// large, so ccmencbin leaves it out there.
+TEST(EncBinSizes, Av1At8kComesOut) {
+  GstElementFactory* f = gst_element_factory_find("ccmsvtav1enc");
+  if (!f) GTEST_SKIP() << "no ccmsvtav1enc";
+  gst_object_unref(f);
+  const std::string out = temp_path("av1-8k.mkv");
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! video/x-raw,width=7680,height=4320,framerate=30/1 ! "
+                        "ccmencbin name=enc codec=av1 candidates=ccmsvtav1enc ! matroskamux ! filesink location=" + out,
+                        300);
+  ASSERT_TRUE(r.eos) << r.error;
+  auto p = probe_file(out);
+  EXPECT_TRUE(p.ok) << p.decoder_errors;
+  EXPECT_EQ(p.frames, 2);
+  EXPECT_EQ(p.width, 7680);
+  EXPECT_EQ(p.height, 4320);
+}
+
 // low-latency=false reaches encoders whose own switch is on by default (ours).
 TEST(EncBinSettings, LowLatencyOffReachesOurEncoders) {
   for (const char* factory : {"ccmx265enc", "ccmsvtav1enc"}) {
