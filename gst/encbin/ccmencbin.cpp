@@ -485,6 +485,13 @@ std::string refuse_reason(GstCaps* caps) {
       GST_VIDEO_INFO_FORMAT(&info) == GST_VIDEO_FORMAT_UNKNOWN)
     return "raw format has no converter to a format encoders take";
   if (info.width < 1 || info.height < 1) return "frame size must be at least 1x1";
+  // No encoder element takes more (AV1, HEVC and H.264 levels end below it), and
+  // some reserve memory for the whole frame at open (vp9enc: ~13 GB at 16385x16385).
+  constexpr int kMaxSide = 16384;
+  if (info.width > kMaxSide || info.height > kMaxSide)
+    return std::to_string(info.width) + "x" + std::to_string(info.height) +
+           " is larger than any encoder takes (" + std::to_string(kMaxSide) +
+           " per side at most): scale it down first (videoscale)";
   return {};
 }
 
@@ -1581,10 +1588,21 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
     fix = "no hardware encoder is usable here (" + std::to_string(ccm::gst::detected_gpus().size()) +
           " GPU(s) detected); set hardware=auto to allow software encoders";
   } else {
+    GstVideoInfo vinfo;
+    gst_video_info_from_caps(&vinfo, input_caps);
     for (const Plan& pl : plans) {
       if (!fix.empty()) fix += "; ";
-      fix += std::string("for ") + ccm::catalog::to_string(pl.codec) + " install " +
-             std::string(ccm::catalog::debian_package_for(pl.codec));
+      if (pl.ranking.candidates.empty()) {  // nothing installed: the package is the fix
+        fix += std::string("for ") + ccm::catalog::to_string(pl.codec) + " install " +
+               std::string(ccm::catalog::debian_package_for(pl.codec));
+        continue;
+      }
+      // Installed, and each refused this input: say so, the reasons are in the debug text.
+      std::vector<std::string> names;
+      for (const auto& c : pl.ranking.candidates) names.push_back(c.factory);
+      fix += "none of " + join(names, ", ") + " takes " + std::to_string(GST_VIDEO_INFO_WIDTH(&vinfo)) + "x" +
+             std::to_string(GST_VIDEO_INFO_HEIGHT(&vinfo)) + " " +
+             gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vinfo)) + " (see why below)";
     }
   }
   std::string codecs;

@@ -441,6 +441,28 @@ TEST(EncBinErrors, CapsItCannotConvert) {
 }
 
 // No AV1 encoder in the registry: the error names the Debian package to install.
+// Encoders installed but none takes this input: say that, not "install ...".
+TEST(EncBinErrors, InstalledEncodersThatRefuseTheInputAreNamed) {
+  GstElementFactory* f = gst_element_factory_find("openh264enc");
+  if (!f) GTEST_SKIP() << "no openh264enc";
+  gst_object_unref(f);
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=33,height=33 ! "
+                        "ccmencbin name=enc codec=h264 candidates=openh264enc ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("none of openh264enc takes 33x33 I420"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error.find("install"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("odd size"), std::string::npos) << "the debug text says why: " << r.error;
+}
+
+// Larger than any encoder takes: refused at the caps, before an encoder reserves memory for it.
+TEST(EncBinErrors, SizeOverTheLimitIsRefusedAtTheCaps) {
+  auto r = run_pipeline("videotestsrc num-buffers=1 ! video/x-raw,format=I420,width=16385,height=16 ! "
+                        "ccmencbin name=enc codec=vp9 ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("16385x16 is larger than any encoder takes (16384 per side at most)"), std::string::npos)
+      << r.error;
+}
+
 TEST(EncBinErrors, NoEncoderNamesThePackage) {
   GstRegistry* registry = gst_registry_get();
   std::vector<GstPluginFeature*> removed;
