@@ -38,6 +38,7 @@
 #include "analysis/scene_cut.h"
 #include "memory/ccmdmabufpool.h"
 #include "ratecontrol/encoder_adapters.h"
+#include "ratecontrol/luma_plane.h"
 #include "rc/controller.h"
 #if CCM_HAVE_GST_CUDA
 #include <gst/cuda/gstcudamemory.h>
@@ -224,21 +225,6 @@ static void drop_previous(Private* p) {
     gst_buffer_unref(p->prev_buffer);
     p->prev_buffer = nullptr;
   }
-}
-
-static ccm::analysis::LumaPlane luma_of(const GstVideoFrame& f) {
-  ccm::analysis::LumaPlane l;
-  l.data = static_cast<const uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&f, 0));
-  l.stride = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
-  l.width = GST_VIDEO_FRAME_WIDTH(&f);
-  l.height = GST_VIDEO_FRAME_HEIGHT(&f);
-  const GstVideoFormatInfo* fi = f.info.finfo;
-  if (GST_VIDEO_FORMAT_INFO_DEPTH(fi, 0) > 8) {
-    l.bytes_per_sample = 2;
-    l.bit_depth = static_cast<int>(GST_VIDEO_FORMAT_INFO_DEPTH(fi, 0));
-    l.shift = static_cast<int>(GST_VIDEO_FORMAT_INFO_SHIFT(fi, 0));  // P010: 6 (10 bits in the top of 16)
-  }
-  return l;
 }
 
 static double nominal_fps(const GstVideoInfo& info) {
@@ -479,9 +465,9 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
     }
 #endif
   } else {
-    const ccm::analysis::LumaPlane cur = luma_of(frame);
+    const ccm::analysis::LumaPlane cur = ccm::gst::luma_plane_of(frame);
     std::optional<ccm::analysis::LumaPlane> prev;
-    if (p->prev_buffer) prev = luma_of(p->prev_frame);
+    if (p->prev_buffer) prev = ccm::gst::luma_plane_of(p->prev_frame);
     ccm::analysis::analyse_frame(cur, prev ? &*prev : nullptr, options, p->analysis);
   }
   ccm::analysis::SceneCutOptions sc = p->scene_cuts.options();

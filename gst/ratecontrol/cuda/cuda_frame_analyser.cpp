@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "cuda/analysis_cuda.h"
+#include "ratecontrol/luma_plane.h"
 
 GST_DEBUG_CATEGORY_STATIC(ccm_rc_cuda_debug);
 #define GST_CAT_DEFAULT ccm_rc_cuda_debug
@@ -29,21 +30,6 @@ class ContextScope {
  private:
   bool pushed_;
 };
-
-analysis::LumaPlane device_luma(const GstVideoFrame& f) {
-  analysis::LumaPlane l;
-  l.data = static_cast<const uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&f, 0));
-  l.stride = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
-  l.width = GST_VIDEO_FRAME_WIDTH(&f);
-  l.height = GST_VIDEO_FRAME_HEIGHT(&f);
-  const GstVideoFormatInfo* fi = f.info.finfo;
-  if (GST_VIDEO_FORMAT_INFO_DEPTH(fi, 0) > 8) {
-    l.bytes_per_sample = 2;
-    l.bit_depth = static_cast<int>(GST_VIDEO_FORMAT_INFO_DEPTH(fi, 0));
-    l.shift = static_cast<int>(GST_VIDEO_FORMAT_INFO_SHIFT(fi, 0));
-  }
-  return l;
-}
 
 GstCudaContext* context_of(GstBuffer* buf) {
   GstMemory* mem = gst_buffer_peek_memory(buf, 0);
@@ -142,9 +128,9 @@ bool CudaFrameAnalyser::analyse(GstBuffer* buf, const GstVideoInfo& info, const 
     return false;
   }
   if (!s.analyser) s.analyser.emplace();
-  const analysis::LumaPlane cur = device_luma(s.current);
+  const analysis::LumaPlane cur = luma_plane_of(s.current);
   std::optional<analysis::LumaPlane> prev;
-  if (s.prev_buffer) prev = device_luma(s.prev);
+  if (s.prev_buffer) prev = luma_plane_of(s.prev);
   const gint64 t2 = g_get_monotonic_time();
   if (!s.analyser->analyse(cur, prev ? &*prev : nullptr, options, out)) {
     error = s.analyser->last_error();
