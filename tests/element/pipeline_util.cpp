@@ -131,6 +131,23 @@ RunResult run_pipeline(const std::string& description, const RunOptions& options
   return result;
 }
 
+GstElement* element_in_bin(GstElement* pipeline, const char* bin_name, const char* factory) {
+  GstElement* bin = gst_bin_get_by_name(GST_BIN(pipeline), bin_name);
+  if (!bin) return nullptr;
+  GstElement* found = nullptr;
+  GstIterator* it = gst_bin_iterate_elements(GST_BIN(bin));
+  GValue v = G_VALUE_INIT;
+  while (!found && gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+    GstElement* e = GST_ELEMENT(g_value_get_object(&v));
+    GstElementFactory* f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), factory)) found = GST_ELEMENT(gst_object_ref(e));
+    g_value_unset(&v);
+  }
+  gst_iterator_free(it);
+  gst_object_unref(bin);
+  return found;
+}
+
 std::string str_field(const GstStructure* s, const char* field) {
   const gchar* v = s ? gst_structure_get_string(s, field) : nullptr;
   return v ? v : "";

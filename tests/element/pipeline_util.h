@@ -43,6 +43,10 @@ RunResult run_pipeline(const std::string& description, const RunOptions& options
 RunResult run_pipeline(const std::string& description, int timeout_s = 120,
                        const std::function<void(GstElement* pipeline)>& on_playing = {});
 
+// The element made by `factory` inside the bin named `bin_name` in `pipeline` (a new
+// reference; nullptr when there is none): the encoder ccmencbin chose, for one.
+GstElement* element_in_bin(GstElement* pipeline, const char* bin_name, const char* factory);
+
 // Fields of element messages and stats: "" / 0 when the structure or field is missing.
 std::string str_field(const GstStructure* s, const char* field);
 guint64 u64_field(const GstStructure* s, const char* field);

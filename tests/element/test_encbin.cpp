@@ -222,17 +222,10 @@ TEST(EncBinSettings, LowLatencyOffReachesOurEncoders) {
                                         "ccmencbin name=enc low-latency=") + (low ? "true" : "false") +
                                 " codec=" + codec + " candidates=" + factory + " ! fakesink",
                             60, [&](GstElement* pipeline) {
-                              GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
-                              GstIterator* it = gst_bin_iterate_elements(GST_BIN(enc));
-                              GValue v = G_VALUE_INIT;
-                              while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
-                                GstElement* e = GST_ELEMENT(g_value_get_object(&v));
-                                if (g_str_equal(GST_OBJECT_NAME(gst_element_get_factory(e)), factory))
-                                  g_object_get(e, "low-latency", &seen, nullptr);
-                                g_value_unset(&v);
+                              if (GstElement* e = ccm::test::element_in_bin(pipeline, "enc", factory)) {
+                                g_object_get(e, "low-latency", &seen, nullptr);
+                                gst_object_unref(e);
                               }
-                              gst_iterator_free(it);
-                              gst_object_unref(enc);
                             });
       ASSERT_TRUE(r.eos) << r.error;
       EXPECT_EQ(bool(seen), low) << factory << " low-latency=" << low;
@@ -253,19 +246,7 @@ TEST_P(BitrateMapping, InTheEncodersUnit) {
                             m.codec + " candidates=" + m.candidates + " ! fakesink",
                         60, [&](GstElement* pipeline) {
                           GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
-                          GstElement* inner = nullptr;
-                          gchar* factory = nullptr;
-                          g_object_get(enc, "encoder", &factory, nullptr);
-                          GstIterator* it = gst_bin_iterate_elements(GST_BIN(enc));
-                          GValue v = G_VALUE_INIT;
-                          while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
-                            GstElement* e = GST_ELEMENT(g_value_get_object(&v));
-                            if (g_str_equal(GST_OBJECT_NAME(gst_element_get_factory(e)), m.candidates))
-                              inner = GST_ELEMENT(gst_object_ref(e));
-                            g_value_unset(&v);
-                          }
-                          gst_iterator_free(it);
-                          g_free(factory);
+                          GstElement* inner = ccm::test::element_in_bin(pipeline, "enc", m.candidates);
                           if (inner) {
                             GValue pv = G_VALUE_INIT;
                             g_object_get_property(G_OBJECT(inner), m.property, &pv);
@@ -322,24 +303,17 @@ TEST_P(CqpMapping, QuantizerReachesTheEncoder) {
                                     "ccmencbin name=enc rate-control=cqp quantizer=30 codec=") + m.codec +
                             " candidates=" + m.candidates + " ! fakesink",
                         60, [&](GstElement* pipeline) {
-                          GstElement* inner = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
-                          GstIterator* it = gst_bin_iterate_elements(GST_BIN(inner));
-                          GValue v = G_VALUE_INIT;
-                          while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
-                            GstElement* e = GST_ELEMENT(g_value_get_object(&v));
-                            if (g_str_equal(GST_OBJECT_NAME(gst_element_get_factory(e)), m.candidates))
-                              for (const auto& p : props) {
-                                GValue pv = G_VALUE_INIT, as64 = G_VALUE_INIT;
-                                g_object_get_property(G_OBJECT(e), p.c_str(), &pv);
-                                g_value_init(&as64, G_TYPE_INT64);
-                                g_value_transform(&pv, &as64);
-                                seen.push_back(g_value_get_int64(&as64));
-                                g_value_unset(&pv);
-                              }
-                            g_value_unset(&v);
+                          GstElement* e = ccm::test::element_in_bin(pipeline, "enc", m.candidates);
+                          if (!e) return;
+                          for (const auto& p : props) {
+                            GValue pv = G_VALUE_INIT, as64 = G_VALUE_INIT;
+                            g_object_get_property(G_OBJECT(e), p.c_str(), &pv);
+                            g_value_init(&as64, G_TYPE_INT64);
+                            g_value_transform(&pv, &as64);
+                            seen.push_back(g_value_get_int64(&as64));
+                            g_value_unset(&pv);
                           }
-                          gst_iterator_free(it);
-                          gst_object_unref(inner);
+                          gst_object_unref(e);
                         });
   ASSERT_TRUE(r.eos) << r.error;
   ASSERT_EQ(seen.size(), props.size());

@@ -83,17 +83,10 @@ TEST_F(Mix3, BitrateReachesTheHardwareElementInItsUnit) {
   auto r = run_pipeline("videotestsrc num-buffers=30 is-live=true ! video/x-raw,width=64,height=64 ! "
                         "ccmencbin name=enc codec=h265 bitrate=1234 ! fakesink",
                         60, [&](GstElement* pipeline) {
-                          GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
-                          GstIterator* it = gst_bin_iterate_elements(GST_BIN(enc));
-                          GValue v = G_VALUE_INIT;
-                          while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
-                            GstElement* e = GST_ELEMENT(g_value_get_object(&v));
-                            if (g_str_equal(GST_OBJECT_NAME(gst_element_get_factory(e)), "nvh265enc"))
-                              g_object_get(e, "bitrate", &seen, nullptr);
-                            g_value_unset(&v);
+                          if (GstElement* e = ccm::test::element_in_bin(pipeline, "enc", "nvh265enc")) {
+                            g_object_get(e, "bitrate", &seen, nullptr);
+                            gst_object_unref(e);
                           }
-                          gst_iterator_free(it);
-                          gst_object_unref(enc);
                         });
   ASSERT_TRUE(r.eos) << r.error;
   EXPECT_EQ(seen, 1234u);  // nvh265enc takes kbit/s
