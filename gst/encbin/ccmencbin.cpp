@@ -973,10 +973,6 @@ static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound
   }
 }
 
-// ccmratecontrol goes in front of encoders it can steer frame by frame (QP meta,
-// a live quantizer, x264enc's bitrate) when the rate is to be constant. Encoders
-// that only take a new bitrate now and then (hardware, x265enc) keep their own
-// rate control; bandwidth estimates set their bitrate (ccm_enc_bin_follow_estimate).
 // Whether the application put a ccmratecontrol in front of us (through queues,
 // capsfilters, converters and bin boundaries): that one steers, ours would fight it.
 static bool rate_controller_upstream(GstPad* sinkpad) {
@@ -997,6 +993,10 @@ static bool rate_controller_upstream(GstPad* sinkpad) {
   return false;
 }
 
+// ccmratecontrol goes in front of encoders it can steer frame by frame (QP meta,
+// a live quantizer, x264enc's bitrate) when the rate is to be constant. Encoders
+// that only take a new bitrate now and then (hardware, x265enc) keep their own
+// rate control; bandwidth estimates set their bitrate (ccm_enc_bin_follow_estimate).
 static bool wants_rate_controller(Self* self, Chain& c, const Settings& s) {
   if (rate_controller_upstream(self->sinkpad)) {
     GST_INFO_OBJECT(self, "a ccmratecontrol upstream steers the rate: none of our own");
