@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ccmsvtav1enc against SvtAv1EncApp (package svt-av1) on the same 1080p clip.
 
-Both encode the same y4m file (the 1080p street clip of shared/media, looped back
+Both encode the same y4m file (the 1080p street clip of tests/media, looped back
 and forth to --frames frames at 25 fps) with the same library (SVT-AV1 1.4.1), the
 same preset, low-delay prediction, the same key-frame interval (125 frames) and
 the same target bitrate. SvtAv1EncApp runs its own CBR (--rc 2); ccmsvtav1enc runs
@@ -41,7 +41,7 @@ KEYINT = 125  # ccmsvtav1enc's default: 5 s of frames
 
 
 def media_dir():
-    for d in (os.environ.get("CCM_TEST_MEDIA"), os.path.join(ROOT, "..", "shared", "media"), "/work/shared/media"):
+    for d in (os.environ.get("CCM_TEST_MEDIA"), os.path.join(ROOT, "tests", "media")):
         if d and os.path.exists(os.path.join(d, CLIP)):
             return d
     sys.exit(f"{CLIP} not found: set CCM_TEST_MEDIA")

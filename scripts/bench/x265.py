@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """ccmx265enc against stock x265enc and ffmpeg's libx265, side by side.
 
-Same 1080p camera clip for all (shared/media/street_1920x1080_54f.h264, decoded
+Same 1080p camera clip for all (tests/media/street_1920x1080_54f.h264, decoded
 once to raw and its frames repeated to --frames), same x265 settings: ultrafast,
 zerolatency, ABR at --bitrate with VBV max = bitrate and a half-second buffer,
 which is what `ccmx265enc bitrate=N` (rate-control=cbr, low-latency=true) opens
@@ -40,7 +40,7 @@ def x265_options(bitrate):
 
 
 def prepare_raw(frames):
-    media = os.path.normpath(os.path.join(TOP, "..", "shared", "media", "street_1920x1080_54f.h264"))
+    media = os.path.normpath(os.path.join(TOP, "tests", "media", "street_1920x1080_54f.h264"))
     raw = f"/tmp/ccm-bench-street-1080p-{frames}.i420"
     frame_bytes = W * H * 3 // 2
     if not os.path.exists(raw) or os.path.getsize(raw) != frames * frame_bytes:

@@ -210,7 +210,7 @@ TEST_P(CudaAnalysisVariant, BitExactOnRealFrames) {
   const char* dir = std::getenv("CCM_TEST_MEDIA");
   int w = 0, h = 0;
   const auto frames = y4m_luma(std::string(dir ? dir : ".") + "/cars_320x240_30f.y4m", w, h, 30);
-  if (frames.size() < 2) GTEST_SKIP() << "cars_320x240_30f.y4m not found under CCM_TEST_MEDIA";
+  ASSERT_GE(frames.size(), 2u) << "cars_320x240_30f.y4m not found under CCM_TEST_MEDIA (tests/media)";
   ccm::cuda::Analyser gpu;
   for (size_t i = 1; i < frames.size(); ++i) {
     HostPlane cur{frames[i], {}}, prev{frames[i - 1], {}};

@@ -2,8 +2,16 @@
 
 #include "plugin.h"
 
+#include <gst/app/app.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <future>
+#include <memory>
 #include <sstream>
+#include <thread>
 
 namespace ccm::test {
 
@@ -125,7 +133,7 @@ RunResult run_pipeline(const std::string& description, const RunOptions& options
       g_object_get(enc, "stats", &result.stats, nullptr);
     gst_object_unref(enc);
   }
-  gst_element_set_state(pipeline, GST_STATE_NULL);
+  stop_pipeline(pipeline, description);
   gst_object_unref(bus);
   gst_object_unref(pipeline);
   return result;
@@ -176,8 +184,83 @@ bool sysfs_fixture_is(const char* name) { return sysfs_fixture().ends_with(std::
 
 std::string media(const std::string& name) {
   const char* dir = g_getenv("CCM_TEST_MEDIA");
-  std::string path = std::string(dir ? dir : "../shared/media") + "/" + name;
-  return g_file_test(path.c_str(), G_FILE_TEST_EXISTS) ? path : "";
+  if (!dir) {
+    ADD_FAILURE() << "CCM_TEST_MEDIA is not set: run the element tests through `meson test` "
+                     "(it points at tests/media of the source tree)";
+    return "";
+  }
+  std::string path = std::string(dir) + "/" + name;
+  if (g_file_test(path.c_str(), G_FILE_TEST_IS_REGULAR)) return path;
+  ADD_FAILURE() << "clip " << name << " is missing: " << path
+                << " does not exist (tests/media is part of the repository; a clone has it)";
+  return "";
+}
+
+std::vector<GstBuffer*> decode_frames(const std::string& source_chain, const char* format, GstCaps** caps,
+                                      int timeout_s) {
+  std::vector<GstBuffer*> frames;
+  if (caps) *caps = nullptr;
+  const std::string desc = source_chain + " ! videoconvert ! video/x-raw,format=" + format +
+                           " ! appsink name=sink sync=false";
+  GError* err = nullptr;
+  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
+  if (!pipeline || err) {
+    ADD_FAILURE() << "cannot build " << desc << ": " << (err ? err->message : "?")
+                  << " (scripts/install-deps installs every element the tests use)";
+    g_clear_error(&err);
+    if (pipeline) gst_object_unref(pipeline);
+    return frames;
+  }
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+  GstBus* bus = gst_element_get_bus(pipeline);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  const gint64 deadline = g_get_monotonic_time() + gint64(timeout_s) * G_USEC_PER_SEC;
+  std::string failure;
+  while (failure.empty()) {
+    if (GstSample* sample = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 100 * GST_MSECOND)) {
+      if (caps && !*caps) *caps = gst_caps_copy(gst_sample_get_caps(sample));
+      frames.push_back(gst_buffer_ref(gst_sample_get_buffer(sample)));
+      gst_sample_unref(sample);
+      continue;
+    }
+    if (gst_app_sink_is_eos(GST_APP_SINK(sink))) break;
+    if (GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
+      GError* e = nullptr;
+      gst_message_parse_error(msg, &e, nullptr);
+      failure = std::string(GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "?") + ": " +
+                (e ? e->message : "error");
+      g_clear_error(&e);
+      gst_message_unref(msg);
+    } else if (g_get_monotonic_time() > deadline) {
+      failure = "no end of stream within " + std::to_string(timeout_s) + " s (" + std::to_string(frames.size()) +
+                " frames so far)";
+    }
+  }
+  if (!failure.empty()) ADD_FAILURE() << "decoding " << desc << " failed: " << failure;
+  stop_pipeline(pipeline, desc);
+  gst_object_unref(bus);
+  gst_object_unref(sink);
+  gst_object_unref(pipeline);
+  return frames;
+}
+
+void stop_pipeline(GstElement* pipeline, const std::string& what, int timeout_s) {
+  // set_state(NULL) waits for every streaming thread: an element that never
+  // returns would hold the test until meson's timeout with no word. Bounded here.
+  auto done = std::make_shared<std::promise<void>>();
+  auto ready = done->get_future();
+  gst_object_ref(pipeline);
+  std::thread([pipeline, done] {
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(pipeline);
+    done->set_value();
+  }).detach();
+  if (ready.wait_for(std::chrono::seconds(timeout_s)) != std::future_status::ready) {
+    std::fprintf(stderr, "FATAL: setting the pipeline to NULL did not return within %d s: %s\n", timeout_s,
+                 what.c_str());
+    std::fflush(stderr);
+    std::abort();
+  }
 }
 
 std::string temp_path(const std::string& name) {
@@ -191,8 +274,13 @@ std::string temp_path(const std::string& name) {
 }
 
 namespace {
+// Decoders and probes on files we wrote: bounded by coreutils' timeout (a decoder
+// that never ends fails its check with "killed" instead of holding the test).
+constexpr const char* kToolTimeout = "300";
 bool run(const std::vector<std::string>& args, std::string* out, std::string* err) {
   std::vector<gchar*> argv;
+  const std::string bound[] = {"timeout", "-k", "5", kToolTimeout};
+  for (const auto& a : bound) argv.push_back(const_cast<gchar*>(a.c_str()));
   for (const auto& a : args) argv.push_back(const_cast<gchar*>(a.c_str()));
   argv.push_back(nullptr);
   gchar* o = nullptr;

@@ -56,9 +56,20 @@ std::string passed_over(const GstStructure* selected);
 std::string sysfs_fixture();
 bool sysfs_fixture_is(const char* name);
 
-// Path of a clip in shared/media (CCM_TEST_MEDIA); "" when missing.
+// Path of a clip in tests/media (CCM_TEST_MEDIA). A missing clip is a failure of
+// the calling test (the clips are part of the repository), named with its path;
+// the result is then "".
 std::string media(const std::string& name);
+// Raw frames of `source_chain` (gst-launch syntax ending in raw video) converted to
+// `format`, pulled from an appsink with a bound: an error, a pipeline that never
+// starts or never ends fails the calling test within `timeout_s`, naming the cause.
+// `caps` (optional) receives the frames' caps (a new reference).
+std::vector<GstBuffer*> decode_frames(const std::string& source_chain, const char* format, GstCaps** caps = nullptr,
+                                      int timeout_s = 120);
 std::string temp_path(const std::string& name);
+// set_state(NULL) with a bound: a streaming thread that never returns aborts the
+// test binary after `timeout_s` with `what` on stderr, instead of a silent hang.
+void stop_pipeline(GstElement* pipeline, const std::string& what, int timeout_s = 30);
 
 struct Probe {
   bool ok = false;            // ffmpeg -xerror decoded the whole file without error

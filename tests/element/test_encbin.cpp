@@ -42,7 +42,7 @@ class RealContent : public ::testing::TestWithParam<CodecCase> {};
 TEST_P(RealContent, EveryFrameOutAndNearTargetBitrate) {
   const CodecCase& c = GetParam();
   const std::string clip = media("foreman_352x288_300f.h264");
-  if (clip.empty()) GTEST_SKIP() << "shared/media is not beside the checkout";
+  if (clip.empty()) return;  // media() has failed the test, naming the clip
   const std::string out = temp_path(std::string("foreman-") + c.codec + "." + c.extension);
   const std::string desc = "filesrc location=" + clip +
                            " ! h264parse ! avdec_h264 ! ccmencbin name=enc codec=" + c.codec +
@@ -80,7 +80,7 @@ INSTANTIATE_TEST_SUITE_P(Codecs, RealContent, ::testing::ValuesIn(kCodecs),
 // refuses to start on it.
 TEST(EncBin, VariableFramerateInput) {
   const std::string clip = media("foreman_352x288_300f.h264");
-  if (clip.empty()) GTEST_SKIP() << "shared/media is not beside the checkout";
+  if (clip.empty()) return;  // media() has failed the test, naming the clip
   const std::string out = temp_path("vfr.mkv");
   auto r = run_pipeline("filesrc location=" + clip +
                         " ! h264parse ! avdec_h264 ! video/x-raw,framerate=0/1 ! identity eos-after=20 ! "

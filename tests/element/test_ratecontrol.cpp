@@ -48,7 +48,7 @@ struct Clip {
   }
 };
 
-// Decodes a clip of shared/media once per process into raw I420 (ffmpeg, every frame).
+// Decodes a clip of tests/media once per process into raw I420 (ffmpeg, every frame).
 const Clip* raw_clip(const std::string& name, int w, int h) {
   static std::map<std::string, Clip> cache;
   auto it = cache.find(name);
@@ -184,7 +184,7 @@ class RateControl : public ::testing::TestWithParam<EncoderCase> {
 TEST_P(RateControl, OneSecondWindowsFollowTheTarget) {
   const auto& e = GetParam();
   const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
-  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  if (!clip) FAIL() << "ffmpeg could not decode the foreman clip of tests/media (see the failure above)";
   const std::string out = temp_path(std::string("rc-foreman-") + e.factory + "." + e.ext);
   const double target = 400;
   auto r = run(clip->source() + " ! ccmratecontrol name=rc target-bitrate=400 ! " + e.element + " ! " + e.tail +
@@ -226,7 +226,7 @@ TEST_P(RateControl, KeyFramesAtSceneCuts) {
   const auto& e = GetParam();
   if (std::string(e.factory) == "ccmsvtav1enc") GTEST_SKIP() << "SVT-AV1 forces no key frames in low delay";
   const Clip* clip = raw_clip("mixed-content_480x270.webm", 480, 270);
-  if (!clip) GTEST_SKIP() << "ffmpeg or the mixed-content clip is missing";
+  if (!clip) FAIL() << "ffmpeg could not decode the mixed-content clip of tests/media (see the failure above)";
   for (bool cuts : {true, false}) {
     const std::string out = temp_path(std::string("rc-mixed-") + e.factory + (cuts ? "-cuts." : "-nocuts.") + e.ext);
     auto r = run(clip->source() + " ! ccmratecontrol name=rc target-bitrate=600 scene-cut=" + (cuts ? "true" : "false") +
@@ -256,7 +256,7 @@ TEST_P(RateControl, KeyFramesAtSceneCuts) {
 TEST_P(RateControl, BandwidthEstimatesFromBothDirections) {
   const auto& e = GetParam();
   const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
-  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  if (!clip) FAIL() << "ffmpeg could not decode the foreman clip of tests/media (see the failure above)";
   const std::string out = temp_path(std::string("rc-bwe-") + e.factory + "." + e.ext);
   struct State {
     GstElement* rc = nullptr;
@@ -374,7 +374,7 @@ TEST(RateControlQos, LateFramesCutTheRateAndSpeedUpTheEncoder) {
 TEST(RateControlPsnr, CapHoldsAgainstMeasuredPsnr) {
   if (!has_element("ccmx265enc")) GTEST_SKIP() << "no ccmx265enc";
   const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
-  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  if (!clip) FAIL() << "ffmpeg could not decode the foreman clip of tests/media (see the failure above)";
   const int frames = 100;
   double kbps[2] = {0, 0}, psnr[2] = {0, 0}, estimate = 0;
   for (int capped = 0; capped < 2; ++capped) {
@@ -413,7 +413,7 @@ TEST(RateControlPsnr, CapHoldsAgainstMeasuredPsnr) {
 TEST(RateControlModes, PassthroughLeavesTheEncoderAlone) {
   if (!has_element("ccmx265enc")) GTEST_SKIP() << "no ccmx265enc";
   const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
-  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  if (!clip) FAIL() << "ffmpeg could not decode the foreman clip of tests/media (see the failure above)";
   double kbps[2];
   for (int pass = 0; pass < 2; ++pass) {
     const std::string out = temp_path(std::string("rc-mode-") + (pass ? "pass" : "rl") + ".mkv");
@@ -530,7 +530,7 @@ TEST(RateControlDiscovery, ThroughQueuesAndIntoBins) {
 // rate-controller=encoder leaves the encoder's own CBR (printed side by side).
 TEST(RateControlInEncBin, OnByDefaultAndFollowsTheTarget) {
   const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
-  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  if (!clip) FAIL() << "ffmpeg could not decode the foreman clip of tests/media (see the failure above)";
   struct Case {
     const char* codec;
     const char* tail;
@@ -562,7 +562,7 @@ TEST(RateControlInEncBin, OnByDefaultAndFollowsTheTarget) {
 // encoder's session starts from the estimate, not from `bitrate`.
 TEST(RateControlInEncBin, BandwidthEstimateSurvivesASwitch) {
   const Clip* clip = raw_clip("foreman_352x288_300f.h264", 352, 288);
-  if (!clip) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  if (!clip) FAIL() << "ffmpeg could not decode the foreman clip of tests/media (see the failure above)";
   struct State {
     GstElement* bin = nullptr;
     bool estimated = false, switched = false;

@@ -100,27 +100,8 @@ int dav1d_frames(const std::string& obu_path) {
 
 // Raw frames of a clip, decoded once and kept in memory, to loop as live input.
 std::vector<GstBuffer*> decode_clip(const std::string& clip, const char* format) {
-  std::vector<GstBuffer*> frames;
-  GError* err = nullptr;
-  const std::string desc = "filesrc location=" + clip +
-                           " ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=" + format +
-                           " ! appsink name=sink sync=false";
-  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
-  if (err) {
-    g_error_free(err);
-    if (pipeline) gst_object_unref(pipeline);
-    return frames;
-  }
-  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
-  while (GstSample* sample = gst_app_sink_pull_sample(GST_APP_SINK(sink))) {
-    frames.push_back(gst_buffer_ref(gst_sample_get_buffer(sample)));
-    gst_sample_unref(sample);
-  }
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(sink);
-  gst_object_unref(pipeline);
-  return frames;
+  if (clip.empty()) return {};
+  return ccm::test::decode_frames("filesrc location=" + clip + " ! h264parse ! avdec_h264", format);
 }
 
 // Feeds `count` frames at 25 fps, looping the clip back and forth (no cut at the
@@ -227,7 +208,7 @@ class BitrateChange : public ::testing::TestWithParam<DepthCase> {};
 TEST_P(BitrateChange, TakesEffectWithinASecondAndKeyFrameOnRequest) {
   const DepthCase& c = GetParam();
   const std::string clip = media("street_1920x1080_54f.h264");
-  if (clip.empty()) GTEST_SKIP() << "shared/media is not beside the checkout";
+  if (clip.empty()) return;  // media() has failed the test, naming the clip
   LoopSource source;
   source.frames = decode_clip(clip, c.format);
   ASSERT_EQ(source.frames.size(), 54u);
@@ -444,7 +425,7 @@ void attach_alternating_qp(GstElement* pipeline, int first, int second) {
 // itself alternates referenced and non-referenced pictures), and every frame decodes.
 TEST(SvtAv1Enc, PerFrameQpFromMeta) {
   const std::string clip = media("foreman_352x288_300f.h264");
-  if (clip.empty()) GTEST_SKIP() << "shared/media is not beside the checkout";
+  if (clip.empty()) return;  // media() has failed the test, naming the clip
   for (auto [first, second] : {std::pair{20, 40}, std::pair{40, 20}}) {
     const std::string out = temp_path("svt-qp-" + std::to_string(first) + ".mkv");
     const std::string desc = "filesrc location=" + clip +

@@ -59,28 +59,8 @@ struct Clip {
 // Decodes `source_chain` (gst-launch syntax ending in raw video) to `format`.
 std::unique_ptr<Clip> decode_clip(const std::string& source_chain, const char* format) {
   auto clip = std::make_unique<Clip>();
-  const std::string desc = source_chain + " ! videoconvert ! video/x-raw,format=" + format +
-                           " ! appsink name=sink sync=false";
-  GError* err = nullptr;
-  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
-  if (!pipeline) {
-    ADD_FAILURE() << desc << ": " << (err ? err->message : "?");
-    g_clear_error(&err);
-    return clip;
-  }
-  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
-  while (GstSample* sample = gst_app_sink_pull_sample(GST_APP_SINK(sink))) {
-    if (!clip->caps) {
-      clip->caps = gst_caps_copy(gst_sample_get_caps(sample));
-      gst_video_info_from_caps(&clip->info, clip->caps);
-    }
-    clip->frames.push_back(gst_buffer_ref(gst_sample_get_buffer(sample)));
-    gst_sample_unref(sample);
-  }
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(sink);
-  gst_object_unref(pipeline);
+  clip->frames = ccm::test::decode_frames(source_chain, format, &clip->caps);
+  if (clip->caps) gst_video_info_from_caps(&clip->info, clip->caps);
   return clip;
 }
 

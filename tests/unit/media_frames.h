@@ -1,4 +1,4 @@
-// Test helper: luma planes of a clip in shared/media, decoded by ffmpeg into
+// Test helper: luma planes of a clip in tests/media, decoded by ffmpeg into
 // memory (8-bit gray, every frame: -fps_mode passthrough keeps variable-rate
 // clips frame for frame).
 #pragma once

@@ -175,7 +175,7 @@ TEST(Analysis, SimdBitExactOnRandomFrames) {
 
 TEST(Analysis, SimdBitExactOnRealFramesAnd10BitAgrees) {
   const auto clip = ccm::test::decode_gray(ccm::test::media_path("foreman_352x288_300f.h264"), 352, 288, 40);
-  if (clip.frames.size() < 40) GTEST_SKIP() << "ffmpeg or the foreman clip is missing";
+  ASSERT_GE(clip.frames.size(), 40u) << "ffmpeg could not decode foreman_352x288_300f.h264 of tests/media";
   const int w = clip.width, h = clip.height;
   // Cropped to 350x286 so both edges have partial blocks, and a stride with padding.
   const int cw = w - 2, ch = h - 2;
@@ -313,7 +313,7 @@ std::vector<int> detect_cuts(const ccm::test::GrayClip& clip, int row_step = 1) 
 TEST(SceneCut, FindsTheCutsOfMixedContent) {
   const auto clip =
       ccm::test::decode_gray(ccm::test::media_path("mixed-content_480x270.webm"), 480, 270);
-  if (clip.frames.size() != 394) GTEST_SKIP() << "ffmpeg or mixed-content_480x270.webm is missing";
+  ASSERT_EQ(clip.frames.size(), 394u) << "ffmpeg could not decode mixed-content_480x270.webm of tests/media";
   // Frame 125 is at 5.000 s and frame 245 at 10.036 s (ffprobe -show_entries
   // frame=pts_time). Frame 356 (14.4 s) is a camera cut inside the dance footage
   // (looked at: a different shot from one frame to the next), not listed in the
@@ -339,11 +339,12 @@ TEST(SceneCut, NoFalseCutsInCameraAndScreenClips) {
   int tested = 0;
   for (const Clip& c : clips) {
     const auto clip = ccm::test::decode_gray(ccm::test::media_path(c.name), c.w, c.h);
+    if (clip.frames.size() < 10) ADD_FAILURE() << "ffmpeg could not decode " << c.name << " of tests/media";
     if (clip.frames.size() < 10) continue;
     ++tested;
     EXPECT_EQ(detect_cuts(clip), std::vector<int>{}) << c.name;
   }
-  if (tested == 0) GTEST_SKIP() << "ffmpeg or the clips are missing";
+  EXPECT_EQ(tested, 5);
 }
 
 TEST(SceneCut, ThresholdAndGap) {

@@ -1,7 +1,7 @@
 // Scene-cut detection from the SAD statistics of analyse_frame.
 //
 // Starting points: FFmpeg's scene score, min(mafd, |mafd - previous mafd|), and
-// libvpx's "SAD well above its running average". On real clips (shared/media)
+// libvpx's "SAD well above its running average". On real clips (tests/media)
 // those two alone also fire on screen content that scrolls (a page jump of 50
 // lines gives a zero-motion SAD as big as a cut) and on fast low-texture motion,
 // so two more conditions come from the same statistics:

@@ -6,7 +6,7 @@
 namespace ccm::rc {
 namespace {
 
-// Per codec, from scripts/calibrate-ratecontrol on the six clips of shared/media
+// Per codec, from scripts/calibrate-ratecontrol on the six clips of tests/media
 // (numbers and method in docs/ratecontrol.md):
 //   a, b:          QP = a*ln(λ) + b
 //   intra α, β:    the intra model's start (bpp scaled by 8 / spatial activity)
