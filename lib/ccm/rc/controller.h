@@ -11,7 +11,14 @@
 //   buffer: fullness of a leaky bucket drained at `rate`, capacity = rate x latency
 //           budget (never below one average frame): what the frame adds beyond
 //           the drain is what a receiver waits for.
-// Key frames get key_frame_ratio x avg within the same bucket bound.
+// A frame that overflows the bucket (a key frame, a burst) is paid back over the
+// next kDrainFrames frames, never by starving them to nothing.
+// Key frames get key_frame_ratio x avg (a cut's key frame within 3 frame shares:
+// the bucket may overflow for it and the next frames pay it back).
+// Still frames (complexity < 0.3: a paused camera, screen content between
+// scrolls, a slideshow) cost almost nothing at the QP of moving frames: they
+// follow their own QP, which falls while the budget is not spent (each one
+// refines the picture) and rises when it is overspent.
 #pragma once
 
 #include <cstdint>
@@ -37,7 +44,7 @@ struct ControllerConfig {
   int qp_max = -1;
   int qp_step = 3;          // most an inter frame's QP moves from the previous one
   int qp_step_relaxed = 10; // after a rate change or a scene cut
-  double key_frame_ratio = 4.0;
+  double key_frame_ratio = 3.0;
   // Inter frames: bpp is scaled by (scene reference complexity / frame complexity)^gamma,
   // the ratio clipped to [1/4, 4]: a frame with more motion than the scene's start
   // gets a higher λ for the same budget (calibration: 0.5 predicts best).
@@ -60,6 +67,9 @@ struct Decision {
   double psnr_estimate = 0;   // dB at this QP
   bool key = false;
   bool psnr_capped = false;   // the max-psnr cap raised the QP
+  bool still = false;         // a still frame (its own QP track)
+  bool at_min_qp = false;     // the QP is the lowest the settings allow (codec range,
+                              // qp_min, max-psnr): the rate may not be reachable
 };
 
 struct FrameReport {
@@ -114,6 +124,7 @@ class RateController {
   const RLambdaModel& inter_model() const { return inter_; }
   const RLambdaModel& intra_model() const { return intra_; }
   int last_qp() const { return last_inter_qp_; }
+  int last_still_qp() const { return last_still_qp_; }
 
  private:
   struct Pending {
@@ -128,6 +139,7 @@ class RateController {
     int position;       // inter frames: frame count mod kStructurePeriod; -1 for key frames
     double structure;   // the position's multiplier used for this frame
     bool learn;         // false for still frames: their size says nothing about the model
+    bool still;
   };
 
   // Encoders with a layered low-delay structure (SVT-AV1's, every 8 frames)
@@ -140,6 +152,8 @@ class RateController {
   double pixels() const { return static_cast<double>(cfg_.width) * cfg_.height; }
   double capacity_bits() const;
   int clamp_qp(int qp) const;
+  int lowest_qp() const;  // the codec's floor, qp_min and the max-psnr cap together
+  int still_qp();         // the next still frame's QP from the budget's state
 
   ControllerConfig cfg_;
   RLambdaModel inter_;
@@ -151,6 +165,10 @@ class RateController {
   bool have_scene_complexity_ = false;
   double previous_complexity_ = 0;  // the last inter frame's that was not still
   int last_inter_qp_ = -1;
+  int last_still_qp_ = -1;   // still frames' own track (-1: start from the inter QP)
+  double last_still_ratio_ = 1;  // the last reported still frame's bits / budget
+  bool still_report_fresh_ = false;  // reported since the last still decision
+  int frames_since_key_ = 0;
   int relaxed_frames_ = 0;   // frames left with qp_step_relaxed
   int fresh_frames_ = 0;     // frames left with a raised model gain
   std::deque<Pending> pending_;
