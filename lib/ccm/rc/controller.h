@@ -140,6 +140,7 @@ class RateController {
     double structure;   // the position's multiplier used for this frame
     bool learn;         // false for still frames: their size says nothing about the model
     bool still;
+    int refine_steps;   // still frames below the picture's floor: steps of refinement
   };
 
   // Encoders with a layered low-delay structure (SVT-AV1's, every 8 frames)
@@ -153,7 +154,9 @@ class RateController {
   double capacity_bits() const;
   int clamp_qp(int qp) const;
   int lowest_qp() const;  // the codec's floor, qp_min and the max-psnr cap together
-  int still_qp();         // the next still frame's QP from the budget's state
+  int still_qp(bool* refine);  // the next still frame's QP from the budget's state
+  double qp_per_ln() const;    // QP steps per ln of bits (codec line x model slope)
+  double refine_cost(int qp) const;  // expected bits of one step of refinement to qp
 
   ControllerConfig cfg_;
   RLambdaModel inter_;
@@ -168,6 +171,8 @@ class RateController {
   int last_still_qp_ = -1;   // still frames' own track (-1: start from the inter QP)
   double last_still_ratio_ = 1;  // the last reported still frame's bits / budget
   bool still_report_fresh_ = false;  // reported since the last still decision
+  int still_floor_qp_ = -1;  // the finest QP the still picture has been coded at
+  double refine_log_ = 0;    // ln(bits of one step of refinement) + QP / qp_per_ln()
   int frames_since_key_ = 0;
   int relaxed_frames_ = 0;   // frames left with qp_step_relaxed
   int fresh_frames_ = 0;     // frames left with a raised model gain
