@@ -9,7 +9,7 @@
  * frame whose references are missing.
  *
  *   gst-launch-1.0 udpsrc caps="application/x-rtp,media=video,encoding-name=AV1,clock-rate=90000" \
- *     ! rtpjitterbuffer ! ccmrtpav1depay ! av1parse ! dav1ddec ! autovideosink
+ *     ! rtpjitterbuffer ! ccmrtpav1depay ! av1parse ! av1dec ! autovideosink
  */
 #include "rtp/ccmrtpav1depay.h"
 

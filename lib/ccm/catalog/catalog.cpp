@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cctype>
+#include <utility>
 
 namespace ccm::catalog {
 
@@ -1103,6 +1104,65 @@ bool supports(const EncoderEntry& entry, RateControl rc) {
     return rc == RateControl::Cqp ? can_cqp : !entry.bitrate_property.empty();
   if (rc_value(entry, rc).empty()) return false;
   return rc != RateControl::Cqp || can_cqp;
+}
+
+namespace {
+
+// Debian 12 package of the other elements our pipelines use (the encoders are in
+// kEntries above), for "install X" messages when one is missing. One entry per line:
+// tests/deps/check_deps.py reads this table, checks it against dpkg -S and that it
+// covers every element tools/ names.
+constexpr std::pair<std::string_view, std::string_view> kElementPackages[] = {
+    {"capsfilter", "libgstreamer1.0-0"},
+    {"clocksync", "libgstreamer1.0-0"},
+    {"fakesink", "libgstreamer1.0-0"},
+    {"filesink", "libgstreamer1.0-0"},
+    {"filesrc", "libgstreamer1.0-0"},
+    {"identity", "libgstreamer1.0-0"},
+    {"queue", "libgstreamer1.0-0"},
+    {"tee", "libgstreamer1.0-0"},
+    {"appsink", "gstreamer1.0-plugins-base"},
+    {"appsrc", "gstreamer1.0-plugins-base"},
+    {"decodebin", "gstreamer1.0-plugins-base"},
+    {"rawvideoparse", "gstreamer1.0-plugins-base"},
+    {"videoconvert", "gstreamer1.0-plugins-base"},
+    {"videorate", "gstreamer1.0-plugins-base"},
+    {"videoscale", "gstreamer1.0-plugins-base"},
+    {"videotestsrc", "gstreamer1.0-plugins-base"},
+    {"clockoverlay", "gstreamer1.0-x"},
+    {"textoverlay", "gstreamer1.0-x"},
+    {"timeoverlay", "gstreamer1.0-x"},
+    {"autovideosink", "gstreamer1.0-plugins-good"},
+    {"matroskamux", "gstreamer1.0-plugins-good"},
+    {"rtpbin", "gstreamer1.0-plugins-good"},
+    {"rtph264pay", "gstreamer1.0-plugins-good"},
+    {"rtph265pay", "gstreamer1.0-plugins-good"},
+    {"rtpjitterbuffer", "gstreamer1.0-plugins-good"},
+    {"rtpvp9pay", "gstreamer1.0-plugins-good"},
+    {"udpsink", "gstreamer1.0-plugins-good"},
+    {"udpsrc", "gstreamer1.0-plugins-good"},
+    {"v4l2src", "gstreamer1.0-plugins-good"},
+    {"webmmux", "gstreamer1.0-plugins-good"},
+    {"av1dec", "gstreamer1.0-plugins-bad"},
+    {"av1parse", "gstreamer1.0-plugins-bad"},
+    {"dtlssrtpenc", "gstreamer1.0-plugins-bad"},
+    {"h264parse", "gstreamer1.0-plugins-bad"},
+    {"h265parse", "gstreamer1.0-plugins-bad"},
+    {"vp9parse", "gstreamer1.0-plugins-bad"},
+    {"webrtcbin", "gstreamer1.0-plugins-bad"},
+    {"y4mdec", "gstreamer1.0-plugins-bad"},
+    {"nicesink", "gstreamer1.0-nice"},
+    {"nicesrc", "gstreamer1.0-nice"},
+    {"avdec_h264", "gstreamer1.0-libav"},
+};
+
+}  // namespace
+
+std::string_view debian_package_for_element(std::string_view factory) {
+  for (const auto& [element, package] : kElementPackages)
+    if (element == factory) return package;
+  if (const EncoderEntry* e = find(factory)) return e->debian_package;
+  return {};
 }
 
 std::string_view debian_package_for(Codec c) {

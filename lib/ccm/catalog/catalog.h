@@ -158,4 +158,9 @@ void for_each_property(std::string_view list, F&& f) {
 // Package to install for a software encoder of this codec on Debian 12, for error messages.
 std::string_view debian_package_for(Codec c);
 
+// Debian 12 package that ships an element factory: the catalogue's encoders and the
+// other elements our pipelines use (videotestsrc, timeoverlay, webrtcbin ...), for
+// "install X" messages when one is missing. "" when unknown or not in Debian 12.
+std::string_view debian_package_for_element(std::string_view factory);
+
 }  // namespace ccm::catalog
