@@ -1,6 +1,7 @@
 // ccm-demo: the main job in one program. Encodes a built-in moving test source
 // with ccmencbin into a Matroska file, says which encoder it chose and why, what
 // it achieved, and whether a real decoder (ffmpeg) reads every frame back.
+#include "catalog/catalog.h"
 #include "encbin/registry_probe.h"
 #include "hw/cpu.h"
 #include "hw/gpu.h"
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 namespace {
 
@@ -22,30 +24,54 @@ struct Options {
   std::string output = "demo.mkv";
 };
 
-bool parse(int argc, char** argv, Options& o) {
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    const char* v = nullptr;
-    if (a == "--codec" && (v = next())) o.codec = v;
-    else if (a == "--bitrate" && (v = next())) o.bitrate = std::strtoul(v, nullptr, 10);
-    else if (a == "--seconds" && (v = next())) o.seconds = std::strtoul(v, nullptr, 10);
-    else if (a == "--width" && (v = next())) o.width = std::strtoul(v, nullptr, 10);
-    else if (a == "--height" && (v = next())) o.height = std::strtoul(v, nullptr, 10);
-    else if (a == "--fps" && (v = next())) o.fps = std::strtoul(v, nullptr, 10);
-    else if (a == "--output" && (v = next())) o.output = v;
-    else {
-      std::fprintf(stderr,
-                   "usage: ccm-demo [--codec auto|av1|h265|vp9|h264] [--bitrate KBPS] [--seconds S]\n"
-                   "                [--width W] [--height H] [--fps F] [--output FILE.mkv]\n");
-      return false;
-    }
+// Options with GOption, GStreamer's own (--gst-debug ...) included; --help prints
+// them all and exits 0. Returns -1 to go on, else the exit status.
+int parse(int* argc, char*** argv, Options& o) {
+  gchar* codec = nullptr;
+  gchar* output = nullptr;
+  gint bitrate = static_cast<gint>(o.bitrate), seconds = static_cast<gint>(o.seconds);
+  gint width = static_cast<gint>(o.width), height = static_cast<gint>(o.height), fps = static_cast<gint>(o.fps);
+  GOptionEntry entries[] = {
+      {"codec", 'c', 0, G_OPTION_ARG_STRING, &codec, "auto, av1, h265, vp9 or h264 (default auto)", "CODEC"},
+      {"bitrate", 'b', 0, G_OPTION_ARG_INT, &bitrate, "target bitrate in kbit/s (default 800)", "KBPS"},
+      {"seconds", 's', 0, G_OPTION_ARG_INT, &seconds, "length of the source (default 10)", "S"},
+      {"width", 0, 0, G_OPTION_ARG_INT, &width, "width (default 1280)", "W"},
+      {"height", 0, 0, G_OPTION_ARG_INT, &height, "height (default 720)", "H"},
+      {"fps", 0, 0, G_OPTION_ARG_INT, &fps, "frame rate (default 30)", "F"},
+      {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Matroska file to write (default demo.mkv)", "FILE.mkv"},
+      {nullptr}};
+  GOptionContext* context = g_option_context_new(
+      "- encode a test source with ccmencbin, say which encoder it chose and why, and check the file with ffmpeg");
+  g_option_context_add_main_entries(context, entries, nullptr);
+  g_option_context_add_group(context, gst_init_get_option_group());
+  GError* error = nullptr;
+  const gboolean parsed = g_option_context_parse(context, argc, argv, &error);
+  g_option_context_free(context);
+  if (!parsed) {
+    std::fprintf(stderr, "ccm-demo: %s (ccm-demo --help lists the options)\n", error->message);
+    g_clear_error(&error);
+    g_free(codec);
+    g_free(output);
+    return 2;
   }
-  if (!o.seconds || !o.fps || !o.width || !o.height) {
-    std::fprintf(stderr, "ccm-demo: seconds, fps, width and height must be at least 1\n");
-    return false;
+  if (codec) o.codec = codec;
+  if (output) o.output = output;
+  g_free(codec);
+  g_free(output);
+  if (*argc > 1) {
+    std::fprintf(stderr, "ccm-demo: unexpected argument %s (ccm-demo --help lists the options)\n", (*argv)[1]);
+    return 2;
   }
-  return true;
+  if (bitrate < 1 || seconds < 1 || width < 1 || height < 1 || fps < 1) {
+    std::fprintf(stderr, "ccm-demo: bitrate, seconds, fps, width and height must be at least 1\n");
+    return 2;
+  }
+  o.bitrate = bitrate;
+  o.seconds = seconds;
+  o.width = width;
+  o.height = height;
+  o.fps = fps;
+  return -1;
 }
 
 std::string run_capture(const std::string& cmd, int* status) {
@@ -66,8 +92,8 @@ std::string run_capture(const std::string& cmd, int* status) {
 
 int main(int argc, char** argv) {
   Options o;
-  if (!parse(argc, argv, o)) return 2;
-  gst_init(&argc, &argv);
+  if (const int rc = parse(&argc, &argv, o); rc >= 0) return rc;
+  gst_init(nullptr, nullptr);  // already initialised by the option group; a no-op
   ccm_plugin_register_static();
 
   std::printf("machine: %s\n", ccm::hw::describe(ccm::gst::detected_cpu()).c_str());
@@ -83,12 +109,28 @@ int main(int argc, char** argv) {
       frames, o.width, o.height, o.fps, o.codec.c_str(), o.bitrate, o.output.c_str());
   std::printf("pipeline: %s\n\n", desc);
   GError* err = nullptr;
-  GstElement* pipeline = gst_parse_launch(desc, &err);
+  GstParseContext* parse_context = gst_parse_context_new();
+  GstElement* pipeline = gst_parse_launch_full(desc, parse_context, GST_PARSE_FLAG_FATAL_ERRORS, &err);
   g_free(desc);
   if (!pipeline) {
     std::fprintf(stderr, "ccm-demo: %s\n", err ? err->message : "cannot build the pipeline");
+    gchar** missing = gst_parse_context_get_missing_elements(parse_context);
+    for (gchar** m = missing; m && *m; m++) {
+      const std::string_view package = ccm::catalog::debian_package_for_element(*m);
+      if (!package.empty())
+        std::fprintf(stderr, "ccm-demo: element %s is missing: install the Debian package %.*s "
+                     "(apt-get install %.*s, or scripts/install-deps)\n",
+                     *m, static_cast<int>(package.size()), package.data(), static_cast<int>(package.size()),
+                     package.data());
+      else
+        std::fprintf(stderr, "ccm-demo: element %s is missing (gst-inspect-1.0 %s)\n", *m, *m);
+    }
+    g_strfreev(missing);
+    gst_parse_context_free(parse_context);
+    g_clear_error(&err);
     return 1;
   }
+  gst_parse_context_free(parse_context);
   GstBus* bus = gst_element_get_bus(pipeline);
   const gint64 t0 = g_get_monotonic_time();
   gst_element_set_state(pipeline, GST_STATE_PLAYING);
