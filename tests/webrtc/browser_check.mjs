@@ -2,11 +2,13 @@
 //   node browser_check.mjs --url http://127.0.0.1:P/ --codec av1 --width 320 --height 240
 //        [--frames 60] [--timeout 40] [--viewers 1] [--reload] [--malformed] [--watch S]
 //        [--schedule "T=shell command;T=shell command"] [--final-size WxH [--final-fps F]]
-//        [--expect-pli]
+//        [--expect-pli] [--expect-error TEXT]
 // Prints one JSON line per check and exits 0 when every viewer decoded enough
 // frames of the right codec at the size sent. --watch S samples the stats every
 // 250 ms for S seconds after that and prints them as JSON lines; --schedule runs
 // shell commands at T seconds into the watch (the shaped-link test changes the link).
+// --expect-error TEXT: the sender cannot build its pipeline; the page must show its
+// error (containing TEXT) instead of decoding.
 import { execSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -83,7 +85,25 @@ try {
     }
     return good;
   };
-  for (let i = 0; i < pages.length; i++) ok = (await check(pages[i], `viewer${i}`)) && ok;
+  if (args['expect-error']) {
+    // The sender's {"type":"error"} must reach the page and be shown there (bounded wait).
+    const deadline = Date.now() + timeoutMs;
+    let shown = null;
+    while (!shown && Date.now() < deadline) {
+      shown = await pages[0].evaluate(() => {
+        const e = document.getElementById('error');
+        return e && !e.hidden && e.textContent ? e.textContent : null;
+      }).catch(() => null);
+      if (!shown) await new Promise((r) => setTimeout(r, 250));
+    }
+    const state = await pages[0].evaluate(() => document.getElementById('state').textContent).catch(() => null);
+    const good = !!shown && shown.includes(args['expect-error']) && state === 'error';
+    log({ check: 'error-shown', ok: good, shown, state,
+          why: shown ? undefined : `no error on the page within ${timeoutMs / 1000} s` });
+    ok = good;
+  } else {
+    for (let i = 0; i < pages.length; i++) ok = (await check(pages[i], `viewer${i}`)) && ok;
+  }
   if (args['expect-pli'] === 'true') {
     // The sender hid its key frames: decoding at all means a PLI/FIR went back and
     // reached the encoder as a force-key-unit event.

@@ -3,17 +3,24 @@
 minimal client (RFC 6455 by hand: no packages needed), and checks for every codec
 that an offer arrives whose SDP names it, with the RTCP feedback (NACK, PLI, FIR,
 transport-cc) and the TWCC extension the sender asks for; then that garbage on one socket closes that socket
-only and the server keeps serving (a new viewer still gets an offer).
+only and the server keeps serving (a new viewer still gets an offer). Last, a sender that
+cannot build its pipeline tells the page why ({"type":"error"}) and its log names the Debian
+package to install: once on a GStreamer without gstreamer1.0-x (timeoverlay, which the
+default source uses: the system plugins minus libgstpango.so), once with a source naming
+an element nobody ships.
 
     signalling_check.py DEMO
 """
 import base64
+import glob
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -82,6 +89,23 @@ class WebSocket:
                     return message["sdp"]
         raise RuntimeError("no offer")
 
+    def wait_error(self, timeout=30):
+        """The text of the sender's {"type":"error"} message (None when it closes or the time is up)."""
+        deadline = time.time() + timeout
+        self.sock.settimeout(timeout)
+        while time.time() < deadline:
+            try:
+                opcode, payload = self.recv()
+            except (EOFError, ConnectionResetError, socket.timeout):
+                return None
+            if opcode == 8:
+                return None
+            if opcode == 1:
+                message = json.loads(payload)
+                if message.get("type") == "error":
+                    return message.get("message", "")
+        return None
+
     def wait_close(self, timeout=10):
         self.sock.settimeout(timeout)
         try:
@@ -93,6 +117,86 @@ class WebSocket:
             return 1006
         except socket.timeout:
             return None
+
+
+def wait_serving(port, proc, seconds=15):
+    """Until the demo accepts connections on port; raises with a reason otherwise."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the sender exited ({proc.returncode}) before serving")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the sender did not serve on port {port} within {seconds} s")
+
+
+def plugins_without(folder, hidden):
+    """A folder of links to the system plugins (the one holding libgstcoreelements.so)
+    except the files named in hidden: a GStreamer where those are not installed."""
+    found = glob.glob("/usr/lib/*/gstreamer-1.0/libgstcoreelements.so") + \
+        glob.glob("/usr/lib/gstreamer-1.0/libgstcoreelements.so")
+    if not found:
+        return None
+    system = os.path.dirname(found[0])
+    os.makedirs(folder)
+    for name in os.listdir(system):
+        if name not in hidden:
+            os.symlink(os.path.join(system, name), os.path.join(folder, name))
+    return folder
+
+
+def check_errors(demo, failures):
+    tmp = tempfile.mkdtemp(prefix="ccm-signalling-")
+    try:
+        cases = []
+        plugins = plugins_without(os.path.join(tmp, "plugins"), {"libgstpango.so"})
+        if plugins is None:
+            failures.append("no system GStreamer plugin folder (libgstcoreelements.so) to copy")
+        else:
+            env = dict(os.environ, GST_PLUGIN_SYSTEM_PATH=plugins, GST_PLUGIN_SYSTEM_PATH_1_0=plugins,
+                       GST_REGISTRY=os.path.join(tmp, "registry.bin"))
+            cases.append(("no-gstreamer1.0-x", [], env,
+                          ["element timeoverlay is missing", "install the Debian package gstreamer1.0-x"]))
+        cases.append(("unknown-element", ["--source", "videotestsrc is-live=true ! ccmnosuchelement"], None,
+                      ["element ccmnosuchelement is missing", "no Debian package known"]))
+        for label, args, env, needles in cases:
+            port = free_port()
+            proc = subprocess.Popen([demo, "--codec", "vp9", "--port", str(port), "--width", "320", "--height", "240",
+                                     "--duration", "60"] + args,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+            text = None
+            try:
+                wait_serving(port, proc, 30 if env else 15)  # a fresh registry is scanned first
+                ws = WebSocket(port)
+                text = ws.wait_error(timeout=30)
+                code = ws.wait_close() if text is not None else None
+                print(json.dumps({"case": label, "error": text, "closed": code}))
+                if text is None:
+                    failures.append(f"{label}: no {{\"type\":\"error\"}} message within 30 s")
+                else:
+                    failures.extend(f"{label}: the error does not say {n!r}: {text}" for n in needles if n not in text)
+                    if code is None:
+                        failures.append(f"{label}: the socket stayed open after the error")
+                if proc.poll() is not None:
+                    failures.append(f"{label}: the sender died after the failed pipeline ({proc.returncode})")
+            except Exception as e:  # noqa: BLE001 - any failure is a test failure with its reason
+                failures.append(f"{label}: {e}")
+            finally:
+                proc.terminate()
+                try:
+                    _, err = proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    _, err = proc.communicate()
+            if text is not None and needles[-1] not in err:
+                failures.append(f"{label}: the sender's log does not say {needles[-1]!r}")
+            if proc.returncode not in (0, -15) or any(f.startswith(label) for f in failures):
+                print("\n".join(l for l in err.splitlines() if not l.startswith("Svt["))[-3000:])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
@@ -144,6 +248,7 @@ def main():
             if proc.returncode not in (0, -15):
                 failures.append(f"{codec}: sender exited {proc.returncode}")
                 print("\n".join(l for l in err.splitlines() if not l.startswith("Svt["))[-3000:])
+    check_errors(demo, failures)
     for f in failures:
         print("FAIL: " + f)
     return 1 if failures else 0

@@ -10,7 +10,9 @@
 //
 // Signalling (JSON text messages on /ws):
 //   server -> page: {"type":"offer","sdp":...}, {"type":"ice","candidate":...,"sdpMLineIndex":n},
-//                   {"type":"sender-stats", ...}
+//                   {"type":"sender-stats", ...},
+//                   {"type":"error","message":...} (the sender's pipeline failed: the page shows
+//                   the text; a missing element names the Debian package to install)
 //   page -> server: {"type":"answer","sdp":...}, {"type":"ice","candidate":...,"sdpMLineIndex":n}
 // Anything else, or anything malformed, is logged and closes that viewer only.
 #include <gst/gst.h>
@@ -35,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "catalog/catalog.h"
 #include "config.h"
 #include "rtp/bandwidth.h"
 
@@ -83,6 +86,36 @@ std::string json_string(JsonBuilder* builder) {
   g_free(text);
   g_object_unref(gen);
   json_node_unref(root);
+  return out;
+}
+
+std::string error_json(const std::string& message) {
+  JsonBuilder* b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "type");
+  json_builder_add_string_value(b, "error");
+  json_builder_set_member_name(b, "message");
+  json_builder_add_string_value(b, message.c_str());
+  json_builder_end_object(b);
+  std::string out = json_string(b);
+  g_object_unref(b);
+  return out;
+}
+
+// "element X is missing: install the Debian package P" for each element a
+// description named that this GStreamer does not have.
+std::string missing_elements_text(GstParseContext* context) {
+  std::string out;
+  gchar** missing = gst_parse_context_get_missing_elements(context);
+  for (gchar** m = missing; m && *m; m++) {
+    const std::string_view package = ccm::catalog::debian_package_for_element(*m);
+    if (!out.empty()) out += "; ";
+    out += std::string("element ") + *m + " is missing: ";
+    out += package.empty() ? std::string("no Debian package known for it (gst-inspect-1.0 ") + *m + ")"
+                           : "install the Debian package " + std::string(package) + " (apt-get install " +
+                                 std::string(package) + ", or scripts/install-deps)";
+  }
+  g_strfreev(missing);
   return out;
 }
 
@@ -216,7 +249,8 @@ class Server {
     auto it = peers_.find(id);
     return it == peers_.end() ? nullptr : it->second.get();
   }
-  bool build_pipeline(Peer* peer);
+  bool build_pipeline(Peer* peer, std::string* error);
+  void fail_peer(guint id, const std::string& message, const char* why);
   void handle_message(Peer* peer, const char* text, gsize size);
   void handle_stats(Peer* peer, const SenderFigures& figures);
   void apply_resolution_step(Peer* peer, int step);
@@ -414,9 +448,12 @@ void on_ice_candidate(GstElement*, guint mline, gchar* candidate, gpointer data)
 
 constexpr const char* kTwccUri = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
-bool Server::build_pipeline(Peer* peer) {
+bool Server::build_pipeline(Peer* peer, std::string* error_text) {
   const auto chain = codec_chain(options_.codec);
-  if (!chain) return false;
+  if (!chain) {
+    *error_text = "unknown codec " + options_.codec;
+    return false;
+  }
   std::string encoder = options_.encoder.empty()
                             ? "ccmencbin name=enc codec=" + options_.codec +
                                   " bitrate=" + std::to_string(options_.bitrate_kbps)
@@ -433,12 +470,22 @@ bool Server::build_pipeline(Peer* peer) {
       encoder + " ! " + chain->after_encoder + " ! " + rtp_caps +
       " ! webrtcbin name=webrtc bundle-policy=max-bundle latency=50";
   GError* error = nullptr;
-  peer->pipeline = gst_parse_launch(description.c_str(), &error);
+  GstParseContext* parse_context = gst_parse_context_new();
+  peer->pipeline = gst_parse_launch_full(description.c_str(), parse_context, GST_PARSE_FLAG_FATAL_ERRORS, &error);
   if (!peer->pipeline || error) {
-    log_line("cannot build the pipeline: %s\n  %s", error ? error->message : "?", description.c_str());
+    *error_text = std::string("cannot build the pipeline: ") + (error ? error->message : "?");
+    const std::string missing = missing_elements_text(parse_context);
+    if (!missing.empty()) *error_text += " (" + missing + ")";
+    log_line("viewer %u: %s\n  %s", peer->id, error_text->c_str(), description.c_str());
     g_clear_error(&error);
+    gst_parse_context_free(parse_context);
+    if (peer->pipeline) {
+      gst_object_unref(peer->pipeline);
+      peer->pipeline = nullptr;
+    }
     return false;
   }
+  gst_parse_context_free(parse_context);
   GST_INFO("viewer %u pipeline: %s", peer->id, description.c_str());
   peer->webrtc = gst_bin_get_by_name(GST_BIN(peer->pipeline), "webrtc");
   peer->encoder = gst_bin_get_by_name(GST_BIN(peer->pipeline), "enc");
@@ -488,7 +535,8 @@ bool Server::build_pipeline(Peer* peer) {
                         new PeerRef(this, peer->id), destroy, static_cast<GConnectFlags>(0));
 
   GstBus* bus = gst_element_get_bus(peer->pipeline);
-  gst_bus_add_watch(bus, on_bus, GUINT_TO_POINTER(peer->id));
+  gst_bus_add_watch_full(bus, G_PRIORITY_DEFAULT, on_bus, new PeerRef(this, peer->id),
+                         [](gpointer d) { delete static_cast<PeerRef*>(d); });
   gst_object_unref(bus);
   return true;
 }
@@ -531,16 +579,27 @@ gboolean Server::on_posted(gpointer data) {
   return G_SOURCE_REMOVE;
 }
 
-gboolean Server::on_bus(GstBus*, GstMessage* message, gpointer) {
+// The text of an error message: which element, what, and the Debian package when
+// the error says an element is missing.
+std::string bus_error_text(GstMessage* message, gchar** debug) {
+  GError* error = nullptr;
+  gst_message_parse_error(message, &error, debug);
+  std::string text = std::string("pipeline error from ") + GST_OBJECT_NAME(GST_MESSAGE_SRC(message)) + ": " +
+                     (error ? error->message : "?");
+  g_clear_error(&error);
+  return text;
+}
+
+gboolean Server::on_bus(GstBus*, GstMessage* message, gpointer data) {
   switch (GST_MESSAGE_TYPE(message)) {
     case GST_MESSAGE_ERROR: {
-      GError* error = nullptr;
+      auto* r = static_cast<PeerRef*>(data);
       gchar* debug = nullptr;
-      gst_message_parse_error(message, &error, &debug);
-      log_line("pipeline error from %s: %s (%s)", GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), error->message,
-               debug ? debug : "");
-      g_clear_error(&error);
+      const std::string text = bus_error_text(message, &debug);
+      log_line("viewer %u: %s (%s)", r->second, text.c_str(), debug ? debug : "");
       g_free(debug);
+      // The page shows it: a stopped picture says why.
+      if (Peer* peer = r->first->find(r->second)) r->first->send(peer, error_json(text));
       break;
     }
     case GST_MESSAGE_WARNING: {
@@ -881,17 +940,33 @@ void Server::on_websocket(SoupServer*, SoupServerMessage*, const char*, SoupWebs
   g_signal_connect_data(conn, "closed", G_CALLBACK(on_ws_closed), new std::pair<Server*, guint>(self, id), destroy,
                         static_cast<GConnectFlags>(0));
 
-  if (!self->build_pipeline(raw)) {
-    self->remove_peer(id, "no pipeline");
+  std::string error;
+  if (!self->build_pipeline(raw, &error)) {
+    self->fail_peer(id, error, "no pipeline");
     return;
   }
   if (gst_element_set_state(raw->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
-    self->remove_peer(id, "pipeline would not start");
+    // The element that refused has said why on the bus (not dispatched yet).
+    std::string text = "the pipeline would not start";
+    GstBus* bus = gst_element_get_bus(raw->pipeline);
+    if (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
+      text += ": " + bus_error_text(m, nullptr);
+      gst_message_unref(m);
+    }
+    gst_object_unref(bus);
+    log_line("viewer %u: %s", id, text.c_str());
+    self->fail_peer(id, text, "pipeline would not start");
     return;
   }
   raw->stats_timer = g_timeout_add_full(G_PRIORITY_DEFAULT, 500, on_stats_timer,
                                         new std::pair<Server*, guint>(self, id),
                                         [](gpointer d) { delete static_cast<std::pair<Server*, guint>*>(d); });
+}
+
+// Tells the page what went wrong ({"type":"error"}), then closes its socket.
+void Server::fail_peer(guint id, const std::string& message, const char* why) {
+  if (Peer* peer = find(id)) send(peer, error_json(message));
+  remove_peer(id, why);
 }
 
 void Server::remove_peer(guint id, const char* why) {
@@ -1076,9 +1151,12 @@ int main(int argc, char** argv) {
   for (const char* needed : {"ccmencbin", "ccmrtpav1pay", "webrtcbin", "nicesrc", "dtlssrtpenc"}) {
     GstElementFactory* f = gst_element_factory_find(needed);
     if (!f) {
-      log_line("GStreamer element %s is missing (the gst-ccm plugin: install it or set GST_PLUGIN_PATH; "
-               "webrtcbin: gstreamer1.0-plugins-bad and gstreamer1.0-nice)",
-               needed);
+      const std::string_view package = ccm::catalog::debian_package_for_element(needed);
+      if (package.empty())
+        log_line("GStreamer element %s is missing (the gst-ccm plugin: install it or set GST_PLUGIN_PATH)", needed);
+      else
+        log_line("GStreamer element %s is missing: install the Debian package %.*s (or scripts/install-deps)",
+                 needed, static_cast<int>(package.size()), package.data());
       gst_deinit();
       return 1;
     }

@@ -5,14 +5,26 @@
 const video = document.getElementById('video');
 const stateEl = document.getElementById('state');
 const figuresEl = document.getElementById('figures');
+const errorEl = document.getElementById('error');
 
 let pc = null;
 let ws = null;
 let senderStats = {};
 const latency = { last: null, samples: [] };  // glass-to-glass, ms
 let previous = null;  // last inbound-rtp report, for rates
+let senderError = null;  // the sender's {"type":"error"} text, kept once shown
 
-function setState(text) { stateEl.textContent = text; }
+function setState(text) { stateEl.textContent = senderError ? 'error' : text; }
+
+// The sender could not send (its pipeline failed: a missing element names the Debian
+// package to install): say so on the page instead of a state that never moves on.
+function showError(text) {
+  senderError = text;
+  errorEl.textContent = `The sender failed: ${text}`;
+  errorEl.hidden = false;
+  setState('error');
+}
+window.ccmSenderError = () => senderError;
 
 function send(message) {
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
@@ -47,6 +59,8 @@ function connect() {
       } catch (e) { console.warn('ICE candidate refused', e); }
     } else if (message.type === 'sender-stats') {
       senderStats = message;
+    } else if (message.type === 'error') {
+      showError(String(message.message || 'unknown error'));
     }
   };
 }
