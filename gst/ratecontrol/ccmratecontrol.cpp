@@ -158,6 +158,7 @@ struct Private {
   GstClockTime first_pts = GST_CLOCK_TIME_NONE;
   double bitrate_kbps = 0, out_fps = 0;
   int last_qp = -1;
+  bool last_at_min_qp = false;  // the last coded frame's QP was the lowest the settings allow
   double last_lambda = 0, last_buffer = 0, last_target_bps = 0;
   double analysis_us_total = 0;
   // Encoders steered by their bitrate property (x264enc) run their own rate
@@ -278,7 +279,8 @@ static GstStructure* frame_message_locked(GstCcmRateController* self, const Fram
       r.qp_applied && d.psnr_capped, "complexity", G_TYPE_DOUBLE, r.complexity, "mafd", G_TYPE_DOUBLE, r.mafd,
       "spatial-activity", G_TYPE_DOUBLE, r.activity, "skip-blocks", G_TYPE_UINT, r.skip, "fast-blocks",
       G_TYPE_UINT, r.fast, "full-blocks", G_TYPE_UINT, r.full, "scene-cut", G_TYPE_BOOLEAN, r.scene_cut,
-      "buffer-bits", G_TYPE_DOUBLE, r.controlled ? d.buffer_bits : 0.0, nullptr);
+      "buffer-bits", G_TYPE_DOUBLE, r.controlled ? d.buffer_bits : 0.0, "still", G_TYPE_BOOLEAN,
+      r.controlled && d.still, "at-min-qp", G_TYPE_BOOLEAN, r.qp_applied && d.at_min_qp, nullptr);
 }
 
 static void on_encoded_buffer(GstCcmRateController* self, GstBuffer* buf, std::vector<GstStructure*>& messages) {
@@ -305,6 +307,7 @@ static void on_encoded_buffer(GstCcmRateController* self, GstBuffer* buf, std::v
     if (auto rep = p->rc->on_encoded(r.number, static_cast<double>(bytes) * 8, key); rep && r.qp_applied) {
       p->last_qp = rep->qp;
       p->last_lambda = rep->lambda;
+      p->last_at_min_qp = r.decision.at_min_qp;
     }
     p->last_buffer = p->rc->buffer_bits();
   }
@@ -775,7 +778,8 @@ static GstStructure* make_stats(GstCcmRateController* self) {
       (p->rc ? p->rc->effective_bitrate() : requested_bps(p)) / 1000.0, "bitrate-kbps", G_TYPE_DOUBLE,
       p->bitrate_kbps, "fps", G_TYPE_DOUBLE, p->out_fps, "qp", G_TYPE_INT, p->last_qp, "lambda", G_TYPE_DOUBLE,
       p->last_lambda, "buffer-bits", G_TYPE_DOUBLE, p->last_buffer, "qos-rate-scale", G_TYPE_DOUBLE, p->qos_scale,
-      "speed-boost", G_TYPE_INT, p->wanted_boost, "analysis-ms", G_TYPE_DOUBLE, analysis_ms, nullptr);
+      "speed-boost", G_TYPE_INT, p->wanted_boost, "analysis-ms", G_TYPE_DOUBLE, analysis_ms, "at-min-qp",
+      G_TYPE_BOOLEAN, p->last_at_min_qp, nullptr);
 }
 
 static void gst_ccm_rate_controller_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec) {

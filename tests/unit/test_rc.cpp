@@ -54,8 +54,8 @@ TEST(RLambda, UpdateMovesTowardsWhatFramesCost) {
   for (int i = 0; i < 1000; ++i) w.update(1000, 1e-9, 1.0, 1.0);
   EXPECT_GE(w.params().alpha, 0.05);
   EXPECT_LE(w.params().alpha, 500);
-  EXPECT_GE(w.params().beta, -3.0);
-  EXPECT_LE(w.params().beta, -0.1);
+  EXPECT_GE(w.params().beta, -2.5);
+  EXPECT_LE(w.params().beta, -0.7);
 }
 
 namespace {

@@ -201,7 +201,12 @@ Decision RateController::decide(const FrameInfo& frame) {
   const double cap = capacity_bits();
   d.buffer_bits = buffer_;
   d.key = frame.key;
-  if (frame.scene_cut) reset_short_term();
+  if (frame.scene_cut) {
+    // A new scene: what the inter model learnt of the old one (screen content's
+    // cheap frames, say) would mislead it; it starts again from typical content.
+    reset_short_term();
+    inter_.reset();
+  }
 
   // Positions count from the last key frame, where a layered encoder restarts its structure.
   if (frame.key) inter_count_ = 0;
