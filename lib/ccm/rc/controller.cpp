@@ -155,18 +155,35 @@ double RateController::refine_cost(int qp) const {
   return std::exp(refine_log_ - qp / qp_per_ln());
 }
 
-int RateController::still_qp(bool* refine) {
-  *refine = false;
+int RateController::still_qp(int* refine_steps, double* expected_bits) {
+  *refine_steps = 0;
+  *expected_bits = 0;
   const double avg = average_frame_bits();
-  int qp = last_still_qp_ >= 0 ? last_still_qp_ : last_inter_qp_;
+  const int current = last_still_qp_ >= 0 ? last_still_qp_ : last_inter_qp_;
+  int qp = current;
   if (still_report_fresh_) {
-    int step = static_cast<int>(std::lround(kStillGain * qp_per_ln() * std::log(std::max(last_still_ratio_, 1e-3))));
-    qp += std::clamp(step, -kStillStep, kStillStep);
+    // The report may be about a frame decided several frames ago (SVT-AV1's
+    // low-delay pipeline holds frames): its ratio is brought to the current QP
+    // through the model's slope before stepping (stepping on the stale ratio
+    // alone repeats the same correction every frame until the report catches up).
+    const double ln_ratio = std::log(std::max(last_still_ratio_, 1e-3)) + (last_still_report_qp_ - current) / qp_per_ln();
+    const int step = static_cast<int>(std::lround(kStillGain * qp_per_ln() * ln_ratio));
+    qp = current + std::clamp(step, -kStillStep, kStillStep);
     still_report_fresh_ = false;
   }
-  const int floor_qp = still_floor_qp_ >= 0 ? still_floor_qp_ : qp;
+  if (qp < current) {
+    // Down only once the frames at the current QP have been measured, and not
+    // while the bucket overflows: with SVT-AV1's pipeline (4 frames) the QP
+    // otherwise reached 1 before the first frame there (72 000 bits at 320x240,
+    // 6 shares) was reported, and five of them starved the next three seconds.
+    const bool unmeasured = measured_still_qp_ < 0 || measured_still_qp_ > current;
+    if (unmeasured || buffer_ > capacity_bits()) qp = current;
+  }
+  const int floor_qp = still_floor_qp_ >= 0 ? still_floor_qp_ : current;
   if (qp < floor_qp) {
-    // Refinement: as many steps as the saved budget pays for, within the burst bound.
+    // Refinement: as many steps below the floor as the saved budget pays for,
+    // within the burst bound (frames decided but not reported count with what
+    // they are expected to cost).
     const double credit = -deviation_;
     const double room = kRefineShares * avg - buffer_;
     int steps = 0;
@@ -178,7 +195,8 @@ int RateController::still_qp(bool* refine) {
       ++steps;
     }
     qp = floor_qp - steps;
-    *refine = steps > 0;
+    *refine_steps = steps;
+    *expected_bits = cost;
     // Budget saved and room in the bucket, yet the expected cost keeps refinement
     // off: the estimate may come from a burst that was not one (the end of a fade).
     // It decays until a step is tried and measured.
@@ -267,9 +285,10 @@ Decision RateController::decide(const FrameInfo& frame) {
     }
   }
 
-  bool refine = false;
-  const int still_floor_before = still_floor_qp_;
-  int qp = still ? still_qp(&refine) : static_cast<int>(std::lround(qp_from_lambda(cfg_.codec, lambda)));
+  int refine_steps = 0;
+  double refine_bits = 0;
+  int qp = still ? still_qp(&refine_steps, &refine_bits)
+                 : static_cast<int>(std::lround(qp_from_lambda(cfg_.codec, lambda)));
   if (!frame.key && !still && last_inter_qp_ >= 0) {
     const int step = relaxed_frames_ > 0 || jump ? cfg_.qp_step_relaxed : cfg_.qp_step;
     // Just after a key frame the QP falls by qp_step only: a far lower QP would
@@ -295,6 +314,7 @@ Decision RateController::decide(const FrameInfo& frame) {
     // The inter frames after it start near its QP (and the still ones from it).
     last_inter_qp_ = std::max(last_inter_qp_, qp - kKeyToInterDrop);
     last_still_qp_ = still_floor_qp_ = qp;
+    measured_still_qp_ = -1;
     frames_since_key_ = 0;
   } else if (still) {
     last_still_qp_ = qp;
@@ -304,6 +324,7 @@ Decision RateController::decide(const FrameInfo& frame) {
     last_inter_qp_ = qp;
     last_still_qp_ = -1;  // the next still frame starts from this QP,
     still_floor_qp_ = qp; // and the picture has just been coded at it
+    measured_still_qp_ = -1;
     ++frames_since_key_;
   }
   if (relaxed_frames_ > 0) --relaxed_frames_;
@@ -311,10 +332,12 @@ Decision RateController::decide(const FrameInfo& frame) {
   if (fresh_frames_ > 0) --fresh_frames_;
 
   // Until its size is known the frame counts with its budget.
-  buffer_ = std::max(0.0, buffer_ + target - avg);
-  deviation_ = std::clamp(deviation_ + target - avg, -kCreditWindows * window * avg, 2.0 * window * avg);
+  // A refinement counts with what it is expected to cost, if more.
+  const double accounted = std::max(target, refine_bits);
+  buffer_ = std::max(0.0, buffer_ + accounted - avg);
+  deviation_ = std::clamp(deviation_ + accounted - avg, -kCreditWindows * window * avg, 2.0 * window * avg);
   pending_.push_back({frame.id, target, d.lambda, scale, bpp * scale, qp, frame.key, fresh, position, structure, !still, still,
-                      refine ? std::max(1, (still_floor_before - qp)) : 0});
+                      refine_steps, accounted});
   if (pending_.size() > kMaxPending) pending_.pop_front();
   return d;
 }
@@ -327,15 +350,18 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
 
   const double avg = average_frame_bits();
   const double window = cfg_.window_frames;
-  const double err = bits - p.target_bits;
+  const double err = bits - p.accounted;
   if (p.refine_steps > 0) {
+    measured_still_qp_ = measured_still_qp_ < 0 ? p.qp : std::min(measured_still_qp_, p.qp);
     // What one step of refinement cost, brought to QP 0 (averaged: pictures differ).
     const double per_step = std::max(bits / p.refine_steps, 1.0);
     refine_log_ += kRefineLearn * (std::log(per_step) + (p.qp + 0.5 * (p.refine_steps - 1)) / qp_per_ln() - refine_log_);
   } else if (p.still) {
     // Refinement bursts say nothing about what the picture costs at its floor.
     last_still_ratio_ = bits / std::max(p.target_bits, 1.0);
+    last_still_report_qp_ = p.qp;
     still_report_fresh_ = true;
+    measured_still_qp_ = measured_still_qp_ < 0 ? p.qp : std::min(measured_still_qp_, p.qp);
   }
   buffer_ = std::max(0.0, buffer_ + err);
   deviation_ = std::clamp(deviation_ + err, -kCreditWindows * window * avg, 2.0 * window * avg);

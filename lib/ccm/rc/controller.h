@@ -141,6 +141,7 @@ class RateController {
     bool learn;         // false for still frames: their size says nothing about the model
     bool still;
     int refine_steps;   // still frames below the picture's floor: steps of refinement
+    double accounted;   // bits the budgets counted it with until its size arrives
   };
 
   // Encoders with a layered low-delay structure (SVT-AV1's, every 8 frames)
@@ -154,7 +155,9 @@ class RateController {
   double capacity_bits() const;
   int clamp_qp(int qp) const;
   int lowest_qp() const;  // the codec's floor, qp_min and the max-psnr cap together
-  int still_qp(bool* refine);  // the next still frame's QP from the budget's state
+  // The next still frame's QP from the budget's state; steps of refinement below
+  // the picture's floor and what they are expected to cost.
+  int still_qp(int* refine_steps, double* expected_bits);
   double qp_per_ln() const;    // QP steps per ln of bits (codec line x model slope)
   double refine_cost(int qp) const;  // expected bits of one step of refinement to qp
 
@@ -171,6 +174,8 @@ class RateController {
   int last_still_qp_ = -1;   // still frames' own track (-1: start from the inter QP)
   double last_still_ratio_ = 1;  // the last reported still frame's bits / budget
   bool still_report_fresh_ = false;  // reported since the last still decision
+  int last_still_report_qp_ = 0;     // the QP of that reported frame
+  int measured_still_qp_ = -1;       // the lowest still QP reported since the picture changed
   int still_floor_qp_ = -1;  // the finest QP the still picture has been coded at
   double refine_log_ = 0;    // ln(bits of one step of refinement) + QP / qp_per_ln()
   int frames_since_key_ = 0;
