@@ -35,6 +35,15 @@ constexpr double kRefineShares = 3.0;
 // frame shares seen after starved key frames on cuts); it then falls by qp_step.
 constexpr int kKeyToInterDrop = 2;
 constexpr int kAfterKeyFrames = 4;
+// An inter frame that cost more than kBurstShares frame shares marks its QP (+1)
+// as a floor for moving frames, which eases by one QP every kBurstEaseFrames.
+// Some content has a cliff: SVT-AV1 on a noisy static camera spent 4 000 bits at
+// QP 27 and 110 000 at QP 20 (320x240), a slope no R-λ model follows; without the
+// floor the QP dived into it again every second and each dive starved the next.
+// Only for encoders that hold frames (x265 and libvpx report each frame before the
+// next decision, and the model follows them: the floor cost them accuracy).
+constexpr double kBurstShares = 3.0;
+constexpr int kBurstEaseFrames = 8;
 constexpr int kFreshFrames = 5;                  // frames after a reset with a raised model gain
 constexpr double kFreshGain = 0.5;
 constexpr double kSteadyGain = 0.1;
@@ -69,6 +78,7 @@ void RateController::reset() {
   last_still_qp_ = -1;
   last_still_ratio_ = 1;
   still_report_fresh_ = false;
+  burst_floor_qp_ = -1;
   still_floor_qp_ = -1;
   // Until measured: one step at the codec's middle QP costs one frame share.
   refine_log_ = std::log(std::max(average_frame_bits(), 1.0)) + 0.5 * qp_range(cfg_.codec).max / qp_per_ln();
@@ -296,6 +306,7 @@ Decision RateController::decide(const FrameInfo& frame) {
     const int down = frames_since_key_ < kAfterKeyFrames ? std::min(step, cfg_.qp_step) : step;
     qp = std::clamp(qp, last_inter_qp_ - down, last_inter_qp_ + step);
   }
+  if (!frame.key && !still && burst_floor_qp_ >= 0) qp = std::max(qp, burst_floor_qp_);
   qp = clamp_qp(qp);
   if (cfg_.max_psnr_db > 0) {
     const int floor_qp = min_qp_for_psnr(cfg_.codec, cfg_.max_psnr_db);
@@ -332,6 +343,7 @@ Decision RateController::decide(const FrameInfo& frame) {
   if (fresh_frames_ > 0) --fresh_frames_;
 
   // Until its size is known the frame counts with its budget.
+  if (burst_floor_qp_ >= 0 && ++burst_frames_ % kBurstEaseFrames == 0) --burst_floor_qp_;
   // A refinement counts with what it is expected to cost, if more.
   const double accounted = std::max(target, refine_bits);
   buffer_ = std::max(0.0, buffer_ + accounted - avg);
@@ -351,6 +363,12 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
   const double avg = average_frame_bits();
   const double window = cfg_.window_frames;
   const double err = bits - p.accounted;
+  // Only where the encoder holds frames (decided, not reported: the QP had moved
+  // on before this report); an encoder that reports at once is followed by the model.
+  if (!p.key && !p.still && bits > kBurstShares * avg && !pending_.empty()) {
+    burst_floor_qp_ = std::max(burst_floor_qp_, p.qp + 1);
+    burst_frames_ = 0;
+  }
   if (p.refine_steps > 0) {
     measured_still_qp_ = measured_still_qp_ < 0 ? p.qp : std::min(measured_still_qp_, p.qp);
     // What one step of refinement cost, brought to QP 0 (averaged: pictures differ).

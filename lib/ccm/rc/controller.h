@@ -176,6 +176,8 @@ class RateController {
   bool still_report_fresh_ = false;  // reported since the last still decision
   int last_still_report_qp_ = 0;     // the QP of that reported frame
   int measured_still_qp_ = -1;       // the lowest still QP reported since the picture changed
+  int burst_floor_qp_ = -1;          // moving frames stay at or above it (-1: none)
+  int burst_frames_ = 0;             // frames since the floor was last raised
   int still_floor_qp_ = -1;  // the finest QP the still picture has been coded at
   double refine_log_ = 0;    // ln(bits of one step of refinement) + QP / qp_per_ln()
   int frames_since_key_ = 0;
