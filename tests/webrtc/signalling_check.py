@@ -209,12 +209,8 @@ def main():
                                  "--height", "240", "--duration", "60"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            # The first start may scan a cold registry (slow under the sanitizers).
+            wait_serving(port, proc, 30)
             ws = WebSocket(port)
             sdp = ws.wait_offer()
             for needle in (rtpmap, "a=sendonly", "nack pli", "ccm fir", "transport-cc",
