@@ -257,6 +257,10 @@ static void make_controller_locked(GstCcmRateController* self) {
   cfg.target_bps = requested_bps(p);
   cfg.window_frames = static_cast<int>(p->settings.window);
   cfg.latency_budget_ms = p->settings.latency_ms;
+  // An encoder steered by a bitrate per frame (x264enc) follows it through its own
+  // ABR, a few frames late: an overflow is drained in 2 frames there, not 4
+  // (foreman at 400 kbit/s: p95 window error 16% -> 11%).
+  if (p->adapter && p->adapter->family() == ccm::gst::EncoderFamily::Bitrate) cfg.drain_frames = 2;
   p->rc.emplace(cfg);
   p->in_flight.clear();
   apply_settings_locked(self);

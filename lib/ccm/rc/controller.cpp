@@ -11,11 +11,10 @@ constexpr double kStillComplexity = 0.3;         // below: a still frame (camera
 constexpr double kComplexityJump = 4.0;          // x the scene's reference: QP moves by qp_step_relaxed
 constexpr double kActivityReference = 8.0;       // intra bpp is scaled by this / activity
 constexpr double kMinFrameShare = 0.15;          // no frame gets less than this x avg
-// A frame beyond the bucket is paid back over this many frames (each gets avg -
-// overflow / kDrainFrames, at least kMinFrameShare): one frame of 3 shares costs
-// the next four half a share each instead of starving them to the floor, where
-// the QP would climb by qp_step a frame and the rate stay unspent.
-constexpr double kDrainFrames = 4.0;
+// A frame beyond the bucket is paid back over cfg_.drain_frames frames (each gets
+// avg - overflow / drain_frames, at least kMinFrameShare): one frame of 3 shares
+// costs the next four half a share each instead of starving them to the floor,
+// where the QP would climb by qp_step a frame and the rate stay unspent.
 // Still frames: from one still frame to the next the QP moves by half of what
 // would have put the last reported one on its budget (the codec's QP per ln of
 // bits), at most kStillStep. A still picture costs almost nothing at or above the
@@ -251,7 +250,7 @@ Decision RateController::decide(const FrameInfo& frame) {
     // few frames. (Draining every overflow over several frames, with no bucket
     // bound, was measured on the calibration clips: no better, worse on x265 and
     // libvpx; the drain applies only to what is already beyond the bucket.)
-    target = overflow > 0 ? std::min(target, avg - overflow / kDrainFrames) : std::min(target, cap + avg - buffer_);
+    target = overflow > 0 ? std::min(target, avg - overflow / std::max(1.0, cfg_.drain_frames)) : std::min(target, cap + avg - buffer_);
     target = std::max(target, kMinFrameShare * avg);
   }
   d.target_bits = target;

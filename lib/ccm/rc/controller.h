@@ -45,6 +45,8 @@ struct ControllerConfig {
   int qp_step = 3;          // most an inter frame's QP moves from the previous one
   int qp_step_relaxed = 10; // after a rate change or a scene cut
   double key_frame_ratio = 3.0;
+  // A frame beyond the bucket is paid back over this many frames.
+  double drain_frames = 4.0;
   // Inter frames: bpp is scaled by (scene reference complexity / frame complexity)^gamma,
   // the ratio clipped to [1/4, 4]: a frame with more motion than the scene's start
   // gets a higher λ for the same budget (calibration: 0.5 predicts best).
