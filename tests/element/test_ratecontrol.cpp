@@ -48,26 +48,30 @@ struct Clip {
   }
 };
 
+// Raw I420 of every frame of `src` (any file ffmpeg reads) into the temp folder as
+// `name`.yuv; frames = 0 when it could not be decoded.
+Clip decode_to_yuv(const std::string& src, const std::string& name, int w, int h) {
+  Clip c;
+  c.yuv = temp_path(name + ".yuv");
+  run_capture("timeout 300 ffmpeg -nostdin -v error -y -i '" + src +
+              "' -fps_mode passthrough -f rawvideo -pix_fmt yuv420p '" + c.yuv + "' 2>&1");
+  c.width = w;
+  c.height = h;
+  if (FILE* f = fopen(c.yuv.c_str(), "rb")) {
+    fseek(f, 0, SEEK_END);
+    c.frames = static_cast<int>(ftell(f) / (w * h * 3 / 2));
+    fclose(f);
+  }
+  return c;
+}
+
 // Decodes a clip of tests/media once per process into raw I420 (ffmpeg, every frame).
 const Clip* raw_clip(const std::string& name, int w, int h) {
   static std::map<std::string, Clip> cache;
   auto it = cache.find(name);
   if (it != cache.end()) return it->second.frames ? &it->second : nullptr;
-  Clip c;
   const std::string src = media(name);
-  if (!src.empty()) {
-    c.yuv = temp_path(name + ".yuv");
-    run_capture("ffmpeg -nostdin -v error -y -i '" + src + "' -fps_mode passthrough -f rawvideo -pix_fmt yuv420p '" +
-                c.yuv + "' 2>&1");
-    c.width = w;
-    c.height = h;
-    if (FILE* f = fopen(c.yuv.c_str(), "rb")) {
-      fseek(f, 0, SEEK_END);
-      c.frames = static_cast<int>(ftell(f) / (w * h * 3 / 2));
-      fclose(f);
-    }
-  }
-  auto& stored = cache[name] = c;
+  auto& stored = cache[name] = src.empty() ? Clip{} : decode_to_yuv(src, name, w, h);
   return stored.frames ? &stored : nullptr;
 }
 
@@ -87,19 +91,10 @@ const Clip* validation_clip(const std::string& name, int w, int h, double second
                                       std::to_string(seconds) + " --noise " + std::to_string(noise) + " --out '" +
                                       dir + "' " + name + " 2>&1");
   const std::string path = y4m.substr(0, y4m.find('\n'));
-  if (!g_file_test(path.c_str(), G_FILE_TEST_IS_REGULAR)) {
+  if (!g_file_test(path.c_str(), G_FILE_TEST_IS_REGULAR))
     ADD_FAILURE() << "scripts/make-validation-media " << name << " failed: " << y4m;
-  } else {
-    c.yuv = path + ".yuv";
-    run_capture("ffmpeg -nostdin -v error -y -i '" + path + "' -f rawvideo -pix_fmt yuv420p '" + c.yuv + "' 2>&1");
-    c.width = w;
-    c.height = h;
-    if (FILE* f = fopen(c.yuv.c_str(), "rb")) {
-      fseek(f, 0, SEEK_END);
-      c.frames = static_cast<int>(ftell(f) / (w * h * 3 / 2));
-      fclose(f);
-    }
-  }
+  else
+    c = decode_to_yuv(path, key, w, h);
   auto& stored = cache[key] = c;
   return stored.frames ? &stored : nullptr;
 }
