@@ -548,24 +548,23 @@ def scan_tree(root):
 
 # ---- what the project itself registers ---------------------------------------------
 
-def our_elements(root):
+def grep_sources(root, folder, pattern):
+    """Every first group of `pattern` in the C/C++ sources under root/folder."""
     names = set()
-    for dirpath, _, filenames in os.walk(os.path.join(root, "gst")):
+    for dirpath, _, filenames in os.walk(os.path.join(root, folder)):
         for name in filenames:
             if os.path.splitext(name)[1] in C_EXT:
                 with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                    names |= set(re.findall(r'gst_element_register\s*\(\s*\w+\s*,\s*"([^"]+)"', f.read()))
+                    names |= set(re.findall(pattern, f.read()))
     return names
+
+
+def our_elements(root):
+    return grep_sources(root, "gst", r'gst_element_register\s*\(\s*\w+\s*,\s*"([^"]+)"')
 
 
 def test_doubles(root):
-    names = set()
-    for dirpath, _, filenames in os.walk(os.path.join(root, "tests")):
-        for name in filenames:
-            if os.path.splitext(name)[1] in C_EXT:
-                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                    names |= set(re.findall(r'register_hardware_double\s*\(\s*"([^"]+)"', f.read()))
-    return names
+    return grep_sources(root, "tests", r'register_hardware_double\s*\(\s*"([^"]+)"')
 
 
 def catalog(root):

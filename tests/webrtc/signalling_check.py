@@ -32,6 +32,16 @@ def free_port():
     return port
 
 
+def stop_sender(proc):
+    """SIGTERM, 30 s to exit, then SIGKILL; returns its stderr."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[1]
+
+
 class WebSocket:
     def __init__(self, port):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
@@ -185,12 +195,7 @@ def check_errors(demo, failures):
             except Exception as e:  # noqa: BLE001 - any failure is a test failure with its reason
                 failures.append(f"{label}: {e}")
             finally:
-                proc.terminate()
-                try:
-                    _, err = proc.communicate(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    _, err = proc.communicate()
+                err = stop_sender(proc)
             if text is not None and needles[-1] not in err:
                 failures.append(f"{label}: the sender's log does not say {needles[-1]!r}")
             if proc.returncode not in (0, -15) or any(f.startswith(label) for f in failures):
@@ -235,12 +240,7 @@ def main():
         except Exception as e:  # noqa: BLE001 - any failure is a test failure with its reason
             failures.append(f"{codec}: {e}")
         finally:
-            proc.terminate()
-            try:
-                _, err = proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
+            err = stop_sender(proc)
             if proc.returncode not in (0, -15):
                 failures.append(f"{codec}: sender exited {proc.returncode}")
                 print("\n".join(l for l in err.splitlines() if not l.startswith("Svt["))[-3000:])
