@@ -115,16 +115,8 @@ int main(int argc, char** argv) {
   if (!pipeline) {
     std::fprintf(stderr, "ccm-demo: %s\n", err ? err->message : "cannot build the pipeline");
     gchar** missing = gst_parse_context_get_missing_elements(parse_context);
-    for (gchar** m = missing; m && *m; m++) {
-      const std::string_view package = ccm::catalog::debian_package_for_element(*m);
-      if (!package.empty())
-        std::fprintf(stderr, "ccm-demo: element %s is missing: install the Debian package %.*s "
-                     "(apt-get install %.*s, or scripts/install-deps)\n",
-                     *m, static_cast<int>(package.size()), package.data(), static_cast<int>(package.size()),
-                     package.data());
-      else
-        std::fprintf(stderr, "ccm-demo: element %s is missing (gst-inspect-1.0 %s)\n", *m, *m);
-    }
+    for (gchar** m = missing; m && *m; m++)
+      std::fprintf(stderr, "ccm-demo: %s\n", ccm::catalog::missing_element_advice(*m).c_str());
     g_strfreev(missing);
     gst_parse_context_free(parse_context);
     g_clear_error(&err);

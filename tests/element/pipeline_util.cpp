@@ -1,5 +1,6 @@
 #include "pipeline_util.h"
 
+#include "catalog/catalog.h"
 #include "plugin.h"
 
 #include <gst/app/app.h>
@@ -60,18 +61,32 @@ RunResult run_pipeline(const std::string& description, int timeout_s,
   return run_pipeline(description, options);
 }
 
+namespace {
+// gst_parse_launch that says which Debian package ships an element it lacks.
+GstElement* parse(const std::string& description, std::string* error) {
+  GError* err = nullptr;
+  GstParseContext* context = gst_parse_context_new();
+  GstElement* pipeline = gst_parse_launch_full(description.c_str(), context, GST_PARSE_FLAG_FATAL_ERRORS, &err);
+  if (!pipeline || err) {
+    *error = std::string("parse: ") + (err ? err->message : "unknown");
+    gchar** missing = gst_parse_context_get_missing_elements(context);
+    for (gchar** m = missing; m && *m; m++) *error += "; " + ccm::catalog::missing_element_advice(*m);
+    g_strfreev(missing);
+    if (pipeline) gst_object_unref(pipeline);
+    pipeline = nullptr;
+  }
+  g_clear_error(&err);
+  gst_parse_context_free(context);
+  return pipeline;
+}
+}  // namespace
+
 RunResult run_pipeline(const std::string& description, const RunOptions& options) {
   const int timeout_s = options.timeout_s;
   const auto& on_playing = options.on_playing;
   RunResult result;
-  GError* err = nullptr;
-  GstElement* pipeline = gst_parse_launch(description.c_str(), &err);
-  if (!pipeline || err) {
-    result.error = std::string("parse: ") + (err ? err->message : "unknown");
-    if (err) g_error_free(err);
-    if (pipeline) gst_object_unref(pipeline);
-    return result;
-  }
+  GstElement* pipeline = parse(description, &result.error);
+  if (!pipeline) return result;
   if (options.before_play) options.before_play(pipeline);
   GstBus* bus = gst_element_get_bus(pipeline);
   gst_element_set_state(pipeline, GST_STATE_PLAYING);
@@ -202,13 +217,10 @@ std::vector<GstBuffer*> decode_frames(const std::string& source_chain, const cha
   if (caps) *caps = nullptr;
   const std::string desc = source_chain + " ! videoconvert ! video/x-raw,format=" + format +
                            " ! appsink name=sink sync=false";
-  GError* err = nullptr;
-  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
-  if (!pipeline || err) {
-    ADD_FAILURE() << "cannot build " << desc << ": " << (err ? err->message : "?")
-                  << " (scripts/install-deps installs every element the tests use)";
-    g_clear_error(&err);
-    if (pipeline) gst_object_unref(pipeline);
+  std::string error;
+  GstElement* pipeline = parse(desc, &error);
+  if (!pipeline) {
+    ADD_FAILURE() << "cannot build " << desc << ": " << error;
     return frames;
   }
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");

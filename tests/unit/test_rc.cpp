@@ -319,7 +319,9 @@ TEST(Controller, StillFramesSpendTheBudgetWithoutTeachingTheModel) {
     f.activity = 8;
     const auto d = rc.decide(f);
     EXPECT_TRUE(d.still);
-    if (i > 0) EXPECT_LE(d.qp, last) << "a still frame's QP never rises while the budget is unspent";
+    if (i > 0) {
+      EXPECT_LE(d.qp, last) << "a still frame's QP never rises while the budget is unspent";
+    }
     last = d.qp;
     reached_floor = reached_floor || d.at_min_qp;
     rc.on_encoded(f.id, 50);  // a skipped frame: a few bytes

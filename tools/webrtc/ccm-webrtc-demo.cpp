@@ -108,12 +108,8 @@ std::string missing_elements_text(GstParseContext* context) {
   std::string out;
   gchar** missing = gst_parse_context_get_missing_elements(context);
   for (gchar** m = missing; m && *m; m++) {
-    const std::string_view package = ccm::catalog::debian_package_for_element(*m);
     if (!out.empty()) out += "; ";
-    out += std::string("element ") + *m + " is missing: ";
-    out += package.empty() ? std::string("no Debian package known for it (gst-inspect-1.0 ") + *m + ")"
-                           : "install the Debian package " + std::string(package) + " (apt-get install " +
-                                 std::string(package) + ", or scripts/install-deps)";
+    out += ccm::catalog::missing_element_advice(*m);
   }
   g_strfreev(missing);
   return out;

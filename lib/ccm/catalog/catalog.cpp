@@ -1165,6 +1165,15 @@ std::string_view debian_package_for_element(std::string_view factory) {
   return {};
 }
 
+std::string missing_element_advice(std::string_view factory) {
+  const std::string name(factory);
+  const std::string_view package = debian_package_for_element(factory);
+  if (package.empty()) return "element " + name + " is missing: no Debian package known for it (gst-inspect-1.0 " + name + ")";
+  const std::string pkg(package);
+  return "element " + name + " is missing: install the Debian package " + pkg + " (apt-get install " + pkg +
+         ", or scripts/install-deps)";
+}
+
 std::string_view debian_package_for(Codec c) {
   switch (c) {
     case Codec::AV1: return "gstreamer1.0-plugins-bad";    // av1enc

@@ -162,5 +162,9 @@ std::string_view debian_package_for(Codec c);
 // other elements our pipelines use (videotestsrc, timeoverlay, webrtcbin ...), for
 // "install X" messages when one is missing. "" when unknown or not in Debian 12.
 std::string_view debian_package_for_element(std::string_view factory);
+// "element X is missing: install the Debian package P (apt-get install P, or
+// scripts/install-deps)", or "element X is missing: no Debian package known for it
+// (gst-inspect-1.0 X)": the one wording of that advice, wherever a pipeline fails.
+std::string missing_element_advice(std::string_view factory);
 
 }  // namespace ccm::catalog
