@@ -2386,6 +2386,7 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
   auto& st = self->priv->stats;
   std::string factory, codec, rate_kept_by;
   bool hardware = false;
+  GstElement* rc = nullptr;  // a reference, dropped below
   {
     std::lock_guard lk(self->priv->lock);
     if (const auto& cur = self->priv->current) {
@@ -2393,6 +2394,19 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
       codec = ccm::catalog::to_string(cur->chain.codec);
       hardware = cur->chain.hardware;
       rate_kept_by = cur->chain.rate_kept_by;
+      if (cur->chain.rate_controller) rc = GST_ELEMENT(gst_object_ref(cur->chain.rate_controller));
+    }
+  }
+  // The built-in rate controller's word on whether the target is reachable: the
+  // last frame at the lowest QP the settings allow (docs/ratecontrol.md).
+  gboolean at_min_qp = FALSE;
+  if (rc) {
+    Ref<GstElement> owned(rc);
+    GstStructure* rs = nullptr;
+    g_object_get(rc, "stats", &rs, nullptr);
+    if (rs) {
+      gst_structure_get_boolean(rs, "at-min-qp", &at_min_qp);
+      gst_structure_free(rs);
     }
   }
   const guint64 out = st.frames_out, bytes = st.bytes_out;
@@ -2410,7 +2424,7 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
       G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
       G_TYPE_UINT64, (guint64)st.failovers, "frames-reencoded", G_TYPE_UINT64, (guint64)st.frames_reencoded,
       "last-switch-ms", G_TYPE_DOUBLE, st.last_switch_ms.load(), "start-ms", G_TYPE_DOUBLE, st.start_ms.load(),
-      nullptr);
+      "at-min-qp", G_TYPE_BOOLEAN, at_min_qp, nullptr);
 }
 
 // ---- GObject --------------------------------------------------------------------
@@ -2716,7 +2730,9 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
       g_param_spec_boxed("stats", "Statistics",
                          "ccm-stats: encoder, codec, hardware, frames-in, frames-out, key-frames, bytes-out, "
                          "bitrate-kbps (kbit/s over stream time), fps (output frames per wall-clock second), "
-                         "switches, failovers, frames-reencoded, last-switch-ms, start-ms",
+                         "switches, failovers, frames-reencoded, last-switch-ms, start-ms, at-min-qp (the "
+                         "built-in rate controller's last frame was at the lowest QP allowed: the bitrate may "
+                         "not be reachable)",
                          GST_TYPE_STRUCTURE, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);

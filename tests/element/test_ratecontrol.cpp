@@ -742,3 +742,22 @@ TEST(RateControlValidation, CutKeyFramesAndTheFrameAfterStayWithinThreeShares) {
     EXPECT_GE(cuts, 2) << c.codec << ": the clip has two hard cuts (and a fade through black)";
   }
 }
+
+// A picture that cannot spend the rate at any QP (a small ball on a flat field at
+// 1.5 Mbit/s): the QP reaches the lowest the settings allow and ccmencbin's stats
+// say so (at-min-qp), while a rate the content can spend does not.
+TEST(RateControlInEncBin, AtMinQpSaysTheTargetIsOutOfReach) {
+  for (const auto& [kbps, reachable] : {std::pair{1500, false}, std::pair{60, true}}) {
+    ccm::test::RunOptions options;
+    options.stats_from = "enc";
+    auto r = ccm::test::run_pipeline("videotestsrc num-buffers=90 pattern=ball ! video/x-raw,width=320,height=240 ! "
+                                     "ccmencbin name=enc codec=h265 bitrate=" + std::to_string(kbps) +
+                                         " ! h265parse ! fakesink",
+                                     options);
+    ASSERT_TRUE(r.eos) << r.error;
+    ASSERT_NE(r.stats, nullptr);
+    gboolean at_min = !reachable;
+    ASSERT_TRUE(gst_structure_get_boolean(r.stats, "at-min-qp", &at_min));
+    EXPECT_EQ(static_cast<bool>(at_min), !reachable) << kbps << " kbit/s";
+  }
+}
