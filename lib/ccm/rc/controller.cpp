@@ -39,11 +39,9 @@ constexpr int kAfterKeyFrames = 4;
 // Some content has a cliff: SVT-AV1 on a noisy static camera spent 4 000 bits at
 // QP 27 and 110 000 at QP 20 (320x240), a slope no R-λ model follows; without the
 // floor the QP dived into it again every second and each dive starved the next.
-// x265 on the same camera at 640x360: 1 000 bits at QP 30, 39 000 at 28, 156 000 at
-// 26. The model follows an encoder that reports at once, so there the mark is higher
-// (at 3 shares it held x265 too high after the cuts of mixed-content).
-constexpr double kBurstShares = 3.0;        // an encoder that holds frames (its reports come late)
-constexpr double kBurstSharesPrompt = 5.0;  // one that reports each frame before the next decision
+// Only for encoders that hold frames (x265 and libvpx report each frame before the
+// next decision, and the model follows them: the floor cost them accuracy).
+constexpr double kBurstShares = 3.0;
 constexpr int kBurstEaseFrames = 8;
 constexpr int kFreshFrames = 5;                  // frames after a reset with a raised model gain
 constexpr double kFreshGain = 0.5;
@@ -350,7 +348,7 @@ Decision RateController::decide(const FrameInfo& frame) {
   buffer_ = std::max(0.0, buffer_ + accounted - avg);
   deviation_ = std::clamp(deviation_ + accounted - avg, -kCreditWindows * window * avg, 2.0 * window * avg);
   pending_.push_back({frame.id, target, d.lambda, scale, bpp * scale, qp, frame.key, fresh, position, structure, !still, still,
-                      refine_steps, accounted, frames_since_key_ < kAfterKeyFrames});
+                      refine_steps, accounted});
   if (pending_.size() > kMaxPending) pending_.pop_front();
   return d;
 }
@@ -364,11 +362,9 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
   const double avg = average_frame_bits();
   const double window = cfg_.window_frames;
   const double err = bits - p.accounted;
-  // Not just after a key frame or a cut (the first frames of new content are
-  // large by nature, and the model is relearning), and only for a frame far over
-  // its own budget as well.
-  const double burst = pending_.empty() ? kBurstSharesPrompt : kBurstShares;
-  if (!p.key && !p.still && !p.after_key && bits > burst * avg && bits > burst * p.target_bits) {
+  // Only where the encoder holds frames (decided, not reported: the QP had moved
+  // on before this report); an encoder that reports at once is followed by the model.
+  if (!p.key && !p.still && bits > kBurstShares * avg && !pending_.empty()) {
     burst_floor_qp_ = std::max(burst_floor_qp_, p.qp + 1);
     burst_frames_ = 0;
   }

@@ -144,7 +144,6 @@ class RateController {
     bool still;
     int refine_steps;   // still frames below the picture's floor: steps of refinement
     double accounted;   // bits the budgets counted it with until its size arrives
-    bool after_key;     // decided within a few frames of a key frame or a cut
   };
 
   // Encoders with a layered low-delay structure (SVT-AV1's, every 8 frames)
