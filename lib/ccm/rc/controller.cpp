@@ -15,6 +15,7 @@ constexpr double kMinFrameShare = 0.15;          // no frame gets less than this
 // avg - overflow / drain_frames, at least kMinFrameShare): one frame of 3 shares
 // costs the next four half a share each instead of starving them to the floor,
 // where the QP would climb by qp_step a frame and the rate stay unspent.
+
 // Still frames: from one still frame to the next the QP moves by half of what
 // would have put the last reported one on its budget (the codec's QP per ln of
 // bits), at most kStillStep. A still picture costs almost nothing at or above the
