@@ -342,9 +342,9 @@ Decision RateController::decide(const FrameInfo& frame) {
   const bool fresh = fresh_frames_ > 0;
   if (fresh_frames_ > 0) --fresh_frames_;
 
-  // Until its size is known the frame counts with its budget.
   if (burst_floor_qp_ >= 0 && ++burst_frames_ % kBurstEaseFrames == 0) --burst_floor_qp_;
-  // A refinement counts with what it is expected to cost, if more.
+  // Until its size is known the frame counts with its budget (a refinement with
+  // what it is expected to cost, if more).
   const double accounted = std::max(target, refine_bits);
   buffer_ = std::max(0.0, buffer_ + accounted - avg);
   deviation_ = std::clamp(deviation_ + accounted - avg, -kCreditWindows * window * avg, 2.0 * window * avg);
