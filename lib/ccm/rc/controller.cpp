@@ -44,6 +44,7 @@ constexpr int kAfterKeyFrames = 4;
 // next decision, and the model follows them: the floor cost them accuracy).
 constexpr double kBurstShares = 3.0;
 constexpr int kBurstEaseFrames = 8;
+constexpr double kFarOverRatio = 3.0;  // a frame over this x its budget lets the QP rise by a relaxed step
 constexpr int kFreshFrames = 5;                  // frames after a reset with a raised model gain
 constexpr double kFreshGain = 0.5;
 constexpr double kSteadyGain = 0.1;
@@ -79,6 +80,7 @@ void RateController::reset() {
   last_still_ratio_ = 1;
   still_report_fresh_ = false;
   burst_floor_qp_ = -1;
+  far_over_ = false;
   still_floor_qp_ = -1;
   // Until measured: one step at the codec's middle QP costs one frame share.
   refine_log_ = std::log(std::max(average_frame_bits(), 1.0)) + 0.5 * qp_range(cfg_.codec).max / qp_per_ln();
@@ -178,7 +180,9 @@ int RateController::still_qp(int* refine_steps, double* expected_bits) {
     // alone repeats the same correction every frame until the report catches up).
     const double ln_ratio = std::log(std::max(last_still_ratio_, 1e-3)) + (last_still_report_qp_ - current) / qp_per_ln();
     const int step = static_cast<int>(std::lround(kStillGain * qp_per_ln() * ln_ratio));
-    qp = current + std::clamp(step, -kStillStep, kStillStep);
+    // Up as far as a relaxed step: a "still" frame can be dear (a fade through
+    // black changes every pixel a little: VP9 spent 10-15 shares a frame on one).
+    qp = current + std::clamp(step, -kStillStep, cfg_.qp_step_relaxed);
     still_report_fresh_ = false;
   }
   if (qp < current) {
@@ -301,10 +305,14 @@ Decision RateController::decide(const FrameInfo& frame) {
                  : static_cast<int>(std::lround(qp_from_lambda(cfg_.codec, lambda)));
   if (!frame.key && !still && last_inter_qp_ >= 0) {
     const int step = relaxed_frames_ > 0 || jump ? cfg_.qp_step_relaxed : cfg_.qp_step;
+    // A frame reported far over its budget lets the QP rise by a relaxed step
+    // (the end of a fade at 1080p: VP9 frames at 10x their budget, the QP rising 3
+    // a frame while the bucket filled with 2 Mbit).
     // Just after a key frame the QP falls by qp_step only: a far lower QP would
     // re-code the whole picture the key frame just sent.
     const int down = frames_since_key_ < kAfterKeyFrames ? std::min(step, cfg_.qp_step) : step;
-    qp = std::clamp(qp, last_inter_qp_ - down, last_inter_qp_ + step);
+    const int up = far_over_ ? cfg_.qp_step_relaxed : step;
+    qp = std::clamp(qp, last_inter_qp_ - down, last_inter_qp_ + up);
   }
   if (!frame.key && !still && burst_floor_qp_ >= 0) qp = std::max(qp, burst_floor_qp_);
   qp = clamp_qp(qp);
@@ -369,6 +377,7 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
     burst_floor_qp_ = std::max(burst_floor_qp_, p.qp + 1);
     burst_frames_ = 0;
   }
+  if (!p.key && p.refine_steps == 0) far_over_ = bits > kFarOverRatio * std::max(p.target_bits, 1.0);
   if (p.refine_steps > 0) {
     measured_still_qp_ = measured_still_qp_ < 0 ? p.qp : std::min(measured_still_qp_, p.qp);
     // What one step of refinement cost, brought to QP 0 (averaged: pictures differ).

@@ -180,6 +180,7 @@ class RateController {
   int measured_still_qp_ = -1;       // the lowest still QP reported since the picture changed
   int burst_floor_qp_ = -1;          // moving frames stay at or above it (-1: none)
   int burst_frames_ = 0;             // frames since the floor was last raised
+  bool far_over_ = false;            // the last reported inter frame cost > 3x its budget
   int still_floor_qp_ = -1;  // the finest QP the still picture has been coded at
   double refine_log_ = 0;    // ln(bits of one step of refinement) + QP / qp_per_ln()
   int frames_since_key_ = 0;
