@@ -338,6 +338,11 @@ struct _GstCcmEncBin {
     GstClockTime frame_duration = GST_CLOCK_TIME_NONE;
     gint64 frame_pixels = 0;  // of the input, for the stall bound
     GstClockTime next_pts = GST_CLOCK_TIME_NONE;
+
+    // Presets (see "presets" below): the properties the application set itself,
+    // which a preset leaves alone, and whether a preset is being loaded.
+    std::set<guint> user_set;
+    bool loading_preset = false;
   }* priv;
 };
 
@@ -2482,6 +2487,9 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
   auto* p = self->priv;
   auto& s = p->settings;
   std::unique_lock lock(p->lock);
+  // A preset never overrides what the application set, whatever the order.
+  if (p->loading_preset && p->user_set.count(id)) return;
+  if (!p->loading_preset) p->user_set.insert(id);
   // Settings that choose the encoder: while streaming, a switch at the next frame.
   auto request_switch = [&](const char* what) {
     if (!p->current) return;
@@ -2756,6 +2764,11 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
 // presets where GStreamer does not look, so the names and values there are added
 // to GStreamer's own: CCM_PRESETS_DIR (the environment variable, else the install
 // folder compiled in). User-saved presets of the same name win.
+//
+// A preset sets only what the application has not set itself: gst-launch's
+// `@preset=` is loaded after every property on the line, whatever the order,
+// and `codec=h264 @preset=screen-share` must keep H.264. set_property records
+// each property the application sets and, while a preset loads, skips those.
 
 namespace {
 
@@ -2792,7 +2805,7 @@ gchar** ccm_enc_bin_get_preset_names(GstPreset* preset) {
   return g_strv_builder_end(all);
 }
 
-gboolean ccm_enc_bin_load_preset(GstPreset* preset, const gchar* name) {
+gboolean load_preset_values(GstPreset* preset, const gchar* name) {
   if (preset_defaults.load_preset(preset, name)) return TRUE;
   GKeyFile* file = installed_presets();
   if (!file) return FALSE;
@@ -2809,6 +2822,18 @@ gboolean ccm_enc_bin_load_preset(GstPreset* preset, const gchar* name) {
     g_strfreev(keys);
   }
   g_key_file_unref(file);
+  return found;
+}
+
+gboolean ccm_enc_bin_load_preset(GstPreset* preset, const gchar* name) {
+  auto* p = GST_CCM_ENC_BIN(preset)->priv;
+  {
+    std::lock_guard lock(p->lock);
+    p->loading_preset = true;
+  }
+  const gboolean found = load_preset_values(preset, name);
+  std::lock_guard lock(p->lock);
+  p->loading_preset = false;
   return found;
 }
 

@@ -486,4 +486,56 @@ TEST(EncBinPresets, ShippedPresetsLoad) {
   gst_object_unref(e);
 }
 
+// gst-launch loads `@preset=` after every property on the line, whatever the
+// order: what the user set must survive it, and what the preset names applies.
+TEST(EncBinPresets, PresetKeepsWhatTheUserSet) {
+  for (const char* line : {"ccmencbin name=enc @preset=screen-share codec=h264 bitrate=900",
+                           "ccmencbin name=enc codec=h264 bitrate=900 @preset=screen-share"}) {
+    GError* error = nullptr;
+    GstElement* e = gst_parse_launch(line, &error);
+    ASSERT_NE(e, nullptr) << line << ": " << (error ? error->message : "");
+    ASSERT_EQ(error, nullptr) << line << ": " << error->message;
+    guint bitrate = 0, keyframes = 0;
+    gboolean low_latency = FALSE;
+    g_object_get(e, "bitrate", &bitrate, "keyframe-interval", &keyframes, "low-latency", &low_latency, nullptr);
+    GValue cv = G_VALUE_INIT;
+    g_value_init(&cv, g_object_class_find_property(G_OBJECT_GET_CLASS(e), "codec")->value_type);
+    g_object_get_property(G_OBJECT(e), "codec", &cv);
+    gchar* nick = gst_value_serialize(&cv);
+    g_value_unset(&cv);
+    EXPECT_STREQ(nick, "h264") << line;
+    EXPECT_EQ(bitrate, 900u) << line;
+    EXPECT_EQ(keyframes, 300u) << line << ": what the user left alone comes from the preset";
+    g_free(nick);
+    gst_object_unref(e);
+  }
+}
+
+// A preset stores only values it means: no codec=auto, hardware=auto or -1
+// ("unset"), which would undo a choice made by an earlier preset.
+TEST(EncBinPresets, PresetsStoreNoUnsetValues) {
+  const char* dir = g_getenv("GST_PRESET_PATH");
+  ASSERT_TRUE(dir && *dir) << "the suite points GST_PRESET_PATH at presets/";
+  gchar* path = g_build_filename(dir, "GstCcmEncBin.prs", nullptr);
+  GKeyFile* file = g_key_file_new();
+  ASSERT_TRUE(g_key_file_load_from_file(file, path, G_KEY_FILE_NONE, nullptr)) << path;
+  gchar** groups = g_key_file_get_groups(file, nullptr);
+  int values = 0;
+  for (gchar** g = groups; *g; g++) {
+    if (g_str_equal(*g, "_presets_")) continue;
+    gchar** keys = g_key_file_get_keys(file, *g, nullptr, nullptr);
+    for (gchar** k = keys; *k; k++, values++) {
+      gchar* value = g_key_file_get_value(file, *g, *k, nullptr);
+      EXPECT_STRNE(value, "auto") << *g << ": " << *k;
+      EXPECT_STRNE(value, "-1") << *g << ": " << *k;
+      g_free(value);
+    }
+    g_strfreev(keys);
+  }
+  EXPECT_GT(values, 20);
+  g_strfreev(groups);
+  g_key_file_unref(file);
+  g_free(path);
+}
+
 }  // namespace
