@@ -1107,8 +1107,9 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   if (wants_rate_controller(self, c, s) && (c.rate_controller = make("ccmratecontrol"))) {
     // The bin answers allocation queries itself (with the GPU in mind).
     c.rate_kept_by = "ccmratecontrol";
-    g_object_set(c.rate_controller, "target-bitrate", s.bitrate, "dmabuf-pool", FALSE, "message-interval",
-                 s.rate_message_interval, nullptr);
+    // Clamped: ccmratecontrol takes up to 10 Gbit/s, our bitrate any guint.
+    ccm::gst::set_property_from_string(c.rate_controller, "target-bitrate", std::to_string(s.bitrate));
+    g_object_set(c.rate_controller, "dmabuf-pool", FALSE, "message-interval", s.rate_message_interval, nullptr);
     // At 4K and above every other row tells the same story for half the bytes
     // (docs/ratecontrol.md, "Analysis cost").
     if ((gint64)GST_VIDEO_INFO_WIDTH(&vinfo) * GST_VIDEO_INFO_HEIGHT(&vinfo) >= 3840 * 2160)
@@ -2442,7 +2443,7 @@ static void ccm_enc_bin_apply_live_bitrate(Self* self, guint kbps) {
   }
   for (const auto& s : sessions) {
     if (s->chain.rate_controller) {  // it owns the encoder's rate
-      g_object_set(s->chain.rate_controller, "target-bitrate", kbps, nullptr);
+      ccm::gst::set_property_from_string(s->chain.rate_controller, "target-bitrate", std::to_string(kbps));
       continue;
     }
     std::string applied;
@@ -2515,13 +2516,7 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
       request_switch("codec");
       break;
     case PROP_BITRATE: {
-      const guint kbps = g_value_get_uint(value);
-      if (kbps == 0 && p->current) {
-        lock.unlock();
-        GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("bitrate=0 kbit/s ignored"),
-                            ("the encoder keeps %u kbit/s; set at least 1", s.bitrate));
-        return;
-      }
+      const guint kbps = g_value_get_uint(value);  // at least 1: GObject refuses 0 (the pspec's range)
       s.bitrate = kbps;
       p->bandwidth_estimate_bps = 0;  // the application's word replaces the network's
       lock.unlock();
@@ -2664,7 +2659,7 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                         codec_choice_get_type(), (int)CodecChoice::Auto, live));
   g_object_class_install_property(gobject_class, PROP_BITRATE,
       g_param_spec_uint("bitrate", "Bitrate", "Target bitrate in kbit/s (applies live while PLAYING)",
-                        0, G_MAXUINT, kDefaultBitrate, live));
+                        1, G_MAXUINT, kDefaultBitrate, live));
   g_object_class_install_property(gobject_class, PROP_RATE_CONTROL,
       g_param_spec_enum("rate-control", "Rate control", "Rate-control mode", rate_control_get_type(),
                         (int)RateControl::Cbr, rw));

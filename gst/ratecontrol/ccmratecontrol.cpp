@@ -793,17 +793,7 @@ static void gst_ccm_rate_controller_set_property(GObject* object, guint id, cons
   Settings& s = p->settings;
   switch (id) {
     case PROP_TARGET_BITRATE: {
-      const guint v = g_value_get_uint(value);
-      if (v == 0 || v > kAbsurdKbps) {
-        const guint keep = s.target_kbps;
-        guard.unlock();
-        GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-                            ("target-bitrate=%u kbit/s %s: keeping %u kbit/s", v,
-                             v == 0 ? "cannot be encoded" : "is beyond any encoder", keep),
-                            ("set target-bitrate between 1 and %u kbit/s", kAbsurdKbps));
-        return;
-      }
-      s.target_kbps = v;
+      s.target_kbps = g_value_get_uint(value);  // 1..kAbsurdKbps: GObject refuses the rest (the pspec's range)
       p->estimate_bps = 0;  // the user's word replaces the last estimate
       break;
     }
@@ -880,9 +870,9 @@ static void gst_ccm_rate_controller_class_init(GstCcmRateControllerClass* klass)
   g_object_class_install_property(
       gobject_class, PROP_TARGET_BITRATE,
       g_param_spec_uint("target-bitrate", "Target bitrate",
-                        "Target rate in kbit/s (0 or more than 10 Gbit/s is refused with a warning); a "
-                        "ccm-bandwidth-estimate event replaces it until the next change",
-                        0, G_MAXUINT, kDefaultTargetKbps, live));
+                        "Target rate in kbit/s (up to 10 Gbit/s); a ccm-bandwidth-estimate event replaces it "
+                        "until the next change",
+                        1, kAbsurdKbps, kDefaultTargetKbps, live));
   g_object_class_install_property(
       gobject_class, PROP_MIN_BITRATE,
       g_param_spec_uint("min-bitrate", "Minimum bitrate",
