@@ -29,6 +29,7 @@ gboolean ccm_plugin_init(GstPlugin* plugin) {
   ok &= gst_element_register(plugin, "ccmx265enc", GST_RANK_PRIMARY + 1, GST_TYPE_CCM_X265_ENC);
 #endif
 #ifdef CCM_HAVE_SVTAV1
+  gst_ccm_svt_av1_enc_quiet_library();
   // Above av1enc (PRIMARY) so rank-based pickers (encodebin) prefer it.
   ok &= gst_element_register(plugin, "ccmsvtav1enc", GST_RANK_PRIMARY + 1, GST_TYPE_CCM_SVT_AV1_ENC);
 #endif

@@ -831,6 +831,13 @@ static void gst_ccm_svt_av1_enc_init(GstCcmSvtAv1Enc* self) {
   g_object_set(self, "speed-preset", kDefaultPreset, "quantizer", kDefaultQuantizer, nullptr);
 }
 
+void gst_ccm_svt_av1_enc_quiet_library(void) {
+  // SVT-AV1 1.4 has no logging callback: it reads SVT_LOG at every
+  // svt_av1_enc_init_handle (0 fatal .. 4 debug). 1: errors only; its warnings
+  // are about the low-delay mode we chose, on every encoder it opens.
+  g_setenv("SVT_LOG", "1", FALSE);
+}
+
 static void gst_ccm_svt_av1_enc_class_init(GstCcmSvtAv1EncClass* klass) {
   GST_DEBUG_CATEGORY_INIT(ccm_svt_av1_enc_debug, "ccmsvtav1enc", 0, "gst-ccm SVT-AV1 encoder");
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);

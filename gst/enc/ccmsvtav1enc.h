@@ -16,4 +16,9 @@ G_BEGIN_DECLS
 #define GST_TYPE_CCM_SVT_AV1_ENC (gst_ccm_svt_av1_enc_get_type())
 G_DECLARE_FINAL_TYPE(GstCcmSvtAv1Enc, gst_ccm_svt_av1_enc, GST, CCM_SVT_AV1_ENC, GstCcmVideoEnc)
 
+// Keeps SVT-AV1's 18-line information banner and its low-delay warnings (every
+// encoder it opens, ours and svtav1enc alike) off stderr; its errors still
+// print. Called once at plugin load; a user's own SVT_LOG wins.
+void gst_ccm_svt_av1_enc_quiet_library(void);
+
 G_END_DECLS

@@ -40,7 +40,7 @@ GType rate_control_get_type() {
       {GST_CCM_RATE_CONTROL_VBR, "Variable bitrate (average bitrate, looser VBV)", "vbr"},
       {GST_CCM_RATE_CONTROL_CQP, "Constant quantizer (see quantizer)", "cqp"},
       {0, nullptr, nullptr}};
-  // Not "GstCcmRateControl": ccmencbin registers that name for its own enum.
+  // Not "GstCcmRateControl": that is the ccmratecontrol element's type.
   if (g_once_init_enter(&type))
     g_once_init_leave(&type, g_enum_register_static("GstCcmVideoEncRateControl", values));
   return type;

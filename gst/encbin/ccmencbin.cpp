@@ -102,7 +102,7 @@ GType rate_control_get_type() {
       {(int)RateControl::Vbr, "Variable bitrate", "vbr"},
       {(int)RateControl::Cqp, "Constant quantizer (see quantizer)", "cqp"},
       {0, nullptr, nullptr}};
-  if (g_once_init_enter(&type)) g_once_init_leave(&type, g_enum_register_static("GstCcmRateControl", values));
+  if (g_once_init_enter(&type)) g_once_init_leave(&type, g_enum_register_static("GstCcmEncBinRateControl", values));
   return type;
 }
 
@@ -408,8 +408,10 @@ G_DEFINE_TYPE_WITH_CODE(GstCcmEncBin, gst_ccm_enc_bin, GST_TYPE_BIN,
                         GST_DEBUG_CATEGORY_INIT(ccm_enc_bin_debug, "ccmencbin", 0,
                                                 "ccm encoder selection bin"))
 
+// CUDA memory is taken where nvcodec's cudadownload exists (the CAPS query
+// offers it only there, ccm_enc_bin_sink_caps); the template says it can be.
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
-    "sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw"));
+    "sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw; video/x-raw(memory:CUDAMemory)"));
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS,

@@ -85,6 +85,7 @@ enum {
   PROP_ANALYSIS_THREADS,
   PROP_DMABUF_POOL,
   PROP_STATS,
+  PROP_QOS,
 };
 
 struct Settings {
@@ -101,6 +102,7 @@ struct Settings {
   guint row_step = 1;
   guint threads = 1;
   bool dmabuf_pool = true;
+  bool qos = true;  // react to QoS events from downstream (never by dropping frames)
 };
 
 // What we remember of a frame between its analysis and its encoded size.
@@ -177,7 +179,13 @@ struct _GstCcmRateController {
   Private* priv;
 };
 
-G_DEFINE_TYPE_WITH_CODE(GstCcmRateController, gst_ccm_rate_controller, GST_TYPE_BASE_TRANSFORM,
+// The GType is named after the element, GstCcmRateControl, so that instances
+// (ccmencbin's rate-control enum is GstCcmEncBinRateControl)
+// are named ccmratecontrol0, ccmratecontrol1... as gst-launch users expect.
+typedef GstCcmRateController GstCcmRateControl;
+typedef GstCcmRateControllerClass GstCcmRateControlClass;
+
+G_DEFINE_TYPE_WITH_CODE(GstCcmRateControl, gst_ccm_rate_controller, GST_TYPE_BASE_TRANSFORM,
                         GST_DEBUG_CATEGORY_INIT(ccm_rate_control_debug, "ccmratecontrol", 0,
                                                 "gst-ccm rate control"))
 
@@ -672,6 +680,7 @@ static gboolean gst_ccm_rate_controller_src_event(GstBaseTransform* trans, GstEv
       GstClockTime timestamp;
       gst_event_parse_qos(event, &type, &proportion, &diff, &timestamp);
       std::lock_guard<std::mutex> guard(p->lock);
+      if (!p->settings.qos) break;
       const GstClockTimeDiff budget = static_cast<GstClockTimeDiff>(p->settings.latency_ms) * GST_MSECOND;
       if (diff > budget) {
         // Late beyond the budget: 5% less rate for every such frame, and after a
@@ -809,6 +818,7 @@ static void gst_ccm_rate_controller_set_property(GObject* object, guint id, cons
     case PROP_ANALYSIS_ROW_STEP: s.row_step = g_value_get_uint(value); break;
     case PROP_ANALYSIS_THREADS: s.threads = g_value_get_uint(value); break;
     case PROP_DMABUF_POOL: s.dmabuf_pool = g_value_get_boolean(value); break;
+    case PROP_QOS: s.qos = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); return;
   }
   if (s.min_kbps > 0 && s.max_kbps > 0 && s.min_kbps > s.max_kbps) {
@@ -846,6 +856,7 @@ static void gst_ccm_rate_controller_get_property(GObject* object, guint id, GVal
     case PROP_ANALYSIS_ROW_STEP: g_value_set_uint(value, s.row_step); break;
     case PROP_ANALYSIS_THREADS: g_value_set_uint(value, s.threads); break;
     case PROP_DMABUF_POOL: g_value_set_boolean(value, s.dmabuf_pool); break;
+    case PROP_QOS: g_value_set_boolean(value, s.qos); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
 }
@@ -934,6 +945,16 @@ static void gst_ccm_rate_controller_class_init(GstCcmRateControllerClass* klass)
                            "Offer upstream a pool of 256-byte aligned DMABuf/memfd frames (ccmdmabufpool) when the "
                            "encoder downstream has no pool of its own",
                            TRUE, static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS)));
+  // GstBaseTransform's own "qos" (drop late frames, off) would tell a lie: we
+  // always read QoS events, to cut the rate and speed the encoder up, and never
+  // drop a frame for them. This one says so, and turns it off.
+  g_object_class_install_property(
+      gobject_class, PROP_QOS,
+      g_param_spec_boolean("qos", "QoS",
+                           "React to QoS events from downstream: frames later than latency-budget cut the rate "
+                           "(5% each, down to 20%) and speed the encoder up; no frame is ever dropped",
+                           TRUE, static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                                          GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property(
       gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",

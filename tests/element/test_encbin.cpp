@@ -466,6 +466,30 @@ TEST(EncBinErrors, NoEncoderNamesThePackage) {
   EXPECT_NE(r.error.find("gstreamer1.0-plugins-bad"), std::string::npos) << r.error;
 }
 
+// ---- what gst-inspect shows -----------------------------------------------------
+
+// The sink template names CUDA memory, which ccmencbin takes where cudadownload
+// exists (the CAPS query offers it only there).
+TEST(EncBinInspect, SinkTemplateNamesCudaMemory) {
+  GstElementFactory* f = gst_element_factory_find("ccmencbin");
+  ASSERT_NE(f, nullptr);
+  bool cuda = false, system = false;
+  for (const GList* l = gst_element_factory_get_static_pad_templates(f); l; l = l->next) {
+    auto* t = static_cast<GstStaticPadTemplate*>(l->data);
+    if (t->direction != GST_PAD_SINK) continue;
+    GstCaps* caps = gst_static_caps_get(&t->static_caps);
+    for (guint i = 0; i < gst_caps_get_size(caps); ++i) {
+      GstCapsFeatures* features = gst_caps_get_features(caps, i);
+      if (gst_caps_features_contains(features, "memory:CUDAMemory")) cuda = true;
+      if (gst_caps_features_is_equal(features, GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)) system = true;
+    }
+    gst_caps_unref(caps);
+  }
+  gst_object_unref(f);
+  EXPECT_TRUE(system);
+  EXPECT_TRUE(cuda);
+}
+
 // ---- presets --------------------------------------------------------------------
 
 TEST(EncBinPresets, ShippedPresetsLoad) {

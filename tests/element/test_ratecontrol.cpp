@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -395,6 +396,61 @@ TEST(RateControlQos, LateFramesCutTheRateAndSpeedUpTheEncoder) {
   EXPECT_LT(cpu_end, st.cpu_used_after_late);
   gst_object_unref(st.rc);
   gst_object_unref(st.enc);
+}
+
+// qos=false: the same late frames change nothing.
+TEST(RateControlQos, QosFalseIgnoresThem) {
+  if (!has_element("vp9enc")) GTEST_SKIP() << "no vp9enc";
+  struct State {
+    GstElement* rc = nullptr;
+    int frames = 0;
+    double scale_after_late = 0;
+  } st;
+  auto r = run(
+      "videotestsrc num-buffers=45 pattern=ball ! video/x-raw,width=160,height=120,framerate=30/1 ! "
+      "ccmratecontrol name=rc qos=false target-bitrate=300 latency-budget=33 ! vp9enc deadline=1 cpu-used=4 "
+      "lag-in-frames=0 end-usage=cbr ! fakesink name=sink",
+      [&](GstElement* pipeline) {
+        st.rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc");
+        GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+        GstPad* pad = gst_element_get_static_pad(sink, "sink");
+        gst_pad_add_probe(
+            pad, GST_PAD_PROBE_TYPE_BUFFER,
+            [](GstPad* p, GstPadProbeInfo* info, gpointer data) -> GstPadProbeReturn {
+              auto* s = static_cast<State*>(data);
+              const GstClockTime ts = GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info));
+              if (++s->frames == 40) {
+                GstStructure* stats = nullptr;
+                g_object_get(s->rc, "stats", &stats, nullptr);
+                gst_structure_get_double(stats, "qos-rate-scale", &s->scale_after_late);
+                gst_structure_free(stats);
+              }
+              const GstClockTimeDiff late = s->frames >= 20 ? 80 * GST_MSECOND : -5 * GST_MSECOND;
+              gst_pad_push_event(p, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 1.2, late, ts));
+              return GST_PAD_PROBE_OK;
+            },
+            &st, nullptr);
+        gst_object_unref(pad);
+        gst_object_unref(sink);
+      });
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_DOUBLE_EQ(st.scale_after_late, 1.0) << "qos=false: late frames leave the rate alone";
+  gst_object_unref(st.rc);
+}
+
+// What gst-inspect and gst-launch show is what the element does: it reacts to
+// QoS (qos=true by default) and its instances are named after the element.
+TEST(RateControlInspect, TellsTheTruth) {
+  GstElement* rc = gst_element_factory_make("ccmratecontrol", nullptr);
+  ASSERT_NE(rc, nullptr);
+  gst_object_ref_sink(rc);
+  gboolean qos = FALSE;
+  g_object_get(rc, "qos", &qos, nullptr);
+  EXPECT_TRUE(qos);
+  gchar* name = gst_object_get_name(GST_OBJECT(rc));
+  EXPECT_TRUE(g_str_has_prefix(name, "ccmratecontrol") && g_ascii_isdigit(name[strlen("ccmratecontrol")])) << name;
+  g_free(name);
+  gst_object_unref(rc);
 }
 
 // max-psnr: far more rate than the clip needs, capped at 36 dB. The measured
