@@ -184,6 +184,7 @@ enum {
   PROP_STALL_TIMEOUT,
   PROP_RATE_CONTROLLER,
   PROP_RATE_MESSAGE_INTERVAL,
+  PROP_STATS_INTERVAL,
 };
 
 struct Settings {
@@ -274,12 +275,23 @@ struct Stats {
   std::atomic<guint64> first_out_pts{GST_CLOCK_TIME_NONE}, last_out_end{GST_CLOCK_TIME_NONE};
   std::atomic<guint64> switches{0}, failovers{0}, frames_reencoded{0};
   std::atomic<double> last_switch_ms{-1}, start_ms{-1};
+  // The last second, for bitrate-kbps (stream time) and fps (wall-clock time),
+  // and the periodic ccm-stats message (stats-interval).
+  std::atomic<guint> interval_ms{1000};
+  std::mutex window_lock;
+  std::deque<std::pair<GstClockTime, guint64>> window;  // end pts and bytes of each output
+  std::deque<gint64> window_wall_us;                    // when each output left
+  gint64 last_post_us = -1;
   void reset() {
     frames_in = frames_out = bytes_out = key_frames = 0;
     first_in_wall_us = last_out_wall_us = -1;
     first_out_pts = last_out_end = GST_CLOCK_TIME_NONE;
     switches = failovers = frames_reencoded = 0;
     last_switch_ms = start_ms = -1;
+    std::lock_guard lk(window_lock);
+    window.clear();
+    window_wall_us.clear();
+    last_post_us = -1;
   }
 };
 
@@ -360,6 +372,7 @@ struct Session {
   std::thread pusher;
   std::optional<ccm::gst::GpuSessions::Lease> lease;
   std::string setup_report;   // settings line for messages
+  std::vector<std::string> not_set;  // settings the encoder could not take, one line each
 
   // Guarded by the bin's lock.
   std::deque<Item> queue;
@@ -834,6 +847,22 @@ void post_selected(Self* self, const Session& sess, const std::vector<std::strin
       "rate-controller", G_TYPE_STRING, chain.rate_kept_by.c_str(), nullptr);
   GValue passed = string_array(passed_over);
   gst_structure_take_value(s, "passed-over", &passed);
+  GValue not_set = string_array(sess.not_set);
+  gst_structure_take_value(s, "not-set", &not_set);
+  // The same for programs: one structure per candidate, its factory and reason apart.
+  GValue details = G_VALUE_INIT;
+  gst_value_array_init(&details, passed_over.size());
+  for (const auto& line : passed_over) {
+    const size_t colon = line.find(": ");
+    const std::string factory = line.substr(0, colon);
+    const std::string why = colon == std::string::npos ? "" : line.substr(colon + 2);
+    GValue v = G_VALUE_INIT;
+    g_value_init(&v, GST_TYPE_STRUCTURE);
+    g_value_take_boxed(&v, gst_structure_new("passed-over", "factory", G_TYPE_STRING, factory.c_str(), "reason",
+                                             G_TYPE_STRING, why.c_str(), nullptr));
+    gst_value_array_append_and_take_value(&details, &v);
+  }
+  gst_structure_take_value(s, "passed-over-details", &details);
   GST_INFO_OBJECT(self, "selected %s (%s): %s", chain.factory.c_str(), device.c_str(), reason.c_str());
   post_message(self, s);
 }
@@ -845,7 +874,7 @@ void post_switched(Self* self, const Chain& from, const Chain& to, const std::st
       to.factory.c_str(), "from-codec", G_TYPE_STRING, ccm::catalog::to_string(from.codec), "codec", G_TYPE_STRING,
       ccm::catalog::to_string(to.codec), "hardware", G_TYPE_BOOLEAN, to.hardware, "device", G_TYPE_STRING,
       gpu_description(to.gpu).c_str(), "gpu", G_TYPE_INT, to.gpu, "reason", G_TYPE_STRING, reason.c_str(),
-      "frames-reencoded", G_TYPE_UINT, frames, "requested", G_TYPE_BOOLEAN, requested, "standby", G_TYPE_BOOLEAN,
+      "frames-reencoded", G_TYPE_UINT64, (guint64)frames, "requested", G_TYPE_BOOLEAN, requested, "standby", G_TYPE_BOOLEAN,
       standby, nullptr);
   GST_INFO_OBJECT(self, "switched %s -> %s (%s), %u frame(s) re-encoded", from.factory.c_str(), to.factory.c_str(),
                   reason.c_str(), frames);
@@ -1127,6 +1156,7 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   }
   sess->setup_report = join(report.applied, ", ");
   if (!report.skipped.empty()) sess->setup_report += "; not set: " + join(report.skipped, "; ");
+  sess->not_set = report.skipped;
 
   gchar* name = g_strdup_printf("feed%d", sess->id);
   sess->feed = GST_PAD(gst_object_ref_sink(gst_pad_new(name, GST_PAD_SRC)));
@@ -1800,17 +1830,37 @@ static GstFlowReturn ccm_enc_bin_sync_sticky(Self* self, Session* s) {
   return GST_FLOW_OK;
 }
 
+static GstStructure* ccm_enc_bin_stats(Self* self);
+
 static void ccm_enc_bin_count_output(Self* self, GstBuffer* b) {
   auto& st = self->priv->stats;
+  const gint64 now = now_us();
   st.frames_out++;
   st.bytes_out += gst_buffer_get_size(b);
   if (!GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT)) st.key_frames++;
-  st.last_out_wall_us = now_us();
-  if (GST_BUFFER_PTS_IS_VALID(b)) {
-    if (st.first_out_pts.load() == GST_CLOCK_TIME_NONE) st.first_out_pts = GST_BUFFER_PTS(b);
-    const GstClockTime end = GST_BUFFER_PTS(b) + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
-    if (st.last_out_end.load() == GST_CLOCK_TIME_NONE || end > st.last_out_end) st.last_out_end = end;
+  st.last_out_wall_us = now;
+  bool post = false;
+  {
+    std::lock_guard lk(st.window_lock);
+    if (GST_BUFFER_PTS_IS_VALID(b)) {
+      if (st.first_out_pts.load() == GST_CLOCK_TIME_NONE) st.first_out_pts = GST_BUFFER_PTS(b);
+      const GstClockTime end = GST_BUFFER_PTS(b) + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
+      if (st.last_out_end.load() == GST_CLOCK_TIME_NONE || end > st.last_out_end) st.last_out_end = end;
+      st.window.emplace_back(end, gst_buffer_get_size(b));
+      while (!st.window.empty() && st.window.front().first + GST_SECOND <= st.last_out_end) st.window.pop_front();
+    }
+    st.window_wall_us.push_back(now);
+    while (st.window_wall_us.front() + 1000000 <= now) st.window_wall_us.pop_front();
+    // One ccm-stats message every stats-interval of wall-clock time, the first
+    // one interval after the first output.
+    const guint interval = st.interval_ms;
+    if (st.last_post_us < 0) st.last_post_us = now;
+    if (interval > 0 && now - st.last_post_us >= gint64(interval) * 1000) {
+      st.last_post_us = now;
+      post = true;
+    }
   }
+  if (post) post_message(self, ccm_enc_bin_stats(self));
 }
 
 static GstFlowReturn ccm_enc_bin_collect_chain(GstPad* pad, GstObject*, GstBuffer* buffer) {
@@ -2418,18 +2468,30 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
     }
   }
   const guint64 out = st.frames_out, bytes = st.bytes_out;
-  double fps = 0, kbps = 0;
+  double mean_fps = 0, mean_kbps = 0, fps = 0, kbps = 0;
   const gint64 t0 = st.first_in_wall_us, t1 = st.last_out_wall_us;
-  if (t0 >= 0 && t1 > t0 && out > 1) fps = (double)out * 1e6 / (double)(t1 - t0);
+  if (t0 >= 0 && t1 > t0 && out > 1) mean_fps = (double)out * 1e6 / (double)(t1 - t0);
   const guint64 p0 = st.first_out_pts, p1 = st.last_out_end;
   if (p0 != GST_CLOCK_TIME_NONE && p1 != GST_CLOCK_TIME_NONE && p1 > p0)
-    kbps = (double)bytes * 8.0 / ((double)(p1 - p0) / GST_SECOND) / 1000.0;
+    mean_kbps = (double)bytes * 8.0 / ((double)(p1 - p0) / GST_SECOND) / 1000.0;
+  {
+    // The last second, as ccmratecontrol reports it: bits over the last second
+    // of stream time (or the stream so far), frames over the last wall second.
+    std::lock_guard lk(st.window_lock);
+    guint64 window_bytes = 0;
+    for (const auto& [end, size] : st.window) window_bytes += size;
+    if (p0 != GST_CLOCK_TIME_NONE && p1 != GST_CLOCK_TIME_NONE && p1 > p0)
+      kbps = (double)window_bytes * 8.0 / ((double)std::min<guint64>(p1 - p0, GST_SECOND) / GST_SECOND) / 1000.0;
+    if (!st.window_wall_us.empty() && t0 >= 0 && t1 > t0)
+      fps = (double)st.window_wall_us.size() / std::min(1.0, (double)(t1 - t0) / 1e6);
+  }
   return gst_structure_new(
       "ccm-stats", "encoder", G_TYPE_STRING, factory.c_str(), "codec", G_TYPE_STRING, codec.c_str(),
       "rate-controller", G_TYPE_STRING, rate_kept_by.c_str(), "hardware",
       G_TYPE_BOOLEAN, hardware, "frames-in", G_TYPE_UINT64, (guint64)st.frames_in, "frames-out", G_TYPE_UINT64, out,
       "key-frames", G_TYPE_UINT64, (guint64)st.key_frames, "bytes-out", G_TYPE_UINT64, bytes, "bitrate-kbps",
-      G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
+      G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, "mean-bitrate-kbps", G_TYPE_DOUBLE, mean_kbps, "mean-fps",
+      G_TYPE_DOUBLE, mean_fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
       G_TYPE_UINT64, (guint64)st.failovers, "frames-reencoded", G_TYPE_UINT64, (guint64)st.frames_reencoded,
       "last-switch-ms", G_TYPE_DOUBLE, st.last_switch_ms.load(), "start-ms", G_TYPE_DOUBLE, st.start_ms.load(),
       "at-min-qp", G_TYPE_BOOLEAN, at_min_qp, nullptr);
@@ -2551,6 +2613,7 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
     case PROP_STALL_TIMEOUT: s.stall_timeout_ms = g_value_get_uint(value); break;
     case PROP_RATE_CONTROLLER: s.rate_controller = (RateController)g_value_get_enum(value); break;
     case PROP_RATE_MESSAGE_INTERVAL: s.rate_message_interval = g_value_get_uint(value); break;
+    case PROP_STATS_INTERVAL: p->stats.interval_ms = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
 }
@@ -2583,6 +2646,7 @@ static void gst_ccm_enc_bin_get_property(GObject* object, guint id, GValue* valu
     case PROP_STALL_TIMEOUT: g_value_set_uint(value, s.stall_timeout_ms); break;
     case PROP_RATE_CONTROLLER: g_value_set_enum(value, (int)s.rate_controller); break;
     case PROP_RATE_MESSAGE_INTERVAL: g_value_set_uint(value, s.rate_message_interval); break;
+    case PROP_STATS_INTERVAL: g_value_set_uint(value, self->priv->stats.interval_ms); break;
     case PROP_ENCODER:
       g_value_set_string(value, self->priv->current ? self->priv->current->chain.factory.c_str() : nullptr);
       break;
@@ -2731,13 +2795,19 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
   g_object_class_install_property(gobject_class, PROP_ENCODER,
       g_param_spec_string("encoder", "Encoder", "Factory name of the encoder element in use (NULL before caps)",
                           nullptr, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+  g_object_class_install_property(gobject_class, PROP_STATS_INTERVAL,
+      g_param_spec_uint("stats-interval", "Stats interval",
+                        "Post the stats as a ccm-stats element message every N ms of wall-clock time while "
+                        "frames come out, whatever the encoder and rate controller (ms; 0 = never)",
+                        0, G_MAXUINT, 1000, live));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
-                         "ccm-stats: encoder, codec, hardware, frames-in, frames-out, key-frames, bytes-out, "
-                         "bitrate-kbps (kbit/s over stream time), fps (output frames per wall-clock second), "
-                         "switches, failovers, frames-reencoded, last-switch-ms, start-ms, at-min-qp (the "
-                         "built-in rate controller's last frame was at the lowest QP allowed: the bitrate may "
-                         "not be reachable)",
+                         "ccm-stats: encoder, codec, rate-controller, hardware, frames-in, frames-out, key-frames, "
+                         "bytes-out, bitrate-kbps (kbit/s over the last second of stream time), fps (output "
+                         "frames over the last wall-clock second), mean-bitrate-kbps and mean-fps (the same "
+                         "over the whole stream), switches, failovers, frames-reencoded, last-switch-ms, "
+                         "start-ms, at-min-qp (the built-in rate controller's last frame was at the lowest QP "
+                         "allowed: the bitrate may not be reachable); see docs/ccmencbin.md",
                          GST_TYPE_STRUCTURE, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);

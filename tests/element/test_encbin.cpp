@@ -178,6 +178,49 @@ TEST(EncBin, SelectedMessageExplainsPassedOver) {
     if (line.rfind("nvh265enc", 0) == 0) saw_nvenc = true;
   }
   EXPECT_TRUE(saw_nvenc);
+  // The same for programs: a structure per candidate, and not-set as a list.
+  const GValue* details = gst_structure_get_value(s, "passed-over-details");
+  ASSERT_NE(details, nullptr);
+  ASSERT_TRUE(GST_VALUE_HOLDS_ARRAY(details));
+  ASSERT_EQ(gst_value_array_get_size(details), gst_value_array_get_size(passed));
+  bool saw_nvenc_detail = false;
+  for (guint i = 0; i < gst_value_array_get_size(details); i++) {
+    const GstStructure* d = gst_value_get_structure(gst_value_array_get_value(details, i));
+    EXPECT_FALSE(str_field(d, "reason").empty());
+    if (str_field(d, "factory") == "nvh265enc") saw_nvenc_detail = true;
+  }
+  EXPECT_TRUE(saw_nvenc_detail);
+  const GValue* not_set = gst_structure_get_value(s, "not-set");
+  ASSERT_NE(not_set, nullptr);
+  EXPECT_TRUE(GST_VALUE_HOLDS_ARRAY(not_set));
+}
+
+// ccm-stats comes as a message every stats-interval whatever keeps the rate,
+// with the same fields and types as the stats property.
+TEST(EncBin, StatsMessageEverySecondWhateverTheRateController) {
+  for (const char* rc : {"ccm", "encoder"}) {
+    auto r = run_pipeline(std::string("videotestsrc is-live=true num-buffers=24 ! video/x-raw,width=160,height=120,"
+                                      "framerate=30/1 ! ccmencbin name=enc codec=h264 stats-interval=200 "
+                                      "rate-controller=") + rc + " ! fakesink");
+    ASSERT_TRUE(r.eos) << rc << ": " << r.error;
+    // 0.8 s of live frames, one message every 0.2 s after the first output.
+    EXPECT_GE(r.count("ccm-stats"), 2) << rc;
+    const GstStructure* m = r.message("ccm-stats");
+    ASSERT_NE(m, nullptr) << rc;
+    for (const GstStructure* st : {m, (const GstStructure*)r.stats}) {
+      ASSERT_NE(st, nullptr);
+      EXPECT_EQ(gst_structure_get_field_type(st, "frames-out"), G_TYPE_UINT64);
+      EXPECT_EQ(gst_structure_get_field_type(st, "frames-reencoded"), G_TYPE_UINT64);
+      EXPECT_EQ(gst_structure_get_field_type(st, "bitrate-kbps"), G_TYPE_DOUBLE);
+      EXPECT_EQ(gst_structure_get_field_type(st, "mean-bitrate-kbps"), G_TYPE_DOUBLE);
+      EXPECT_EQ(gst_structure_get_field_type(st, "fps"), G_TYPE_DOUBLE);
+    }
+    double kbps = 0, fps = 0;
+    gst_structure_get_double(m, "bitrate-kbps", &kbps);
+    gst_structure_get_double(m, "fps", &fps);
+    EXPECT_GT(kbps, 0) << rc;
+    EXPECT_GT(fps, 5) << rc;
+  }
 }
 
 // ---- property mapping: unified units into each encoder's own ------------------
