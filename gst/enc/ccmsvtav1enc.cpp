@@ -1,3 +1,16 @@
+/**
+ * SECTION:element-ccmsvtav1enc
+ * @title: ccmsvtav1enc
+ *
+ * AV1 encoder on SVT-AV1 for live use: low-delay prediction, a QP per picture
+ * from our own rate controller (so `bitrate` changes apply at the next picture,
+ * without a key frame), GstCcmQpMeta above it, key frames on request.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 videotestsrc num-buffers=60 ! video/x-raw,width=640,height=360 ! ccmsvtav1enc bitrate=1000 ! av1parse ! matroskamux ! filesink location=out.mkv
+ * ]|
+ */
 // ccmsvtav1enc: GstCcmVideoEnc on SVT-AV1 1.4. See ccmsvtav1enc.h for the why,
 // docs/encoders.md for the measurements behind the choices.
 //
