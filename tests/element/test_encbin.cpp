@@ -369,6 +369,21 @@ INSTANTIATE_TEST_SUITE_P(Catalogue, CqpMapping, ::testing::ValuesIn(kMappings),
 
 // Elements the catalogue does not know are configured through what they have:
 // avenc_h264_omx's bitrate blurb says bits/s.
+// The unit of an unknown encoder's bitrate, read from its description: one
+// rule for ccmencbin and ccmratecontrol (common/encoder_properties).
+TEST(EncoderProperties, BitrateUnitFromTheDescription) {
+  const std::pair<const char*, guint> cases[] = {
+      {"Bitrate in kbit/sec", 1},           {"Bitrate (kbps)", 1},      {"Target bitrate in Kbps", 1},
+      {"Target bitrate (in bits/sec)", 1000}, {"bitrate in bits", 1000}, {"Bitrate in bit/s", 1000},
+      {"Bitrate in bps", 1000},             {"Target quality", 1}};
+  for (const auto& [blurb, units] : cases) {
+    GParamSpec* p = g_param_spec_uint("bitrate", "Bitrate", blurb, 0, G_MAXUINT, 0, G_PARAM_READWRITE);
+    g_param_spec_ref_sink(p);
+    EXPECT_EQ(ccm::gst::units_per_kbps_from_blurb(p), units) << blurb;
+    g_param_spec_unref(p);
+  }
+}
+
 TEST(EncoderSetup, UnknownElementByItsOwnProperties) {
   GstElement* e = gst_element_factory_make("avenc_h264_omx", nullptr);
   if (!e) GTEST_SKIP() << "avenc_h264_omx not installed";
