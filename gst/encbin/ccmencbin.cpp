@@ -1059,9 +1059,7 @@ static bool av1parse_breaks_on(Codec codec, const GstVideoInfo& info) {
 }
 
 static GstEvent* bandwidth_estimate_event(double bps) {
-  return gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
-                              gst_structure_new(GST_CCM_BANDWIDTH_ESTIMATE_EVENT, "bitrate", G_TYPE_UINT64,
-                                                (guint64)bps, nullptr));
+  return gst_ccm_bandwidth_estimate_new(GST_EVENT_CUSTOM_UPSTREAM, bps);
 }
 
 static void ccm_enc_bin_follow_estimate(Self* self, double bps, const Session* skip);
@@ -2524,9 +2522,10 @@ static void ccm_enc_bin_apply_live_bitrate(Self* self, guint kbps) {
 // but `skip` (the one the event itself flows through), and, where a session has
 // none, made the encoder's bitrate until the next estimate or `bitrate` change.
 static void ccm_enc_bin_follow_estimate(Self* self, double bps, const Session* skip) {
-  if (!(bps >= 1000 && bps <= 4e12)) {
+  if (!gst_ccm_bandwidth_estimate_valid(bps)) {
     GST_ELEMENT_WARNING(self, STREAM, FAILED, ("ignoring a " GST_CCM_BANDWIDTH_ESTIMATE_EVENT " event"),
-                        ("bitrate must be a number of bit/s, at least 1000 (got %.0f); the target stays", bps));
+                        ("bitrate must be a number of bit/s between %.0f and %.0f (got %.0f); the target stays",
+                         GST_CCM_BANDWIDTH_ESTIMATE_MIN_BPS, GST_CCM_BANDWIDTH_ESTIMATE_MAX_BPS, bps));
     return;
   }
   std::vector<std::shared_ptr<Session>> sessions;

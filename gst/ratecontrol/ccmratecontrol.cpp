@@ -608,30 +608,15 @@ static gboolean gst_ccm_rate_controller_set_caps(GstBaseTransform* trans, GstCap
   return TRUE;
 }
 
-gboolean gst_ccm_bandwidth_estimate_parse(GstEvent* event, gdouble* bps) {
-  const GstStructure* s = event ? gst_event_get_structure(event) : nullptr;
-  if (!s || !gst_structure_has_name(s, GST_CCM_BANDWIDTH_ESTIMATE_EVENT)) return FALSE;
-  const GValue* v = gst_structure_get_value(s, "bitrate");
-  double value = -1;
-  if (v) {
-    if (G_VALUE_HOLDS_INT(v)) value = g_value_get_int(v);
-    else if (G_VALUE_HOLDS_UINT(v)) value = g_value_get_uint(v);
-    else if (G_VALUE_HOLDS_INT64(v)) value = static_cast<double>(g_value_get_int64(v));
-    else if (G_VALUE_HOLDS_UINT64(v)) value = static_cast<double>(g_value_get_uint64(v));
-    else if (G_VALUE_HOLDS_DOUBLE(v)) value = g_value_get_double(v);
-  }
-  if (bps) *bps = value;
-  return TRUE;
-}
-
 // A bandwidth estimate event: the new target from the next frame.
 static void handle_bandwidth_estimate(GstCcmRateController* self, GstEvent* event) {
   double bps = -1;
   if (!gst_ccm_bandwidth_estimate_parse(event, &bps)) return;
-  if (!(bps >= 1000) || bps > kbps_to_bps(kAbsurdKbps)) {
+  if (!gst_ccm_bandwidth_estimate_valid(bps)) {
     GST_ELEMENT_WARNING(self, STREAM, FAILED, ("ignoring a " GST_CCM_BANDWIDTH_ESTIMATE_EVENT " event"),
-                        ("bitrate must be a number of bit/s between 1000 and %u000 (got %s); the target stays",
-                         kAbsurdKbps, bps < 0 ? "no usable bitrate field" : "a value out of range"));
+                        ("bitrate must be a number of bit/s between %.0f and %.0f (got %s); the target stays",
+                         GST_CCM_BANDWIDTH_ESTIMATE_MIN_BPS, GST_CCM_BANDWIDTH_ESTIMATE_MAX_BPS,
+                         bps < 0 ? "no usable bitrate field" : "a value out of range"));
     return;
   }
   Private* p = self->priv;

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "common/bandwidth_estimate.h"
 #include "config.h"
 #include "rtp/bandwidth.h"
 
@@ -737,9 +738,7 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
     // ccmencbin hands the estimate to its rate control; a change under 3% is noise.
     if (std::fabs(target - peer->last_target_bps) > 0.03 * peer->last_target_bps) {
       GstPad* src = gst_element_get_static_pad(peer->encoder, "src");
-      GstEvent* event = gst_event_new_custom(
-          GST_EVENT_CUSTOM_UPSTREAM, gst_structure_new("ccm-bandwidth-estimate", "bitrate", G_TYPE_UINT,
-                                                       static_cast<guint>(target), nullptr));
+      GstEvent* event = gst_ccm_bandwidth_estimate_new(GST_EVENT_CUSTOM_UPSTREAM, target);
       if (!gst_pad_send_event(src, event))
         GST_INFO("viewer %u: the encoder did not take the bandwidth estimate", peer->id);
       gst_object_unref(src);
