@@ -2,7 +2,7 @@
 // with ccmencbin into a Matroska file, says which encoder it chose and why, what
 // it achieved, and whether a real decoder (ffmpeg) reads every frame back.
 #include "catalog/catalog.h"
-#include "encbin/registry_probe.h"
+#include "common/registry_probe.h"
 #include "hw/cpu.h"
 #include "hw/gpu.h"
 #include "plugin.h"

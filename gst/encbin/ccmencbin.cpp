@@ -46,7 +46,7 @@
 #include "encbin/encoder_setup.h"
 #include "encbin/gpu_sessions.h"
 #include "encbin/probe.h"
-#include "encbin/registry_probe.h"
+#include "common/registry_probe.h"
 #include "hw/nvml.h"
 #include "memory/ccmdmabufpool.h"
 #include "ratecontrol/ccmratecontrol.h"

@@ -16,7 +16,7 @@
 #include "catalog/rank.h"
 #include "encbin/encoder_setup.h"
 #include "encbin/probe.h"
-#include "encbin/registry_probe.h"
+#include "common/registry_probe.h"
 
 #include <gst/gst.h>
 
