@@ -30,7 +30,7 @@
 // private-data list).
 #include "enc/ccmsvtav1enc.h"
 
-#include "enc/qp_rate_controller.h"
+#include "rc/qp_rate_controller.h"
 
 // SVT-AV1 defines TRUE and FALSE as glib does, in its own words: keep glib's.
 #pragma push_macro("TRUE")
@@ -268,7 +268,7 @@ struct SvtState {
   guint64 sent_since_open = 0;
   guint in_flight = 0;      // pictures sent whose packet has not come out
   guint max_in_flight = kLowDelayHeld;  // low delay: we wait for the library above this
-  std::optional<ccm::enc::QpRateController> rc;
+  std::optional<ccm::rc::QpRateController> rc;
   bool warned_offsets = false;
   bool warned_meta_qp = false;
 };
@@ -290,8 +290,8 @@ void post_error(GstCcmSvtAv1Enc* self, const std::string& what, const std::strin
 
 // Rate controller parameters from the settings: cbr reacts within half a second,
 // vbr lets the rate float over two.
-ccm::enc::QpRateController::Params rc_params(const GstVideoInfo& info, const GstCcmEncSettings& s) {
-  ccm::enc::QpRateController::Params p;
+ccm::rc::QpRateController::Params rc_params(const GstVideoInfo& info, const GstCcmEncSettings& s) {
+  ccm::rc::QpRateController::Params p;
   p.bitrate_bps = double(s.bitrate) * 1000.0;
   p.fps = double(GST_VIDEO_INFO_FPS_N(&info)) / std::max(1, GST_VIDEO_INFO_FPS_D(&info));
   p.pixels = double(GST_VIDEO_INFO_WIDTH(&info)) * GST_VIDEO_INFO_HEIGHT(&info);
