@@ -342,21 +342,27 @@ TEST_P(RateControl, BandwidthEstimatesFromBothDirections) {
 
 INSTANTIATE_TEST_SUITE_P(Encoders, RateControl, ::testing::ValuesIn(kEncoders), name_of);
 
-// QoS from the sink: frames later than the budget cut the rate 5% each and raise
-// the encoder's speed; on-time frames bring both back.
-TEST(RateControlQos, LateFramesCutTheRateAndSpeedUpTheEncoder) {
-  if (!has_element("vp9enc")) GTEST_SKIP() << "no vp9enc";
+// QoS from the sink: frames 20..39 arrive 80 ms late (more than the 33 ms
+// budget), the rest on time. What the rate scale and vp9enc's cpu-used were
+// after the late frames and at the end.
+struct QosOutcome {
+  bool eos = false;
+  std::string error;
+  double scale_after_late = 0, scale_end = 0;
+  int cpu_used_after_late = 0, cpu_used_end = 0;
+};
+
+QosOutcome run_with_late_frames(const std::string& rc_settings) {
   struct State {
     GstElement* rc = nullptr;
     GstElement* enc = nullptr;
     int frames = 0;
-    double scale_after_late = 0;
-    int cpu_used_after_late = 0;
+    QosOutcome out;
   } st;
   auto r = run(
       "videotestsrc num-buffers=200 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! "
-      "ccmratecontrol name=rc target-bitrate=500 latency-budget=33 ! vp9enc name=enc deadline=1 cpu-used=4 "
-      "lag-in-frames=0 end-usage=cbr ! fakesink name=sink",
+      "ccmratecontrol name=rc target-bitrate=500 latency-budget=33 " + rc_settings +
+          " ! vp9enc name=enc deadline=1 cpu-used=4 lag-in-frames=0 end-usage=cbr ! fakesink name=sink",
       [&](GstElement* pipeline) {
         st.rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc");
         st.enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
@@ -371,11 +377,10 @@ TEST(RateControlQos, LateFramesCutTheRateAndSpeedUpTheEncoder) {
               if (s->frames == 40) {
                 GstStructure* stats = nullptr;
                 g_object_get(s->rc, "stats", &stats, nullptr);
-                gst_structure_get_double(stats, "qos-rate-scale", &s->scale_after_late);
+                gst_structure_get_double(stats, "qos-rate-scale", &s->out.scale_after_late);
                 gst_structure_free(stats);
-                g_object_get(s->enc, "cpu-used", &s->cpu_used_after_late, nullptr);
+                g_object_get(s->enc, "cpu-used", &s->out.cpu_used_after_late, nullptr);
               }
-              // Frames 20..39 arrive 80 ms late (more than the 33 ms budget), the rest on time.
               const GstClockTimeDiff late = (s->frames >= 20 && s->frames < 40) ? 80 * GST_MSECOND : -5 * GST_MSECOND;
               gst_pad_push_event(p, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 1.2, late, ts));
               return GST_PAD_PROBE_OK;
@@ -384,58 +389,35 @@ TEST(RateControlQos, LateFramesCutTheRateAndSpeedUpTheEncoder) {
         gst_object_unref(pad);
         gst_object_unref(sink);
       });
-  ASSERT_TRUE(r.eos) << r.error;
+  st.out.eos = r.eos;
+  st.out.error = r.error;
+  if (r.stats) gst_structure_get_double(r.stats, "qos-rate-scale", &st.out.scale_end);
+  if (st.enc) g_object_get(st.enc, "cpu-used", &st.out.cpu_used_end, nullptr);
+  if (st.rc) gst_object_unref(st.rc);
+  if (st.enc) gst_object_unref(st.enc);
+  return st.out;
+}
+
+// Frames later than the budget cut the rate 5% each and raise the encoder's
+// speed; on-time frames bring both back.
+TEST(RateControlQos, LateFramesCutTheRateAndSpeedUpTheEncoder) {
+  if (!has_element("vp9enc")) GTEST_SKIP() << "no vp9enc";
+  const QosOutcome o = run_with_late_frames("");
+  ASSERT_TRUE(o.eos) << o.error;
   // 20 late frames: 0.95^20 = 0.36.
-  EXPECT_NEAR(st.scale_after_late, std::pow(0.95, 20), 0.01);
-  EXPECT_GT(st.cpu_used_after_late, 4) << "the speed preset went up while frames were late";
-  double scale_end = 0;
-  gst_structure_get_double(r.stats, "qos-rate-scale", &scale_end);
-  EXPECT_DOUBLE_EQ(scale_end, 1.0) << "recovered once frames were on time";
-  int cpu_end = 0;
-  g_object_get(st.enc, "cpu-used", &cpu_end, nullptr);
-  EXPECT_LT(cpu_end, st.cpu_used_after_late);
-  gst_object_unref(st.rc);
-  gst_object_unref(st.enc);
+  EXPECT_NEAR(o.scale_after_late, std::pow(0.95, 20), 0.01);
+  EXPECT_GT(o.cpu_used_after_late, 4) << "the speed preset went up while frames were late";
+  EXPECT_DOUBLE_EQ(o.scale_end, 1.0) << "recovered once frames were on time";
+  EXPECT_LT(o.cpu_used_end, o.cpu_used_after_late);
 }
 
 // qos=false: the same late frames change nothing.
 TEST(RateControlQos, QosFalseIgnoresThem) {
   if (!has_element("vp9enc")) GTEST_SKIP() << "no vp9enc";
-  struct State {
-    GstElement* rc = nullptr;
-    int frames = 0;
-    double scale_after_late = 0;
-  } st;
-  auto r = run(
-      "videotestsrc num-buffers=45 pattern=ball ! video/x-raw,width=160,height=120,framerate=30/1 ! "
-      "ccmratecontrol name=rc qos=false target-bitrate=300 latency-budget=33 ! vp9enc deadline=1 cpu-used=4 "
-      "lag-in-frames=0 end-usage=cbr ! fakesink name=sink",
-      [&](GstElement* pipeline) {
-        st.rc = gst_bin_get_by_name(GST_BIN(pipeline), "rc");
-        GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
-        GstPad* pad = gst_element_get_static_pad(sink, "sink");
-        gst_pad_add_probe(
-            pad, GST_PAD_PROBE_TYPE_BUFFER,
-            [](GstPad* p, GstPadProbeInfo* info, gpointer data) -> GstPadProbeReturn {
-              auto* s = static_cast<State*>(data);
-              const GstClockTime ts = GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info));
-              if (++s->frames == 40) {
-                GstStructure* stats = nullptr;
-                g_object_get(s->rc, "stats", &stats, nullptr);
-                gst_structure_get_double(stats, "qos-rate-scale", &s->scale_after_late);
-                gst_structure_free(stats);
-              }
-              const GstClockTimeDiff late = s->frames >= 20 ? 80 * GST_MSECOND : -5 * GST_MSECOND;
-              gst_pad_push_event(p, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 1.2, late, ts));
-              return GST_PAD_PROBE_OK;
-            },
-            &st, nullptr);
-        gst_object_unref(pad);
-        gst_object_unref(sink);
-      });
-  ASSERT_TRUE(r.eos) << r.error;
-  EXPECT_DOUBLE_EQ(st.scale_after_late, 1.0) << "qos=false: late frames leave the rate alone";
-  gst_object_unref(st.rc);
+  const QosOutcome o = run_with_late_frames("qos=false");
+  ASSERT_TRUE(o.eos) << o.error;
+  EXPECT_DOUBLE_EQ(o.scale_after_late, 1.0) << "qos=false: late frames leave the rate alone";
+  EXPECT_EQ(o.cpu_used_after_late, 4) << "qos=false: the encoder's speed stays";
 }
 
 // What gst-inspect and gst-launch show is what the element does: it reacts to
