@@ -1001,11 +1001,16 @@ void Server::remove_peer(guint id, const char* why) {
 
 // ---- HTTP ------------------------------------------------------------------
 
+// The page beside this program: the source tree's for the binary in the build
+// tree, the installed copy for the installed binary (even where the source tree
+// it was built from is still there).
 std::string Server::page_dir() const {
   if (!options_.page_dir.empty()) return options_.page_dir;
   if (const char* env = g_getenv("CCM_WEBRTC_PAGE_DIR")) return env;
-  if (g_file_test(CCM_WEBRTC_PAGE_SOURCE_DIR "/index.html", G_FILE_TEST_EXISTS)) return CCM_WEBRTC_PAGE_SOURCE_DIR;
-  return CCM_WEBRTC_PAGE_INSTALL_DIR;
+  gchar* exe = g_file_read_link("/proc/self/exe", nullptr);
+  const bool in_build_tree = exe && g_str_has_prefix(exe, CCM_BUILD_ROOT "/");
+  g_free(exe);
+  return in_build_tree ? CCM_WEBRTC_PAGE_SOURCE_DIR : CCM_WEBRTC_PAGE_INSTALL_DIR;
 }
 
 void Server::on_http(SoupServer*, SoupServerMessage* msg, const char* path, GHashTable*, gpointer data) {
