@@ -608,7 +608,8 @@ TEST(EncBinPresets, PresetKeepsWhatTheUserSet) {
 // ("unset"), which would undo a choice made by an earlier preset.
 TEST(EncBinPresets, PresetsStoreNoUnsetValues) {
   const char* dir = g_getenv("GST_PRESET_PATH");
-  ASSERT_TRUE(dir && *dir) << "the suite points GST_PRESET_PATH at presets/";
+  if (!dir || !*dir) dir = g_getenv("CCM_PRESETS_DIR");  // element_presets_installed
+  ASSERT_TRUE(dir && *dir) << "the suite points GST_PRESET_PATH or CCM_PRESETS_DIR at presets/";
   gchar* path = g_build_filename(dir, "GstCcmEncBin.prs", nullptr);
   GKeyFile* file = g_key_file_new();
   ASSERT_TRUE(g_key_file_load_from_file(file, path, G_KEY_FILE_NONE, nullptr)) << path;
