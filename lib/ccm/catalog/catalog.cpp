@@ -56,6 +56,16 @@ constexpr Setting kVp9LowLatency[] = {
     {"max-intra-bitrate", "300"},
 };
 
+// Live pictures from 720p30 up, on a machine of several cores: vp9enc asks libvpx
+// for 8 threads whatever the machine (its default), and with row-mt its tiles and
+// rows share as many as it is given (vp9enc's tile-columns default, 6, is clamped by libvpx to the width:
+// 4 tile columns at 1080p, 8 at 4K). Measured on 16 cores (docs/benchmarks.md,
+// scripts/gpu-bench --live-settings).
+constexpr Setting kVp9ManyCores[] = {
+    {"threads", "{cpus}"},
+};
+constexpr uint64_t k720p30 = 1280ull * 720 * 30;
+
 constexpr Setting kAomLowLatency[] = {
     {"usage-profile", "realtime"},
     {"cpu-used", "9"},
@@ -678,6 +688,8 @@ constexpr EncoderEntry kEntries[] = {
         .key_unit = KeyUnit::Event,
         .low_latency = kVp9LowLatency,
         .always = {},
+        .many_cores = kVp9ManyCores,
+        .many_cores_from = k720p30,
         .traps = "target-bitrate is in bit/s (0 = derived from bits-per-pixel). Defaults are for "
                  "files: deadline 1 s per frame and lag-in-frames 25; live input needs deadline=1. "
                  "No per-frame QP: CQP is a one-value min/max-quantizer range, which libvpx takes "
