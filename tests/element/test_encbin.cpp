@@ -370,6 +370,19 @@ TEST(EncoderSetup, ManyCoresForLargeLiveInput) {
   EXPECT_EQ(threads_after(3840ull * 2160 * 60, true), 16);
   EXPECT_EQ(threads_after(320ull * 240 * 30, true), element_default);     // small: the element's default
   EXPECT_EQ(threads_after(3840ull * 2160 * 60, false), element_default);  // not live: the user's call
+
+  // x264enc: its own count (threads=0) left frames late at 4K60 live.
+  GstElement* x264 = gst_element_factory_make("x264enc", nullptr);
+  if (!x264) return;
+  gst_object_ref_sink(x264);
+  ccm::gst::EncodeSettings s;
+  s.pixel_rate = 3840ull * 2160 * 60;
+  s.cpus = 16;
+  ccm::gst::configure_encoder(x264, ccm::catalog::find("x264enc"), s);
+  guint threads = 0;
+  g_object_get(x264, "threads", &threads, nullptr);
+  EXPECT_EQ(threads, 16u);
+  gst_object_unref(x264);
 }
 
 TEST(EncBin, CandidatesOverrideOrder) {

@@ -66,6 +66,14 @@ constexpr Setting kVp9ManyCores[] = {
 };
 constexpr uint64_t k720p30 = 1280ull * 720 * 30;
 
+// x264 with sliced threads and threads=0 picks its own count:
+// fed live at 4K60 on 16 cores that left 45% of the frames late (p95 219 ms);
+// one thread per core: 98.7% within the 16.7 ms slot, p95 13 ms, 3.8 cores
+// (x264enc alone, scripts/gpu-bench --live-settings, docs/benchmarks.md).
+constexpr Setting kX264ManyCores[] = {
+    {"threads", "{cpus}"},
+};
+
 constexpr Setting kAomLowLatency[] = {
     {"usage-profile", "realtime"},
     {"cpu-used", "9"},
@@ -935,6 +943,8 @@ constexpr EncoderEntry kEntries[] = {
         .key_unit = KeyUnit::Event,
         .low_latency = kX264LowLatency,
         .always = {},
+        .many_cores = kX264ManyCores,
+        .many_cores_from = k720p30,
         .traps = "pass=cbr is ABR with a VBV of vbv-buf-capacity ms. There is no one-pass VBR: "
                  "pass=qual is CRF (quantizer = CRF value) capped at bitrate; pass1..3 write a stats "
                  "file. quantizer stops at 50. Bitrate changes apply on the next frame "
