@@ -188,8 +188,10 @@ std::vector<guint8> hdr10_sei(const GstCcmHdrInfo& hdr) {
 // The whole per-stream state of one opened x265 encoder.
 class X265Session {
  public:
+  // block_offsets: frames carry per-block QP offsets (adaptive quantization on).
   static std::unique_ptr<X265Session> open(GstCcmX265Enc* element, const GstVideoInfo& info,
-                                           const GstCcmEncSettings& settings, const GstCcmHdrInfo& hdr);
+                                           const GstCcmEncSettings& settings, const GstCcmHdrInfo& hdr,
+                                           bool block_offsets);
   ~X265Session();
   X265Session(const X265Session&) = delete;
   X265Session& operator=(const X265Session&) = delete;
@@ -203,9 +205,11 @@ class X265Session {
  private:
   explicit X265Session(GstCcmX265Enc* element) : element_(element) {}
   bool configure(const GstVideoInfo& info, const GstCcmEncSettings& settings, const GstCcmHdrInfo& hdr);
+  bool block_offsets_ = false;
   bool set_output_caps();
   GstFlowReturn push(x265_nal* nals, uint32_t count, const x265_picture& out);
   void fill_offsets(const GstCcmFrameParams& params);
+  void warn_offsets_ignored();
   bool apply_rate(const GstCcmEncSettings& wanted);
   void own_strings(x265_param* p);
 
@@ -233,8 +237,10 @@ void post_error(GstCcmX265Enc* element, const std::string& message, const std::s
 }
 
 std::unique_ptr<X265Session> X265Session::open(GstCcmX265Enc* element, const GstVideoInfo& info,
-                                               const GstCcmEncSettings& settings, const GstCcmHdrInfo& hdr) {
+                                               const GstCcmEncSettings& settings, const GstCcmHdrInfo& hdr,
+                                               bool block_offsets) {
   std::unique_ptr<X265Session> s(new X265Session(element));
+  s->block_offsets_ = block_offsets;
   if (!s->configure(info, settings, hdr)) return nullptr;
   return s;
 }
@@ -313,11 +319,10 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     p->maxTUSize = std::min(p->maxTUSize, 16u);
     p->rc.qgSize = std::min(p->rc.qgSize, 16u);
   }
-  // x265 pads pictures to a multiple of the minimum CU size, and a padded
-  // encoder cannot take a bitrate change in place (see the two opens below).
-  // 8x8 minimum CUs avoid the padding for every size that is a multiple of 8:
-  // 1080 is not one of 16, ultrafast's minimum.
-  if ((w % int(p->minCUSize) || h % int(p->minCUSize)) && w % 8 == 0 && h % 8 == 0) p->minCUSize = 8;
+  // The preset's minimum CU size stays, also where x265 then pads the picture
+  // (1080 is not a multiple of ultrafast's 16): 8x8 CUs to avoid the padding cost
+  // ultrafast 38% more CPU per 1080p frame (x265 program, --min-cu-size 8, one
+  // thread), and the reopen below keeps padded encoders' bitrate changes live.
 
   const RcValues rc = rc_values(settings);
   p->rc.rateControlMode = rc.mode;
@@ -329,7 +334,9 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     p->rc.vbvBufferSize = rc.vbv_buffer;
     // Per-block offsets (quantOffsets) only act with adaptive quantization on;
     // ultrafast turns it off. A tiny strength keeps x265's own AQ out of the way.
-    if (p->rc.aqMode == X265_AQ_NONE || p->rc.aqStrength <= 0.0) {
+    // Only once frames bring offsets (see gst_ccm_x265_enc_encode): the variance
+    // pass costs ultrafast 16% more CPU per 1080p frame (x265 program, one thread).
+    if (block_offsets_ && (p->rc.aqMode == X265_AQ_NONE || p->rc.aqStrength <= 0.0)) {
       p->rc.aqMode = X265_AQ_VARIANCE;
       p->rc.aqStrength = 0.01;
     }
@@ -392,15 +399,10 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     g_free(what);
     return false;
   }
-  // A padded picture (a size that is not a multiple of the minimum CU) reads back
-  // padded, so it cannot be reopened that way: such encoders, and cqp ones (their
-  // quantizer changes go through forceqp), keep the first open.
-  const bool padded = w % int(p->minCUSize) || h % int(p->minCUSize);
-  if (padded || rc.mode == X265_RC_CQP) {
+  // cqp encoders (their quantizer changes go through forceqp) keep the first open.
+  if (rc.mode == X265_RC_CQP) {
     encoder_ = probe;
     live_rate_ = false;
-    if (padded && rc.mode != X265_RC_CQP)
-      GST_INFO_OBJECT(element_, "%dx%d is padded by x265: bitrate changes reopen the encoder", w, h);
   } else {
     // Defaults first: x265_encoder_parameters leaves some fields untouched.
     x265_param* configured = api_->param_alloc();
@@ -408,7 +410,15 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     api_->encoder_parameters(probe, configured);
     api_->encoder_close(probe);
     own_strings(configured);
+    // A padded picture (a size that is not a multiple of the minimum CU) reads
+    // back padded: reopen at the picture's own size, which x265 pads the same way
+    // again (and crops again), then compare with what the first open read back.
+    const int padded_w = configured->sourceWidth, padded_h = configured->sourceHeight;
+    configured->sourceWidth = w;
+    configured->sourceHeight = h;
     encoder_ = api_->encoder_open(configured);
+    configured->sourceWidth = padded_w;
+    configured->sourceHeight = padded_h;
     if (!encoder_) {
       api_->param_free(configured);
       post_error(element_, "x265 refused its own configured parameters", "second x265_encoder_open failed");
@@ -477,16 +487,19 @@ guint X265Session::delay_frames() const {
 // without offsets would reuse stale ones, and offsets on a recycled frame created
 // without them would be written through a null pointer. So every picture carries
 // the grid, zeros when the meta has none.
+void X265Session::warn_offsets_ignored() {
+  if (warned_offsets_) return;
+  GST_WARNING_OBJECT(element_, "per-block QP offsets ignored: x265 turns adaptive quantization off in cqp; "
+                               "use rate-control=cbr or vbr with a frame QP in the meta");
+  warned_offsets_ = true;
+}
+
 void X265Session::fill_offsets(const GstCcmFrameParams& params) {
   if (!params.qp_offsets) {
     std::fill(offsets_.begin(), offsets_.end(), 0.0f);
     return;
   }
-  if (param_->rc.aqMode == X265_AQ_NONE && !warned_offsets_) {
-    GST_WARNING_OBJECT(element_, "per-block QP offsets ignored: x265 turns adaptive quantization off in cqp; "
-                                 "use rate-control=cbr or vbr with a frame QP in the meta");
-    warned_offsets_ = true;
-  }
+  if (param_->rc.aqMode == X265_AQ_NONE) warn_offsets_ignored();
   const guint mb = params.qp_block_size, mx_n = params.qp_blocks_x, my_n = params.qp_blocks_y;
   const std::span<const float> src(params.qp_offsets, size_t(mx_n) * my_n);
   // Mean of the meta blocks that overlap each x265 block (one block when the
@@ -526,8 +539,12 @@ GstFlowReturn X265Session::encode(GstVideoCodecFrame* frame, const GstCcmFramePa
     pic->forceqp = std::min(params.qp, kQpMax) + 1;
   else if (quantizer_override_ >= 0)
     pic->forceqp = quantizer_override_ + 1;
-  fill_offsets(params);
-  pic->quantOffsets = offsets_.data();
+  if (block_offsets_) {
+    fill_offsets(params);
+    pic->quantOffsets = offsets_.data();
+  } else if (params.qp_offsets) {
+    warn_offsets_ignored();
+  }
   gst_video_codec_frame_unref(frame);
 
   x265_nal* nals = nullptr;
@@ -662,6 +679,7 @@ struct _GstCcmX265Enc {
   GstVideoInfo info;
   GstCcmEncSettings settings;
   GstCcmHdrInfo hdr;
+  gboolean block_offsets;  // frames have carried per-block QP offsets: sessions open with adaptive quantization
 };
 
 G_DEFINE_TYPE_WITH_CODE(GstCcmX265Enc, gst_ccm_x265_enc, GST_TYPE_CCM_VIDEO_ENC,
@@ -692,7 +710,7 @@ static gboolean gst_ccm_x265_enc_open(GstCcmVideoEnc* enc, const GstVideoInfo* i
   self->info = *info;
   self->settings = *settings;
   self->hdr = *hdr;
-  self->session = X265Session::open(self, *info, *settings, *hdr).release();
+  self->session = X265Session::open(self, *info, *settings, *hdr, self->block_offsets).release();
   return self->session != nullptr;
 }
 
@@ -705,7 +723,23 @@ static GstFlowReturn gst_ccm_x265_enc_encode(GstCcmVideoEnc* enc, GstVideoCodecF
     // More frames after EOS (a new segment without flush): x265 takes no new
     // pictures once flushed, start a fresh encoder.
     close_session(self);
-    self->session = X265Session::open(self, self->info, self->settings, self->hdr).release();
+    self->session = X265Session::open(self, self->info, self->settings, self->hdr, self->block_offsets).release();
+  } else if (self->session && params->qp_offsets && !self->block_offsets &&
+             self->settings.rate_control != GST_CCM_RATE_CONTROL_CQP) {
+    // The first frame with per-block offsets: x265 takes them only with adaptive
+    // quantization, left off until now for its cost. Drain, reopen with it (from
+    // here on, also on later reopens); the frame becomes a key frame.
+    self->block_offsets = TRUE;
+    GstCcmEncSettings now;
+    gst_ccm_video_enc_get_settings(enc, &now);
+    const GstFlowReturn drained = self->session->drain();
+    close_session(self);
+    self->settings = now;
+    self->session = X265Session::open(self, self->info, self->settings, self->hdr, true).release();
+    if (drained != GST_FLOW_OK) {
+      gst_video_codec_frame_unref(frame);
+      return drained;
+    }
   }
   if (!self->session) {
     gst_video_codec_frame_unref(frame);

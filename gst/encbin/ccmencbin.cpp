@@ -610,6 +610,12 @@ ccm::gst::EncodeSettings encode_settings(Codec codec, const Settings& s, GstCaps
   e.bframes = s.bframes;
   e.min_quantizer = s.min_quantizer;
   e.max_quantizer = s.max_quantizer;
+  const GstStructure* in = gst_caps_get_structure(input_caps, 0);
+  gint w = 0, h = 0, fn = 0, fd = 1;
+  if (gst_structure_get_int(in, "width", &w) && gst_structure_get_int(in, "height", &h) &&
+      gst_structure_get_fraction(in, "framerate", &fn, &fd) && w > 0 && h > 0 && fn > 0 && fd > 0)
+    e.pixel_rate = gst_util_uint64_scale_int(guint64(w) * guint64(h), fn, fd);
+  e.cpus = g_get_num_processors();
   return e;
 }
 

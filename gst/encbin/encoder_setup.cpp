@@ -81,6 +81,12 @@ SetupReport configure_encoder(GstElement* encoder, const EncoderEntry* entry,
         set.set(ll.property, "false");
     }
 
+  // Live input that one core cannot carry: the library's own way of using them all.
+  if (entry && s.low_latency && s.cpus > 1 && entry->many_cores_from > 0 && s.pixel_rate >= entry->many_cores_from) {
+    const std::string cpus = std::to_string(s.cpus);
+    for (const auto& m : entry->many_cores) set.set(m.property, m.value == "{cpus}" ? std::string_view(cpus) : m.value);
+  }
+
   // Rate control.
   if (entry) {
     const std::string_view mode = catalog::rc_value(*entry, s.rate_control);

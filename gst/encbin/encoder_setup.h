@@ -24,6 +24,9 @@ struct EncodeSettings {
   gint min_quantizer = -1;      // codec-native scale, -1 = encoder default
   gint max_quantizer = -1;
   guint threads = 0;            // 0 = encoder default
+  // The input and the machine, for the catalogue's many-cores settings.
+  guint64 pixel_rate = 0;       // luma samples per second, 0 = unknown
+  guint cpus = 0;               // cores to spread over, 0 = unknown
 };
 
 // Everything that was set, or could not be, as human-readable lines for the log

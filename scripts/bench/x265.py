@@ -35,8 +35,8 @@ W, H, FPS = 1920, 1080, 30
 
 def x265_options(bitrate):
     """What ccmx265enc sets on top of ultrafast + zerolatency (see ccmx265enc.cpp)."""
-    return (f"bitrate={bitrate}:vbv-maxrate={bitrate}:vbv-bufsize={bitrate // 2}:aq-mode=1:aq-strength=0.01:"
-            f"min-cu-size=8:open-gop=0:repeat-headers=1:info=0:level-idc=41")
+    return (f"bitrate={bitrate}:vbv-maxrate={bitrate}:vbv-bufsize={bitrate // 2}:"
+            f"open-gop=0:repeat-headers=1:info=0:level-idc=41")
 
 
 def prepare_raw(frames):

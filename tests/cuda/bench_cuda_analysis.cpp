@@ -2,7 +2,7 @@
 // warm-up, median of many runs) and on the CPU (scalar, AVX2/AVX-512 on one
 // thread and on N), each against its floor: the bytes the analysis must read
 // over the measured read bandwidth of the memory it reads (HBM for CUDA, DRAM
-// for the CPU, on one core and on all). scripts/h100-bench runs it.
+// for the CPU, on one core and on all). scripts/gpu-bench runs it.
 //
 //   bench_cuda_analysis [--sizes 3840x2160,7680x4320] [--threads 16] [--cuda-runs 500] [--cpu-runs 30]
 #include <algorithm>

@@ -89,7 +89,7 @@ PROGRAMS = {
 OPTIONAL_PROGRAMS = {
     "npm": "tests/webrtc/install-playwright installs Debian's npm itself when it is missing "
            "(nodesource's nodejs carries its own npm and conflicts with Debian's), and skips without it",
-    "x265": "scripts/h100-bench only, which unpacks Debian's x265 itself (apt-get download)",
+    "x265": "scripts/gpu-bench only, which unpacks Debian's x265 itself (apt-get download)",
     "nvcc": "the cuda build option (-Dcuda=enabled): the CUDA toolkit, not in Debian main",
     "nvidia-smi": "NVIDIA driver tools: GPU machines only",
     "debootstrap": "scripts/fresh-check only (makes the fresh chroot)",
@@ -99,7 +99,7 @@ OPTIONAL_PROGRAMS = {
 # Scripts that run only on other machines or by hand, not on the way of the README's two
 # commands or the suite: the programs only they run are not required here.
 OPTIONAL_TOOLS = {
-    "scripts/h100-bench": "NVIDIA H100 machines only (a container of its own, tools unpacked there)",
+    "scripts/gpu-bench": "the lent GPU machine only (a container of its own, tools unpacked there)",
     "scripts/nvidia-h100-check": "NVIDIA H100 machines only",
     "scripts/fresh-check": "run by hand on a host with debootstrap; it installs the list into a chroot",
 }

@@ -185,6 +185,9 @@ TEST_P(CatalogRegistry, NamedPropertiesExistAndTakeTheCatalogueValues) {
   // Trap fixes and low-latency settings.
   for (const Setting& s : e.always) EXPECT_TRUE(sets(el.get(), s.property, s.value)) << "always";
   for (const Setting& s : e.low_latency) EXPECT_TRUE(sets(el.get(), s.property, s.value)) << "low_latency";
+  // Many-cores settings, "{cpus}" as a 16-core machine has it.
+  for (const Setting& s : e.many_cores)
+    EXPECT_TRUE(sets(el.get(), s.property, s.value == "{cpus}" ? std::string_view("16") : s.value)) << "many_cores";
 }
 
 TEST_P(CatalogRegistry, BitrateUnitMatchesTheProperty) {

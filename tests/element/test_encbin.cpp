@@ -401,6 +401,48 @@ TEST(EncoderSetup, UnknownElementByItsOwnProperties) {
   gst_object_unref(e);
 }
 
+// Live 4K60 on 16 cores: vp9enc would encode on its default 8 threads;
+// the catalogue's many-cores settings spread it, and only where the picture rate
+// calls for it and the input is live.
+TEST(EncoderSetup, ManyCoresForLargeLiveInput) {
+  const auto* entry = ccm::catalog::find("vp9enc");
+  ASSERT_NE(entry, nullptr);
+  auto threads_after = [&](guint64 pixel_rate, bool low_latency) {
+    GstElement* e = gst_element_factory_make("vp9enc", nullptr);
+    if (!e) return -1;
+    gst_object_ref_sink(e);
+    ccm::gst::EncodeSettings s;
+    s.codec = ccm::catalog::Codec::VP9;
+    s.low_latency = low_latency;
+    s.pixel_rate = pixel_rate;
+    s.cpus = 16;
+    ccm::gst::configure_encoder(e, entry, s);
+    gint threads = -1;
+    g_object_get(e, "threads", &threads, nullptr);
+    gst_object_unref(e);
+    return threads;
+  };
+  const gint element_default = threads_after(0, true);  // unknown rate: left alone (8 in 1.22)
+  if (element_default < 0) GTEST_SKIP() << "vp9enc not installed";
+  ASSERT_NE(element_default, 16);
+  EXPECT_EQ(threads_after(3840ull * 2160 * 60, true), 16);
+  EXPECT_EQ(threads_after(320ull * 240 * 30, true), element_default);     // small: the element's default
+  EXPECT_EQ(threads_after(3840ull * 2160 * 60, false), element_default);  // not live: the user's call
+
+  // x264enc: its own count (threads=0) left frames late at 4K60 live.
+  GstElement* x264 = gst_element_factory_make("x264enc", nullptr);
+  if (!x264) return;
+  gst_object_ref_sink(x264);
+  ccm::gst::EncodeSettings s;
+  s.pixel_rate = 3840ull * 2160 * 60;
+  s.cpus = 16;
+  ccm::gst::configure_encoder(x264, ccm::catalog::find("x264enc"), s);
+  guint threads = 0;
+  g_object_get(x264, "threads", &threads, nullptr);
+  EXPECT_EQ(threads, 16u);
+  gst_object_unref(x264);
+}
+
 TEST(EncBin, CandidatesOverrideOrder) {
   auto r = run_pipeline("videotestsrc num-buffers=2 ! video/x-raw,width=64,height=64 ! "
                         "ccmencbin name=enc codec=h264 candidates=vp9enc,openh264enc,x264enc ! fakesink");

@@ -56,6 +56,24 @@ constexpr Setting kVp9LowLatency[] = {
     {"max-intra-bitrate", "300"},
 };
 
+// Live pictures from 720p30 up, on a machine of several cores: vp9enc asks libvpx
+// for 8 threads whatever the machine (its default), and with row-mt its tiles and
+// rows share as many as it is given (vp9enc's tile-columns default, 6, is clamped by libvpx to the width:
+// 4 tile columns at 1080p, 8 at 4K). Measured on 16 cores (docs/benchmarks.md,
+// scripts/gpu-bench --live-settings).
+constexpr Setting kVp9ManyCores[] = {
+    {"threads", "{cpus}"},
+};
+constexpr uint64_t k720p30 = 1280ull * 720 * 30;
+
+// x264 with sliced threads and threads=0 picks its own count:
+// fed live at 4K60 on 16 cores that left 45% of the frames late (p95 219 ms);
+// one thread per core: 98.7% within the 16.7 ms slot, p95 13 ms, 3.8 cores
+// (x264enc alone, scripts/gpu-bench --live-settings, docs/benchmarks.md).
+constexpr Setting kX264ManyCores[] = {
+    {"threads", "{cpus}"},
+};
+
 constexpr Setting kAomLowLatency[] = {
     {"usage-profile", "realtime"},
     {"cpu-used", "9"},
@@ -691,6 +709,8 @@ constexpr EncoderEntry kEntries[] = {
         .speed = {"cpu-used", +1, 9},
         .low_latency = kVp9LowLatency,
         .always = {},
+        .many_cores = kVp9ManyCores,
+        .many_cores_from = k720p30,
         .traps = "target-bitrate is in bit/s (0 = derived from bits-per-pixel). Defaults are for "
                  "files: deadline 1 s per frame and lag-in-frames 25; live input needs deadline=1. "
                  "No per-frame QP: CQP is a one-value min/max-quantizer range, which libvpx takes "
@@ -937,6 +957,8 @@ constexpr EncoderEntry kEntries[] = {
         .steering = Steering::Bitrate,
         .low_latency = kX264LowLatency,
         .always = {},
+        .many_cores = kX264ManyCores,
+        .many_cores_from = k720p30,
         .traps = "pass=cbr is ABR with a VBV of vbv-buf-capacity ms. There is no one-pass VBR: "
                  "pass=qual is CRF (quantizer = CRF value) capped at bitrate; pass1..3 write a stats "
                  "file. quantizer stops at 50. Bitrate changes apply on the next frame "

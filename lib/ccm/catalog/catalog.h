@@ -132,6 +132,12 @@ struct EncoderEntry {
 
   std::span<const Setting> low_latency;  // applied when low-latency=true
   std::span<const Setting> always;       // trap fixes applied always (before user settings)
+  // Applied with low_latency when the input's picture rate (luma samples per second)
+  // is at least many_cores_from and the machine has more than one core: what makes
+  // the library spread one live picture over all the cores (vp9enc asks for 8
+  // threads whatever the machine). A value "{cpus}" stands for the CPU count.
+  std::span<const Setting> many_cores;
+  uint64_t many_cores_from = 0;          // luma samples per second; 0 = never
 
   std::string_view traps;           // human text: what goes wrong with this element and what we do
   std::string_view debian_package;  // package that ships it on Debian 12 ("" = not in Debian 12)

@@ -1,8 +1,8 @@
-// Not a test: the encoding half of scripts/h100-bench. Two modes:
+// Not a test: the encoding half of scripts/gpu-bench. Two modes:
 //
-//   bench_h100_encode gst --input FILE.yuv --width W --height H --fps F --frames N
-//       --codec h265|av1 --encoder ccmx265enc|ccmsvtav1enc --preset P --bitrate KBPS --keyint K
-//       [--live] [--no-low-latency] [--direct]
+//   bench_encode gst --input FILE.yuv --width W --height H --fps F --frames N
+//       --codec h265|av1|vp9|h264 --encoder FACTORY --preset P --bitrate KBPS --keyint K
+//       [--live] [--no-low-latency] [--direct] [--element "DESCRIPTION name=enc ..."]
 //     I420 frames from FILE (read into memory once, repeated if N is larger) go
 //     through appsrc ! ccmencbin ! fakesink, the encoder's speed-preset set as
 //     ccmencbin adds it. Without --live frames go in as fast as they are taken
@@ -12,14 +12,20 @@
 //     faster than real time takes minutes to drain; SVT-AV1 in low delay gives a
 //     frame out only once the next one is in); fps and latency leave those two out.
 //     --no-low-latency lets the encoder reorder and look ahead (throughput
-//     settings); --direct puts the encoder element alone in place of ccmencbin.
+//     settings); --direct puts the encoder element alone in place of ccmencbin;
+//     --element puts that gst-launch description (one element named enc, or a bin
+//     whose first element is named enc) in place of ccmencbin: a peer element at
+//     settings of our choosing. Live latency runs from the moment a frame was due
+//     (its slot), so frames held back by a slow encoder count as late;
+//     ontime_slot is the share of frames out within one slot (1/F) of being due,
+//     ontime_50ms the share out within 50 ms.
 //
-//   bench_h100_encode rc --width W --height H --format NV12|P010_10LE --frames N [--cuda]
+//   bench_encode rc --width W --height H --format NV12|P010_10LE --frames N [--cuda]
 //     ccmratecontrol alone (mode=passthrough) on videotestsrc frames, in system
 //     memory or, with --cuda, uploaded first (cudaupload): its stats' analysis-ms,
 //     the mean time per frame as the element measures it (map for the GPU included).
 //
-//   bench_h100_encode exec --frames N -- COMMAND ARGS...
+//   bench_encode exec --frames N -- COMMAND ARGS...
 //     Runs a peer (x265, SvtAv1EncApp) and measures it the same way from outside.
 //
 // Both print one line "RESULT fps=.. wall_s=.. cpu_s=.. cores=.. lat_med_ms=..
@@ -61,7 +67,8 @@ double cpu_seconds(int who) {
 
 struct Latencies {
   std::mutex lock;
-  std::map<GstClockTime, double> in;  // pts -> time it entered ccmencbin
+  std::map<GstClockTime, double> in;  // pts -> time it entered ccmencbin (live: its slot)
+  std::vector<double> in_order;        // the same, in the order frames went in
   std::vector<double> ms;
   int out = 0;
 };
@@ -70,7 +77,8 @@ GstPadProbeReturn on_in(GstPad*, GstPadProbeInfo* info, gpointer data) {
   auto* l = static_cast<Latencies*>(data);
   const double t = now_s();
   std::lock_guard<std::mutex> g(l->lock);
-  l->in[GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info))] = t;
+  auto [it, fresh] = l->in.emplace(GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)), t);  // a slot set by the feeder stays
+  l->in_order.push_back(it->second);
   return GST_PAD_PROBE_OK;
 }
 
@@ -78,12 +86,16 @@ GstPadProbeReturn on_out(GstPad*, GstPadProbeInfo* info, gpointer data) {
   auto* l = static_cast<Latencies*>(data);
   const double t = now_s();
   std::lock_guard<std::mutex> g(l->lock);
-  ++l->out;
   auto it = l->in.find(GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)));
   if (it != l->in.end()) {
     l->ms.push_back((t - it->second) * 1e3);
     l->in.erase(it);
+  } else if (l->out < static_cast<int>(l->in_order.size())) {
+    // Encoders that move the timestamps (x264enc adds 1000 h): at low latency
+    // frames leave in the order they came.
+    l->ms.push_back((t - l->in_order[l->out]) * 1e3);
   }
+  ++l->out;
   return GST_PAD_PROBE_OK;
 }
 
@@ -101,20 +113,26 @@ void on_deep_element_added(GstBin*, GstBin*, GstElement* element, gpointer data)
   }
 }
 
-void print_result(double fps, double wall, double cpu, int frames, std::vector<double> lat) {
+void print_result(double fps, double wall, double cpu, int frames, std::vector<double> lat, double slot_ms = 0) {
   std::printf("RESULT fps=%.2f wall_s=%.3f cpu_s=%.2f cores=%.2f frames=%d", fps, wall, cpu, wall > 0 ? cpu / wall : 0,
               frames);
   if (!lat.empty()) {
     std::sort(lat.begin(), lat.end());
     std::printf(" lat_med_ms=%.1f lat_p95_ms=%.1f lat_max_ms=%.1f", lat[lat.size() / 2], lat[lat.size() * 95 / 100],
                 lat.back());
+    if (slot_ms > 0) {
+      auto share = [&](double bound) {
+        return 100.0 * double(std::upper_bound(lat.begin(), lat.end(), bound) - lat.begin()) / double(lat.size());
+      };
+      std::printf(" ontime_slot=%.1f ontime_50ms=%.1f", share(slot_ms), share(50.0));
+    }
   }
   std::printf("\n");
   std::fflush(stdout);
 }
 
 int run_gst(int argc, char** argv) {
-  std::string input, codec = "h265", encoder = "ccmx265enc";
+  std::string input, codec = "h265", encoder = "ccmx265enc", element_desc;
   int width = 0, height = 0, fps = 30, frames = 60, preset = -1, bitrate = 10000, keyint = 60;
   bool live = false, low_latency = true, direct = false;
   for (int i = 2; i < argc; ++i) {
@@ -133,6 +151,7 @@ int run_gst(int argc, char** argv) {
     else if (a == "--live") live = true;
     else if (a == "--no-low-latency") low_latency = false;
     else if (a == "--direct") direct = true;
+    else if (a == "--element") element_desc = next(), direct = true;
   }
   const size_t frame_bytes = static_cast<size_t>(width) * height * 3 / 2;
   const int fd = open(input.c_str(), O_RDONLY);
@@ -150,7 +169,8 @@ int run_gst(int argc, char** argv) {
   const std::string settings = " bitrate=" + std::to_string(bitrate) + " keyframe-interval=" + std::to_string(keyint) +
                                " low-latency=" + (low_latency ? "true" : "false");
   const std::string element =
-      direct ? encoder + " name=enc" + settings + (preset >= 0 ? " speed-preset=" + std::to_string(preset) : "")
+      !element_desc.empty() ? element_desc
+      : direct ? encoder + " name=enc" + settings + (preset >= 0 ? " speed-preset=" + std::to_string(preset) : "")
              : "ccmencbin name=enc codec=" + codec + settings + " candidates=" + encoder;
   // BENCH_APPSRC_NOT_LIVE=1: paced by us but not a live source for GStreamer (a diagnostic).
   const bool live_src = live && !std::getenv("BENCH_APPSRC_NOT_LIVE");
@@ -200,6 +220,10 @@ int run_gst(int argc, char** argv) {
         const double wait = due - now_s();
         if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
       }
+      if (live && i >= 2) {  // latency counts from the frame's slot, not from when it got in
+        std::lock_guard<std::mutex> g(lat.lock);
+        lat.in[i * period] = paced_from + static_cast<double>(i - 2) / fps;
+      }
       uint8_t* frame = data + (i % in_file) * frame_bytes;
       GstBuffer* buf = gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, frame, frame_bytes, 0, frame_bytes,
                                                    nullptr, nullptr);
@@ -237,7 +261,7 @@ int run_gst(int argc, char** argv) {
     const double paced = (t0 + wall) - paced_from;
     std::printf("first frame out after %.0f ms\n", lat.ms.front());
     lat.ms.erase(lat.ms.begin(), lat.ms.begin() + 2);
-    print_result((lat.out - 2) / paced, wall, cpu, lat.out, lat.ms);
+    print_result((lat.out - 2) / paced, wall, cpu, lat.out, lat.ms, 1000.0 / fps);
   } else if (rc == 0) {
     print_result(lat.out / wall, wall, cpu, lat.out, lat.ms);
   }
