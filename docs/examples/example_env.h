@@ -73,6 +73,32 @@ static void send_packet(FILE* out, const ccm_packet* packet) {
   if (out) fwrite(packet->data, 1, packet->size, out);
 }
 
+/* What went out, for the summary line the suite reads. */
+typedef struct {
+  unsigned long long bytes;
+  unsigned packets;
+  unsigned out_of_order; /* packets with a pts below the one before */
+  int64_t last_pts;
+} stream_stats;
+
+/* Pulls and sends packets, waiting up to timeout_ms for each, until none is
+ * ready (returns 0) or the stream ended (0 after CCM_ERROR_EOS when `drain`)
+ * or failed (the negative code). */
+static int send_ready_packets(CodecConfig* config, FILE* out, stream_stats* stats, int timeout_ms, int drain) {
+  ccm_packet packet;
+  int rc;
+  while ((rc = ccm_pull_packet(config, &packet, timeout_ms)) == 0) {
+    stats->out_of_order += stats->packets > 0 && packet.pts_ns < stats->last_pts;
+    stats->last_pts = packet.pts_ns;
+    send_packet(out, &packet);
+    stats->bytes += packet.size;
+    ++stats->packets;
+  }
+  if (rc == CCM_ERROR_AGAIN && !drain) return 0;
+  if (rc == CCM_ERROR_EOS && drain) return 0;
+  return rc;
+}
+
 static const char* codec_name(VideoCodec codec) {
   switch (codec) {
     case CODEC_AV1: return "av1";

@@ -11,8 +11,6 @@
  */
 #include "example_env.h"
 
-#include <string.h>
-
 int main(int argc, char** argv) {
   FILE* out = argc > 1 ? fopen(argv[1], "wb") : NULL;
   if (argc > 1 && !out) {
@@ -47,37 +45,25 @@ int main(int argc, char** argv) {
   const unsigned frames = example_frames(10 * profile.fps);
   uint8_t* frame = malloc(2 * ((size_t)profile.width * profile.height + 2 * (size_t)((profile.width + 1) / 2) *
                                                                           ((profile.height + 1) / 2)));
-  unsigned long long bytes = 0;
-  unsigned packets = 0;
-  ccm_packet packet;
+  stream_stats stats = {0, 0, 0, -1};
   for (unsigned i = 0; rc == 0 && frame && i < frames; ++i) {
     const size_t size = capture_frame(frame, profile.width, profile.height, 1, i);
     rc = ccm_push_frame(config, frame, size, -1); /* -1: pts follows from fps */
-    /* Send whatever is ready, without waiting. */
-    while (rc == 0 && ccm_pull_packet(config, &packet, 0) == 0) {
-      send_packet(out, &packet);
-      bytes += packet.size;
-      ++packets;
-    }
+    if (rc == 0) rc = send_ready_packets(config, out, &stats, 0, 0); /* what is ready, no waiting */
   }
   free(frame);
   if (rc == 0) rc = ccm_finish(config);
-  while (rc == 0 && (rc = ccm_pull_packet(config, &packet, 60000)) == 0) {
-    send_packet(out, &packet);
-    bytes += packet.size;
-    ++packets;
-  }
-  if (rc == CCM_ERROR_EOS) rc = 0;
+  if (rc == 0) rc = send_ready_packets(config, out, &stats, 60000, 1);
   if (rc != 0) fprintf(stderr, "encoding: %s: %s\n", ccm_status_name(rc), ccm_last_error(config));
 
   char encoder[64] = "";
   ccm_get_encoder_name(config, encoder, sizeof encoder);
-  const double seconds = (double)packets / profile.fps;
+  const double seconds = (double)stats.packets / profile.fps;
   printf("live_8k_hdr: codec=%s encoder=%s size=%ux%u frames=%u packets=%u bytes=%llu "
          "target_bps=%u actual_bps=%.0f\n",
-         codec_name(config->codec), encoder, profile.width, profile.height, frames, packets, bytes,
-         profile.target_bitrate, seconds > 0 ? (double)bytes * 8 / seconds : 0.0);
+         codec_name(config->codec), encoder, profile.width, profile.height, frames, stats.packets, stats.bytes,
+         profile.target_bitrate, seconds > 0 ? (double)stats.bytes * 8 / seconds : 0.0);
   ccm_destroy(config);
   if (out) fclose(out);
-  return rc == 0 && packets == frames ? 0 : 1;
+  return rc == 0 && stats.packets == frames ? 0 : 1;
 }
