@@ -12,6 +12,7 @@ libccm.so; by hand:
 
 import ctypes as C
 import math
+import random
 import os
 import shutil
 import struct
@@ -835,6 +836,46 @@ class LiveReconfigure(unittest.TestCase):
 
     def test_quantizer_change_applies_to_the_next_frames_hevc(self):
         self.quantizer_change(CODEC_HEVC)
+
+    def test_max_psnr_applies_to_the_next_frames(self):
+        # HEVC through ccmx265enc is steered per frame by ccmratecontrol, whose
+        # max-psnr cap changes live: a low cap must shrink the next frames. Grain
+        # over the ramp, so that the rate, not the content, bounds the frames.
+        rng = random.Random(17)
+
+        def grainy(n):
+            f = bytearray(gradient_frame(n))
+            for k in range(0, WIDTH * HEIGHT, 1):
+                f[k] = (f[k] + rng.randrange(48)) & 0xFF
+            return bytes(f)
+
+        enc = Encoder(self, CODEC_HEVC)
+        st = enc.configure(profile(kbps=3000))
+        if st == NO_ENCODER:
+            self.skipTest(enc.error())
+        self.assertEqual(st, OK, enc.error())
+        packets = []
+        for n in range(10):
+            self.assertEqual(enc.push(grainy(n), n * FRAME_NS), OK, enc.error())
+        # A live change reaches the frames the encoder has not taken yet: wait
+        # until the first ten are out, so that "before" is before.
+        for n in range(10):
+            st, pkt = enc.pull(20000)
+            self.assertEqual(st, OK, f"packet {n}: {status_name(st)}: {enc.error()}")
+            packets.append(pkt)
+        encoder = enc.encoder_name()
+        self.assertEqual(enc.configure(profile(kbps=3000, max_psnr=26.0)), OK, enc.error())
+        for n in range(10, 20):
+            self.assertEqual(enc.push(grainy(n), n * FRAME_NS), OK, enc.error())
+        self.assertEqual(ccm_finish(enc.handle), OK, enc.error())
+        packets += enc.pull_all()
+        self.assertEqual(len(packets), 20)
+        self.assertFalse(packets[10][3], "max_psnr started a new encoder (a key frame) instead of applying live")
+        before = sum(len(p[0]) for p in packets[5:10]) / 5
+        after = sum(len(p[0]) for p in packets[15:20]) / 5
+        print(f"  {encoder}: max_psnr 0 -> 26 dB: {before:.0f} -> {after:.0f} B/frame", file=sys.stderr)
+        self.assertLess(after, 0.7 * before, f"max_psnr 26 dB: {before:.0f} -> {after:.0f} B/frame")
+        self.assertAlmostEqual(enc.current_profile().max_psnr, 26.0, places=5)
 
     def test_change_needing_a_new_encoder_after_finish_is_refused(self):
         enc = Encoder(self, CODEC_H264)
