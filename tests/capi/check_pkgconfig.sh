@@ -11,7 +11,10 @@ flags=$(pkg-config --cflags --libs ccm) || {
   echo "pkg-config finds no ccm in $PKG_CONFIG_PATH (meson writes ccm-uninstalled.pc there)" >&2
   exit 1
 }
-libdir=$(pkg-config --variable=libdir ccm)
+# The uninstalled file's libdir variable names the install layout; the library
+# itself is where its -L points (build/capi).
+libdir=$(pkg-config --libs-only-L ccm | sed 's/^ *-L//; s/ .*//')
+[ -e "$libdir/libccm.so" ] || { echo "no libccm.so in $libdir (from pkg-config --libs-only-L ccm)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "pkg-config ccm: $flags"
@@ -21,5 +24,6 @@ cc -std=c11 -Wall -Wextra -Werror ${CCM_EXTRA_CFLAGS:-} "$src" $flags -lm -o "$t
 c++ -std=c++17 -Wall -Wextra -Werror ${CCM_EXTRA_CFLAGS:-} -x c++ "$src" -x none $flags -o "$tmp/contract_cpp"
 for exe in contract_c contract_cpp; do
   echo "running $exe"
-  LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout 170 "$tmp/$exe"
+  # Only the directory pkg-config named: not whatever the test runner put there.
+  LD_LIBRARY_PATH="$libdir" timeout 170 "$tmp/$exe"
 done
