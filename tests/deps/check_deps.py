@@ -83,6 +83,9 @@ PROGRAMS = {
     "SvtAv1EncApp": "svt-av1",
     "apt-get": "apt",
     "pkg-config": "pkg-config",
+    # tests/capi/check_pkgconfig.sh builds a C API user as docs/c-api.md tells one to.
+    "cc": "gcc",
+    "c++": "g++",
 }
 
 # Programs only optional tools need (the suite and the two README commands never do).

@@ -7,11 +7,12 @@ every error path that a foreign caller can hit.
 
 Run by meson (tests/python/meson.build) with CCM_LIB set to the built
 libccm.so; by hand:
-  CCM_LIB=build/lib/ccm/api/libccm.so /usr/bin/python3 tests/python/test_capi.py
+  CCM_LIB=build/capi/libccm.so /usr/bin/python3 tests/python/test_capi.py
 """
 
 import ctypes as C
 import math
+import random
 import os
 import shutil
 import struct
@@ -24,26 +25,31 @@ import unittest
 # ---- the C API, declared by hand as a ctypes user would --------------------------
 
 OK = 0
-INVALID_ARGUMENT = 1
-MALFORMED_PARAMS = 2
-UNSUPPORTED = 3
-NO_ENCODER = 4
-NOT_CONFIGURED = 5
-AGAIN = 6
-EOS = 7
-ENCODER = 8
+INVALID_ARGUMENT = -1
+MALFORMED_PARAMS = -2
+UNSUPPORTED = -3
+NO_ENCODER = -4
+NOT_CONFIGURED = -5
+AGAIN = -6
+EOS = -7
+ENCODER = -8
+NEEDS_RESTART = -11
 
 CODEC_AV1, CODEC_HEVC, CODEC_VP9, CODEC_RAW, CODEC_H264 = 0, 1, 2, 3, 4
 
 
 class EncodingProfile(C.Structure):
-    _fields_ = [("width", C.c_uint32), ("height", C.c_uint32), ("fps", C.c_double),
-                ("target_bitrate", C.c_uint32), ("max_psnr", C.c_double)]
+    _fields_ = [("width", C.c_uint32), ("height", C.c_uint32), ("fps", C.c_uint32),
+                ("target_bitrate", C.c_uint32), ("max_psnr", C.c_float)]
+
+
+class HardwareContext(C.Structure):
+    _fields_ = [("gpu_handle", C.c_void_p), ("nvenc_ctx", C.c_void_p), ("vaapi_ctx", C.c_void_p)]
 
 
 class CodecConfig(C.Structure):
-    _fields_ = [("struct_size", C.c_uint32), ("codec", C.c_int), ("low_latency", C.c_bool),
-                ("hdr", C.c_bool)]
+    _fields_ = [("codec", C.c_int), ("profile", EncodingProfile), ("hw", HardwareContext),
+                ("low_latency", C.c_bool), ("hdr", C.c_bool)]
 
 
 class FrameMetrics(C.Structure):
@@ -61,10 +67,10 @@ class Packet(C.Structure):
                 ("dts_ns", C.c_int64), ("key_frame", C.c_bool)]
 
 
-Handle = C.c_void_p
-TUNING_CALLBACK = C.CFUNCTYPE(None, Handle, C.POINTER(FrameMetrics), C.c_void_p)
+Handle = C.POINTER(CodecConfig)
+TUNING_CALLBACK = C.CFUNCTYPE(None, Handle, C.POINTER(FrameMetrics))
 
-LIB_PATH = os.environ.get("CCM_LIB", "libccm.so.0")
+LIB_PATH = os.environ.get("CCM_LIB", "libccm.so.1")
 lib = C.CDLL(LIB_PATH)
 
 
@@ -75,19 +81,18 @@ def declare(name, restype, *argtypes):
     return fn
 
 
-ccm_init = declare("ccm_init", C.c_int, C.c_bool, C.POINTER(Handle))
-ccm_set_codec_config = declare("ccm_set_codec_config", C.c_int, Handle, C.POINTER(CodecConfig))
+ccm_init = declare("ccm_init", Handle, C.c_bool)
 ccm_configure_codec = declare("ccm_configure_codec", C.c_int, Handle, C.POINTER(EncodingProfile),
                               C.c_char_p, C.c_size_t)
-ccm_get_current_profile = declare("ccm_get_current_profile", C.c_int, Handle,
-                                  C.POINTER(EncodingProfile))
+ccm_get_current_profile = declare("ccm_get_current_profile", EncodingProfile, Handle)
 ccm_get_encoder_name = declare("ccm_get_encoder_name", C.c_int, Handle, C.c_char_p, C.c_size_t)
 ccm_set_tuning_callback = declare("ccm_set_tuning_callback", C.c_int, Handle, TUNING_CALLBACK,
                                   C.c_void_p)
+ccm_get_user_data = declare("ccm_get_user_data", C.c_void_p, Handle)
 ccm_push_frame = declare("ccm_push_frame", C.c_int, Handle, C.c_char_p, C.c_size_t, C.c_int64)
 ccm_finish = declare("ccm_finish", C.c_int, Handle)
 ccm_pull_packet = declare("ccm_pull_packet", C.c_int, Handle, C.POINTER(Packet), C.c_int)
-ccm_destroy = declare("ccm_destroy", C.c_int, Handle)
+ccm_destroy = declare("ccm_destroy", None, Handle)
 ccm_last_error = declare("ccm_last_error", C.c_char_p, Handle)
 ccm_status_name = declare("ccm_status_name", C.c_char_p, C.c_int)
 ccm_api_version = declare("ccm_api_version", C.c_uint32)
@@ -103,7 +108,7 @@ def last_error(handle=None):
 
 # ---- helpers ----------------------------------------------------------------------
 
-WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 30.0, 30
+WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 30, 30
 FRAME_NS = round(1e9 / FPS)
 _RAMP = bytes(k & 0xFF for k in range(1024))
 
@@ -138,24 +143,24 @@ def blob(*entries, version=1, flags=0, count=None):
 
 
 def profile(w=WIDTH, h=HEIGHT, fps=FPS, kbps=600, max_psnr=0.0):
-    return EncodingProfile(w, h, fps, kbps, max_psnr)
+    """target_bitrate is in bit/s; kbps is the convenient unit here."""
+    return EncodingProfile(w, h, fps, kbps * 1000, max_psnr)
 
 
 class Encoder:
-    """A ccm_config handle; closes itself."""
+    """A CodecConfig handle with its codec fields set; closes itself."""
 
     def __init__(self, testcase, codec, hw=False, low_latency=True, hdr=False):
-        self.handle = Handle()
-        testcase.assertEqual(ccm_init(hw, C.byref(self.handle)), OK, last_error())
-        testcase.assertTrue(self.handle.value)
+        self.handle = ccm_init(hw)
+        testcase.assertTrue(self.handle, last_error())
         testcase.addCleanup(self.close)
-        cfg = CodecConfig(C.sizeof(CodecConfig), codec, low_latency, hdr)
-        testcase.assertEqual(ccm_set_codec_config(self.handle, C.byref(cfg)), OK, self.error())
+        cfg = self.handle.contents
+        cfg.codec, cfg.low_latency, cfg.hdr = codec, low_latency, hdr
         self.t = testcase
 
     def close(self):
         if self.handle is not None:
-            self.t.assertEqual(ccm_destroy(self.handle), OK)
+            ccm_destroy(self.handle)
             self.handle = None
 
     def error(self):
@@ -165,8 +170,8 @@ class Encoder:
         return ccm_configure_codec(self.handle, C.byref(prof), params or None, len(params))
 
     def current_profile(self):
-        p = EncodingProfile()
-        self.t.assertEqual(ccm_get_current_profile(self.handle, C.byref(p)), OK, self.error())
+        p = ccm_get_current_profile(self.handle)
+        self.t.assertEqual(bytes(p), bytes(self.handle.contents.profile), "config->profile differs")
         return p
 
     def push(self, data, pts):
@@ -437,11 +442,12 @@ class TuningCallback(unittest.TestCase):
         self.assertEqual(st, OK, enc.error())
         seen, problems = [], []
 
-        def on_metrics(handle, metrics_ptr, user_data):
+        def on_metrics(handle, metrics_ptr):
             try:
                 m = metrics_ptr.contents
                 seen.append((m.frame_number, m.pts_ns, m.size_bytes, m.key_frame,
                              m.encode_latency_ms, m.bitrate_kbps, m.fps))
+                user_data = ccm_get_user_data(handle)
                 if user_data != 0x1234:
                     problems.append(f"user_data {user_data}")
                 if m.frame_number == 10:
@@ -472,7 +478,7 @@ class TuningCallback(unittest.TestCase):
             self.assertTrue(math.isfinite(kbps) and kbps > 0, f"frame {number}: {kbps} kbit/s")
             self.assertTrue(math.isfinite(fps) and fps >= 0, f"frame {number}: fps {fps}")
         self.assertGreater(seen[-1][6], 0, "output fps never measured")
-        self.assertEqual(enc.current_profile().target_bitrate, new_kbps)
+        self.assertEqual(enc.current_profile().target_bitrate, new_kbps * 1000)
         return seen, packets
 
     def test_raw(self):
@@ -513,7 +519,7 @@ class TuningCallback(unittest.TestCase):
             with self.subTest(codec=codec):
                 seen = []
 
-                def on_metrics(handle, metrics_ptr, user_data):
+                def on_metrics(handle, metrics_ptr):
                     m = metrics_ptr.contents
                     seen.append((m.rate_controlled, m.qp, m.lambda_, m.target_bits,
                                  m.skip_blocks + m.fast_blocks + m.full_blocks))
@@ -538,14 +544,14 @@ class TuningCallback(unittest.TestCase):
             with self.subTest(codec=name):
                 statuses = []
 
-                def on_metrics(handle, metrics_ptr, user_data):
+                def on_metrics(handle, metrics_ptr):
                     kbps = 200 + 50 * (metrics_ptr.contents.frame_number % 5)
                     statuses.append(ccm_configure_codec(handle, C.byref(profile(kbps=kbps)), None, 0))
 
                 if not self.encode_with_callback(codec, 400, on_metrics):
                     continue
                 self.assertEqual(statuses, [OK] * FRAMES)
-                self.assertEqual(self.last_profile.target_bitrate, 200 + 50 * ((FRAMES - 1) % 5))
+                self.assertEqual(self.last_profile.target_bitrate, 1000 * (200 + 50 * ((FRAMES - 1) % 5)))
 
     def test_new_encoder_from_inside_the_callback(self):
         # A change that needs a new encoder (frame rate), made on the encoding
@@ -556,7 +562,7 @@ class TuningCallback(unittest.TestCase):
             self.skipTest(enc.error())
         results = []
 
-        def on_metrics(handle, metrics_ptr, user_data):
+        def on_metrics(handle, metrics_ptr):
             if metrics_ptr.contents.frame_number == 5:
                 results.append(ccm_configure_codec(handle, C.byref(profile(fps=25, kbps=500)), None, 0))
 
@@ -582,7 +588,7 @@ class TuningCallback(unittest.TestCase):
         enc = Encoder(self, CODEC_RAW)
         self.assertEqual(enc.configure(profile(16, 16)), OK)
         calls = []
-        cb = TUNING_CALLBACK(lambda h, m, u: calls.append(1))
+        cb = TUNING_CALLBACK(lambda h, m: calls.append(1))
         self.assertEqual(ccm_set_tuning_callback(enc.handle, cb, None), OK)
         self.assertEqual(ccm_set_tuning_callback(enc.handle, TUNING_CALLBACK(), None), OK)
         enc.push(gradient_frame(0, 16, 16), 0)
@@ -625,6 +631,21 @@ class DynamicParams(unittest.TestCase):
             self.assertEqual(bytes(enc.current_profile()), before, f"{what} changed the profile")
         # The unchanged session still takes frames of the old size.
         self.assertEqual(enc.push(gradient_frame(0), 0), OK, enc.error())
+
+    def test_design_three_byte_form(self):
+        # The design's conference parameters: ultra-low latency, no B-frames, max quantizer 50.
+        enc = Encoder(self, CODEC_RAW)
+        self.assertEqual(enc.configure(profile(), bytes([0x01, 0x00, 0x32])), OK, enc.error())
+        before = bytes(enc.current_profile())
+        for data, needle in ((bytes([0x02, 0x00, 0x32]), "byte 0: ultra_low_latency"),
+                             (bytes([0x01, 0x11, 0x32]), "byte 1: b_frames"),
+                             (bytes([0x01, 0x00, 0x40]), "byte 2: max_quantizer"),
+                             (bytes([0x01, 0x00, 0x32, 0x00]), "CCMP"),
+                             (bytes([0x01, 0x00]), "CCMP")):
+            st = enc.configure(profile(kbps=123), data)
+            self.assertEqual(st, MALFORMED_PARAMS, f"{data.hex()}: {status_name(st)}")
+            self.assertIn(needle, enc.error())
+            self.assertEqual(bytes(enc.current_profile()), before, f"{data.hex()} changed the profile")
 
     def test_unknown_keys_are_skipped(self):
         enc = Encoder(self, CODEC_RAW)
@@ -676,33 +697,49 @@ class InvalidArguments(unittest.TestCase):
         cases = {
             "width": profile(w=0), "height": profile(h=0),
             "width ": profile(w=16385),
-            "fps": profile(fps=0), "fps ": profile(fps=float("nan")),
-            "fps  ": profile(fps=float("inf")), "fps   ": profile(fps=-30),
-            "target_bitrate": profile(kbps=0), "max_psnr": profile(max_psnr=-1),
+            "fps": profile(fps=0), "fps ": profile(fps=1001),
+            "target_bitrate": EncodingProfile(WIDTH, HEIGHT, FPS, 0, 0),
+            "target_bitrate ": EncodingProfile(WIDTH, HEIGHT, FPS, 999, 0),
+            "max_psnr": profile(max_psnr=-1), "max_psnr ": profile(max_psnr=float("nan")),
+            "max_psnr  ": profile(max_psnr=100.5),
         }
         for field, p in cases.items():
             self.assertEqual(enc.configure(p), INVALID_ARGUMENT, field)
             self.assertIn(field.strip(), enc.error())
             self.assertIn(field.strip(), last_error(None), "thread's last error not set")
-        self.assertEqual(ccm_get_current_profile(enc.handle, C.byref(EncodingProfile())), NOT_CONFIGURED)
+        self.assertEqual(bytes(ccm_get_current_profile(enc.handle)), bytes(EncodingProfile()))
+        # The unit is bit/s: a caller who means kbit/s hears so.
+        self.assertEqual(enc.configure(EncodingProfile(64, 48, 30, 500, 0)), INVALID_ARGUMENT)
+        self.assertIn("bit/s", enc.error())
 
-    def test_codec_config(self):
+    def test_codec_fields(self):
         enc = Encoder(self, CODEC_RAW)
-        small = CodecConfig(4, CODEC_H264, True, False)
-        self.assertEqual(ccm_set_codec_config(enc.handle, C.byref(small)), INVALID_ARGUMENT)
-        self.assertIn("struct_size", enc.error())
-        bad = CodecConfig(C.sizeof(CodecConfig), 42, True, False)
-        self.assertEqual(ccm_set_codec_config(enc.handle, C.byref(bad)), INVALID_ARGUMENT)
+        enc.handle.contents.codec = 42
+        self.assertEqual(enc.configure(profile()), INVALID_ARGUMENT)
         self.assertIn("codec", enc.error())
-        self.assertEqual(ccm_set_codec_config(enc.handle, None), INVALID_ARGUMENT)
+        enc.handle.contents.codec = CODEC_RAW
+        self.assertEqual(enc.configure(profile()), OK, enc.error())
+
+    def test_default_fields(self):
+        handle = ccm_init(False)
+        self.assertTrue(handle, last_error())
+        self.addCleanup(ccm_destroy, handle)
+        cfg = handle.contents
+        self.assertEqual((cfg.codec, cfg.low_latency, cfg.hdr), (CODEC_AV1, True, False))
+        self.assertEqual((cfg.hw.gpu_handle, cfg.hw.nvenc_ctx, cfg.hw.vaapi_ctx), (None, None, None))
+        self.assertEqual(bytes(cfg.profile), bytes(EncodingProfile()))
+
+    def test_caller_hardware_handle_is_refused(self):
+        enc = Encoder(self, CODEC_RAW)
+        enc.handle.contents.hw.vaapi_ctx = 0x1000
+        self.assertEqual(enc.configure(profile()), UNSUPPORTED)
+        self.assertIn("config->hw", enc.error())
 
     def test_null_handle(self):
         p, pkt, buf = profile(), Packet(), C.create_string_buffer(8)
         frame = gradient_frame(0, 16, 16)
         calls = {
-            "set_codec_config": lambda: ccm_set_codec_config(None, C.byref(CodecConfig(C.sizeof(CodecConfig), 0, True, False))),
             "configure_codec": lambda: ccm_configure_codec(None, C.byref(p), None, 0),
-            "get_current_profile": lambda: ccm_get_current_profile(None, C.byref(p)),
             "get_encoder_name": lambda: ccm_get_encoder_name(None, buf, 8),
             "set_tuning_callback": lambda: ccm_set_tuning_callback(None, TUNING_CALLBACK(), None),
             "push_frame": lambda: ccm_push_frame(None, frame, len(frame), 0),
@@ -712,13 +749,13 @@ class InvalidArguments(unittest.TestCase):
         for name, call in calls.items():
             self.assertEqual(call(), INVALID_ARGUMENT, name)
             self.assertIn("NULL", last_error(None), name)
-        self.assertEqual(ccm_init(False, None), INVALID_ARGUMENT)
-        self.assertEqual(ccm_destroy(None), OK)
+        self.assertEqual(bytes(ccm_get_current_profile(None)), bytes(EncodingProfile()))
+        self.assertIsNone(ccm_get_user_data(None))
+        ccm_destroy(None)
 
     def test_null_out_pointers(self):
         enc = Encoder(self, CODEC_RAW)
         self.assertEqual(enc.configure(profile(16, 16)), OK)
-        self.assertEqual(ccm_get_current_profile(enc.handle, None), INVALID_ARGUMENT)
         self.assertEqual(ccm_pull_packet(enc.handle, None, 0), INVALID_ARGUMENT)
         self.assertEqual(ccm_get_encoder_name(enc.handle, None, 10), INVALID_ARGUMENT)
         self.assertEqual(ccm_configure_codec(enc.handle, None, None, 0), INVALID_ARGUMENT)
@@ -764,10 +801,99 @@ class InvalidArguments(unittest.TestCase):
         self.assertEqual(status_name(OK), "CCM_OK")
         self.assertEqual(status_name(MALFORMED_PARAMS), "CCM_ERROR_MALFORMED_PARAMS")
         self.assertEqual(status_name(EOS), "CCM_ERROR_EOS")
-        self.assertGreaterEqual(ccm_api_version(), 1)
+        self.assertEqual(status_name(NEEDS_RESTART), "CCM_ERROR_NEEDS_RESTART")
+        self.assertEqual(status_name(5), "CCM_ERROR_UNKNOWN")
+        self.assertGreaterEqual(ccm_api_version(), 2)
 
 
 class LiveReconfigure(unittest.TestCase):
+    CQP = (5, b"\x02")  # rate_control = cqp
+
+    def quantizer_change(self, codec, first=20, then=45):
+        """Constant QP `first` for 10 frames, `then` for 10: the frame sizes must follow."""
+        enc = Encoder(self, codec)
+        st = enc.configure(profile(kbps=2000), blob(self.CQP, (6, bytes([first]))))
+        if st == NO_ENCODER:
+            self.skipTest(enc.error())
+        self.assertEqual(st, OK, enc.error())
+        for n in range(10):
+            self.assertEqual(enc.push(gradient_frame(n), n * FRAME_NS), OK, enc.error())
+        self.assertEqual(enc.configure(profile(kbps=2000), blob((6, bytes([then])))), OK, enc.error())
+        for n in range(10, 20):
+            self.assertEqual(enc.push(gradient_frame(n), n * FRAME_NS), OK, enc.error())
+        self.assertEqual(ccm_finish(enc.handle), OK, enc.error())
+        packets = enc.pull_all()
+        self.assertEqual([p[1] for p in packets], [i * FRAME_NS for i in range(20)], "a frame was lost")
+        before = sum(len(p[0]) for p in packets[1:10]) / 9   # inter frames at the first QP
+        after = sum(len(p[0]) for p in packets[11:20]) / 9   # inter frames at the second
+        print(f"  codec {codec} ({enc.encoder_name()}): QP {first} -> {then}: "
+              f"{before:.0f} -> {after:.0f} B/frame", file=sys.stderr)
+        self.assertLess(after, 0.5 * before, f"QP {first} -> {then}: {before:.0f} -> {after:.0f} B/frame")
+        return enc
+
+    def test_quantizer_change_applies_to_the_next_frames_h264(self):
+        self.quantizer_change(CODEC_H264)
+
+    def test_quantizer_change_applies_to_the_next_frames_hevc(self):
+        self.quantizer_change(CODEC_HEVC)
+
+    def test_max_psnr_applies_to_the_next_frames(self):
+        # HEVC through ccmx265enc is steered per frame by ccmratecontrol, whose
+        # max-psnr cap changes live: a low cap must shrink the next frames. Grain
+        # over the ramp, so that the rate, not the content, bounds the frames.
+        rng = random.Random(17)
+
+        def grainy(n):
+            f = bytearray(gradient_frame(n))
+            for k in range(0, WIDTH * HEIGHT, 1):
+                f[k] = (f[k] + rng.randrange(48)) & 0xFF
+            return bytes(f)
+
+        enc = Encoder(self, CODEC_HEVC)
+        st = enc.configure(profile(kbps=3000))
+        if st == NO_ENCODER:
+            self.skipTest(enc.error())
+        self.assertEqual(st, OK, enc.error())
+        packets = []
+        for n in range(10):
+            self.assertEqual(enc.push(grainy(n), n * FRAME_NS), OK, enc.error())
+        # A live change reaches the frames the encoder has not taken yet: wait
+        # until the first ten are out, so that "before" is before.
+        for n in range(10):
+            st, pkt = enc.pull(20000)
+            self.assertEqual(st, OK, f"packet {n}: {status_name(st)}: {enc.error()}")
+            packets.append(pkt)
+        encoder = enc.encoder_name()
+        self.assertEqual(enc.configure(profile(kbps=3000, max_psnr=26.0)), OK, enc.error())
+        for n in range(10, 20):
+            self.assertEqual(enc.push(grainy(n), n * FRAME_NS), OK, enc.error())
+        self.assertEqual(ccm_finish(enc.handle), OK, enc.error())
+        packets += enc.pull_all()
+        self.assertEqual(len(packets), 20)
+        self.assertFalse(packets[10][3], "max_psnr started a new encoder (a key frame) instead of applying live")
+        before = sum(len(p[0]) for p in packets[5:10]) / 5
+        after = sum(len(p[0]) for p in packets[15:20]) / 5
+        print(f"  {encoder}: max_psnr 0 -> 26 dB: {before:.0f} -> {after:.0f} B/frame", file=sys.stderr)
+        self.assertLess(after, 0.7 * before, f"max_psnr 26 dB: {before:.0f} -> {after:.0f} B/frame")
+        self.assertAlmostEqual(enc.current_profile().max_psnr, 26.0, places=5)
+
+    def test_change_needing_a_new_encoder_after_finish_is_refused(self):
+        enc = Encoder(self, CODEC_H264)
+        st = enc.configure(profile(kbps=800), blob(self.CQP, (6, b"\x14")))
+        if st == NO_ENCODER:
+            self.skipTest(enc.error())
+        self.assertEqual(enc.push(gradient_frame(0), 0), OK, enc.error())
+        self.assertEqual(ccm_finish(enc.handle), OK)
+        before = bytes(enc.current_profile())
+        for what, prof, params in (("quantizer", profile(kbps=800), blob((6, b"\x2d"))),
+                                   ("size", profile(w=160, h=120, kbps=800), b""),
+                                   ("3-byte form", profile(kbps=800), bytes([0, 2, 40]))):
+            st = enc.configure(prof, params)
+            self.assertEqual(st, NEEDS_RESTART, f"{what}: {status_name(st)}")
+            self.assertIn("restart", enc.error())
+            self.assertEqual(bytes(enc.current_profile()), before, f"{what} changed the profile")
+        self.assertEqual(len(enc.pull_all()), 1)
+
     def test_h264_bitrate_change_and_resize(self):
         enc = Encoder(self, CODEC_H264)
         st = enc.configure(profile(kbps=1500))

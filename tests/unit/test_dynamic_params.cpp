@@ -1,6 +1,6 @@
 // The dynamic_params blob: round trips, every rejection, and no out-of-bounds
 // read on any truncation.
-#include "api/dynamic_params.h"
+#include "params/dynamic_params.h"
 
 #include <gtest/gtest.h>
 
@@ -243,6 +243,39 @@ TEST(DynamicParams, KeyNames) {
   EXPECT_STREQ(ccm::param_key_name(4), "keyframe_interval");
   EXPECT_EQ(ccm::param_key_name(0), nullptr);
   EXPECT_EQ(ccm::param_key_name(99), nullptr);
+}
+
+// ---- the design's 3-byte form ---------------------------------------------------
+
+TEST(DynamicParams, DesignThreeByteFormIsRead) {
+  // The design's conference example: ultra-low latency on, no B-frames, max quantizer 0x32.
+  auto r = parse_dynamic_params(Bytes{0x01, 0x00, 0x32});
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  DynamicParams want;
+  want.ultra_low_latency = true;
+  want.b_frames = 0;
+  want.max_quantizer = 50;
+  EXPECT_EQ(r.value(), want);
+  auto off = parse_dynamic_params(Bytes{0x00, 0x10, 0x3F});  // the top of each range
+  ASSERT_TRUE(off.has_value()) << off.error().message;
+  EXPECT_EQ(off.value().ultra_low_latency, false);
+  EXPECT_EQ(off.value().b_frames, 16);
+  EXPECT_EQ(off.value().max_quantizer, 63);
+}
+
+TEST(DynamicParams, DesignThreeByteFormOutOfRangeIsRefusedNotMisread) {
+  expect_error({0x02, 0x00, 0x32}, 0, "ultra_low_latency value 2 out of range 0..1");
+  expect_error({0x01, 0x11, 0x32}, 1, "b_frames value 17 out of range 0..16");
+  expect_error({0x01, 0x00, 0x40}, 2, "max_quantizer value 64 out of range 0..63");
+  // A cut "CCMP" blob stays a truncated blob, never a 3-byte form.
+  expect_error({'C', 'C', 'M'}, 3, "truncated header");
+}
+
+TEST(DynamicParams, NeitherFormIsRefused) {
+  expect_error({0x01}, 0, "bad magic");
+  expect_error({0x01, 0x00}, 0, "bad magic");
+  expect_error({0x01, 0x00, 0x32, 0x00}, 0, "or exactly 3 bytes");
+  expect_error({0x01, 0x00, 0x32, 0x00, 0x00, 0x00, 0x00, 0x00}, 0, "bad magic");
 }
 
 }  // namespace

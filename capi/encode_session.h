@@ -1,6 +1,6 @@
 // One encoding pipeline behind a ccm_config handle:
 //   appsrc ! ccmencbin ! capsfilter ! appsink     (encoded codecs)
-//   appsrc ! appsink                                      (CCM_CODEC_RAW)
+//   appsrc ! appsink                                      (CODEC_RAW)
 // A handle owns one session, or briefly two while a reconfiguration that
 // needs a new encoder lets the old one drain (see ccm_api.cpp).
 #pragma once
@@ -19,29 +19,35 @@
 #include <span>
 #include <string>
 
-#include "api/dynamic_params.h"
-#include "api/gst_ptr.h"
-#include "api/status.h"
 #include "ccm/ccm.h"
+#include "gst_ptr.h"
+#include "params/dynamic_params.h"
+#include "status.h"
 
 namespace ccm::api {
 
-// Everything a session is built from: the validated profile, codec config and
-// the merged dynamic parameters.
+// Everything a session is built from: the validated profile, the handle's
+// codec fields and the merged dynamic parameters.
 struct StreamSettings {
-  ccm_codec codec = CCM_CODEC_H264;
+  VideoCodec codec = CODEC_HEVC;
   bool hdr = false;
   bool low_latency = true;
   bool hw_allowed = true;  // ccm_init(enable_hw_accel)
   uint32_t width = 0;
   uint32_t height = 0;
-  double fps = 0;
-  uint32_t bitrate_kbps = 0;
+  uint32_t fps = 0;
+  uint32_t bitrate_bps = 0;
+  double max_psnr = 0;     // dB, 0 = no cap
   DynamicParams params;
 
-  // Whether going from *this to `newer` needs a new encoder; otherwise the
-  // change is applied to the running one (bitrate, quantizers).
-  bool needs_new_session(const StreamSettings& newer) const;
+  // ccmencbin's bitrate property is in kbit/s; the profile's in bit/s.
+  uint32_t bitrate_kbps() const { return uint32_t((uint64_t(bitrate_bps) + 500) / 1000); }
+
+  // Whether going from *this to `newer` changes how the stream is built (codec,
+  // size, rate, GOP shape, encoder choice): those always need a new encoder.
+  // The rest (bitrate, quantizers, max_psnr) may apply live; EncodeSession::
+  // applies_live says whether the running encoder takes them.
+  bool changes_structure(const StreamSettings& newer) const;
 
   friend bool operator==(const StreamSettings&, const StreamSettings&) = default;
 };
@@ -95,8 +101,14 @@ class EncodeSession {
   // pipeline error (packets encoded before the error come out first).
   Status pull(int timeout_ms, SamplePtr& out);
 
-  // Applies what differs between `current` (what the encoder runs with now) and
-  // `newer` in the live-changeable settings (bitrate, quantizers).
+  // Whether every difference between `current` (what the encoder runs with now)
+  // and `newer` applies to the running encoder from its next frame: no
+  // structural change, and each changed property is one ccmencbin declares
+  // mutable while PLAYING (GST_PARAM_MUTABLE_PLAYING; the element is the one
+  // place that knows). Otherwise the change needs a new session.
+  bool applies_live(const StreamSettings& current, const StreamSettings& newer) const;
+
+  // Applies what differs (callers check applies_live first).
   Status apply_live(const StreamSettings& current, const StreamSettings& newer);
 
   // The encoder element ccmencbin chose ("x264enc" ...), "" until it has chosen.
@@ -114,6 +126,8 @@ class EncodeSession {
   static GstBusSyncReply on_bus_message(GstBus* bus, GstMessage* message, gpointer self);
   static GstPadProbeReturn on_sink_buffer(GstPad* pad, GstPadProbeInfo* info, gpointer self);
   static void on_need_data(GstAppSrc* src, guint length, gpointer self);
+  static void on_element_added(GstBin* bin, GstBin* sub_bin, GstElement* element, gpointer self);
+  void set_max_psnr(double db);
 
   const StreamSettings settings_;
   const PacketObserver observer_;
@@ -135,6 +149,9 @@ class EncodeSession {
   bool ended_ = false;
   std::string selected_encoder_;   // from the "ccm-encoder-selected" message
   GstSegment output_segment_{};    // the appsink's current segment, for the observer
+  // The profile's max_psnr, given to every ccmratecontrol in the pipeline (ccmencbin
+  // builds one per encoder it tries, so later ones get it as they are added).
+  double max_psnr_ = 0;
 };
 
 }  // namespace ccm::api

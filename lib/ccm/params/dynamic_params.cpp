@@ -1,4 +1,4 @@
-#include "api/dynamic_params.h"
+#include "params/dynamic_params.h"
 
 #include <algorithm>
 #include <array>
@@ -91,13 +91,46 @@ void DynamicParams::merge(const DynamicParams& newer) {
 
 bool DynamicParams::empty() const { return *this == DynamicParams{}; }
 
+namespace {
+
+// Whether `blob` is "CCMP…" or a piece of it cut short: then it is read (and
+// refused, when short) as the tagged form.
+bool looks_tagged(std::span<const uint8_t> blob) {
+  if (blob.empty()) return true;
+  const std::size_t n = std::min(blob.size(), sizeof kDynamicParamsMagic);
+  return std::memcmp(blob.data(), kDynamicParamsMagic, n) == 0;
+}
+
+// The design's {ultra_low_latency, b_frames, max_quantizer}; each byte is
+// checked against its key's range, as in the tagged form.
+DynamicParamsResult parse_seed_form(std::span<const uint8_t> blob) {
+  static constexpr ParamKey kOrder[kSeedParamsSize] = {ParamKey::UltraLowLatency, ParamKey::BFrames,
+                                                       ParamKey::MaxQuantizer};
+  DynamicParams params;
+  for (std::size_t i = 0; i < kSeedParamsSize; ++i) {
+    const KeySpec& spec = *find_key(uint8_t(kOrder[i]));
+    if (blob[i] > spec.max_value)
+      return error_at(i, std::string(spec.name) + " value " + std::to_string(blob[i]) + " out of range 0.." +
+                             std::to_string(spec.max_value) +
+                             " (3 bytes are read as {ultra_low_latency, b_frames, max_quantizer}; "
+                             "anything else is a \"CCMP\" blob)");
+    store(params, kOrder[i], blob[i]);
+  }
+  return params;
+}
+
+}  // namespace
+
 DynamicParamsResult parse_dynamic_params(std::span<const uint8_t> blob) {
+  if (!looks_tagged(blob)) {
+    if (blob.size() == kSeedParamsSize) return parse_seed_form(blob);
+    return error_at(0, "bad magic, expected \"CCMP\" (or exactly 3 bytes {ultra_low_latency, b_frames, "
+                       "max_quantizer}); got " + std::to_string(blob.size()) + " bytes");
+  }
   if (blob.size() < kDynamicParamsHeaderSize)
     return error_at(blob.size(), "truncated header: " + std::to_string(blob.size()) +
                                      " bytes, the header alone is " +
                                      std::to_string(kDynamicParamsHeaderSize));
-  if (std::memcmp(blob.data(), kDynamicParamsMagic, sizeof kDynamicParamsMagic) != 0)
-    return error_at(0, "bad magic, expected \"CCMP\"");
   if (blob[4] != kDynamicParamsVersion)
     return error_at(4, "unsupported format version " + std::to_string(blob[4]) +
                            " (this library reads version " +

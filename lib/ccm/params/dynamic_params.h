@@ -1,10 +1,16 @@
-// The dynamic_params blob of ccm_configure_codec: a small versioned binary
-// format that any language can build with a few bytes of struct packing.
-// docs/dynamic-params.md is the reference; this header is the C++ side.
+// The dynamic_params bytes of ccm_configure_codec, in one of two forms told
+// apart by their first bytes. docs/dynamic-params.md is the reference; this
+// header is the C++ side (pure: no GStreamer, no C API types).
 //
-// Layout (all integers little-endian):
+// The design's 3-byte form (exactly 3 bytes, byte 0 is 0 or 1):
+//   ultra_low_latency u8 (0/1) | b_frames u8 (0..16) | max_quantizer u8 (0..63)
+//
+// The tagged form, for everything else (all integers little-endian):
 //   header  "CCMP" | version u8 (= 1) | flags u8 (= 0) | entry count u16
 //   entry   key u8 | length u8 | `length` bytes of value
+//
+// Any other byte string is refused: "CCMP" cannot start a 3-byte form (its
+// byte 0 would be 'C'), and every other length lacks the magic.
 //
 // Parsing never throws and never reads past the span: every failure is a
 // DynamicParamsError naming the byte offset and what is wrong there.
@@ -23,6 +29,7 @@ namespace ccm {
 inline constexpr uint8_t kDynamicParamsMagic[4] = {'C', 'C', 'M', 'P'};
 inline constexpr uint8_t kDynamicParamsVersion = 1;
 inline constexpr std::size_t kDynamicParamsHeaderSize = 8;
+inline constexpr std::size_t kSeedParamsSize = 3;
 
 // Keys of format version 1. Values never change meaning; new keys get new numbers,
 // and readers skip keys they do not know, so old readers accept newer blobs.
@@ -86,13 +93,14 @@ class DynamicParamsResult {
   std::variant<DynamicParams, DynamicParamsError> value_;
 };
 
-// Parses a whole blob. Rejects: short or wrong header, a version other than 1,
+// Parses a whole blob, either form. The 3-byte form sets its three fields; it
+// rejects a value out of range. The tagged form rejects: short or wrong header, a version other than 1,
 // non-zero flags, key 0, a known key with the wrong length or an out-of-range
 // value, min_quantizer > max_quantizer, a duplicate key, entries that run past
 // the end, and bytes left after the last entry. Unknown keys are skipped.
 DynamicParamsResult parse_dynamic_params(std::span<const uint8_t> blob);
 
-// The canonical blob for `params`: present fields only, in ascending key order.
+// The canonical tagged blob for `params`: present fields only, in ascending key order.
 std::vector<uint8_t> encode_dynamic_params(const DynamicParams& params);
 
 // "ultra_low_latency", "b_frames", ...; nullptr for keys this version does not know.

@@ -1,5 +1,9 @@
 // libccm's C API (include/ccm/ccm.h) over EncodeSession.
 //
+// The caller's CodecConfig* is the first member of a Box that also points at
+// the Handle behind it; the caller reads and sets the CodecConfig, libccm reads
+// codec/low_latency/hdr/hw from it at ccm_configure_codec and writes profile.
+//
 // Locking: a handle has two mutexes. `configure_mutex` serialises applying
 // settings to the encoder (which may build a pipeline); `mutex` guards the
 // handle's fields and is only ever held for short bookkeeping, never while
@@ -17,6 +21,8 @@
 #include <gst/gst.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <type_traits>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -26,11 +32,11 @@
 #include <new>
 #include <optional>
 
-#include "api/dynamic_params.h"
-#include "api/encode_session.h"
-#include "api/status.h"
 #include "ccm/ccm.h"
+#include "encode_session.h"
+#include "params/dynamic_params.h"
 #include "plugin.h"
+#include "status.h"
 
 GST_DEBUG_CATEGORY(ccm_api_debug);
 #define GST_CAT_DEFAULT ccm_api_debug
@@ -46,6 +52,9 @@ using ccm::api::StreamSettings;
 namespace {
 
 constexpr uint32_t kMaxDimension = 16384;
+constexpr uint32_t kMaxFps = 1000;
+constexpr uint32_t kMinBitrate = 1000;  // bit/s: ccmencbin's unit is 1 kbit/s
+constexpr float kMaxPsnr = 100;         // ccmratecontrol's max-psnr range
 constexpr gint64 kOneSecondNs = 1'000'000'000;
 // Push times kept for the latency metric; frames an encoder drops would
 // otherwise accumulate forever.
@@ -57,18 +66,27 @@ gint64 monotonic_ns() {
       .count();
 }
 
-}  // namespace
 
-struct ccm_config {
-  explicit ccm_config(bool hw) : hw_allowed(hw) {}
-  ~ccm_config() { release_packet(); }
+struct Handle;
+
+// What ccm_init hands out: the caller's struct first, so a CodecConfig* is a Box*.
+struct Box {
+  CodecConfig pub;
+  Handle* impl;
+};
+static_assert(std::is_standard_layout_v<Box> && offsetof(Box, pub) == 0);
+
+struct Handle {
+  Handle(bool hw, Box* owner) : hw_allowed(hw), box(owner) {}
+  ~Handle() { release_packet(); }
 
   const bool hw_allowed;
+  Box* const box;
+  HardwareContext hw_found{};  // what ccm_init put in box->pub.hw
 
   std::mutex configure_mutex;
   mutable std::mutex mutex;  // guards every field below
 
-  ccm_codec_config codec_config{sizeof(ccm_codec_config), CCM_CODEC_H264, true, false};
   // Accepted by ccm_configure_codec (dynamic params merged over all calls) …
   std::optional<StreamSettings> wanted;
   std::optional<EncodingProfile> wanted_profile;
@@ -89,7 +107,7 @@ struct ccm_config {
   std::deque<std::pair<GstClockTime, uint32_t>> recent_packets;  // last second of stream time
   uint64_t recent_bytes = 0;
   std::deque<gint64> recent_arrivals;                            // last second of wall time
-  ccm_tuning_callback callback = nullptr;
+  ccm_tuning_callback callback = nullptr;  // with callback_data: ccm_set_tuning_callback
   void* callback_data = nullptr;
 
   std::string last_error;
@@ -102,21 +120,24 @@ struct ccm_config {
 
   bool change_pending() const { return wanted && wanted != running; }
 
+  // wanted_profile and its mirror in the caller's struct (caller holds `mutex`).
+  void set_wanted_profile(const std::optional<EncodingProfile>& profile) {
+    wanted_profile = profile;
+    box->pub.profile = profile.value_or(EncodingProfile{});
+  }
+
   // Streaming thread, once per packet reaching the appsink.
   void on_packet(GstBuffer* buffer, int64_t pts_ns, const RateDecision* decision) noexcept;
 };
 
-namespace {
 // The handle whose tuning callback this thread is running, if any.
-thread_local const ccm_config* t_in_callback_of = nullptr;
-}  // namespace
+thread_local const Handle* t_in_callback_of = nullptr;
 
-void ccm_config::on_packet(GstBuffer* buffer, int64_t pts_ns, const RateDecision* decision) noexcept {
+void Handle::on_packet(GstBuffer* buffer, int64_t pts_ns, const RateDecision* decision) noexcept {
   try {
     const gint64 now = monotonic_ns();
     FrameMetrics m{};
     ccm_tuning_callback cb = nullptr;
-    void* cb_data = nullptr;
     {
       std::lock_guard lock(mutex);
       const GstClockTime pts = pts_ns >= 0 ? GstClockTime(pts_ns) : GST_CLOCK_TIME_NONE;
@@ -163,33 +184,31 @@ void ccm_config::on_packet(GstBuffer* buffer, int64_t pts_ns, const RateDecision
       }
 
       cb = callback;
-      cb_data = callback_data;
     }
     if (cb) {
       struct Mark {  // restores the mark however the callback returns
-        const ccm_config* outer = t_in_callback_of;
-        explicit Mark(const ccm_config* self) { t_in_callback_of = self; }
+        const Handle* outer = t_in_callback_of;
+        explicit Mark(const Handle* self) { t_in_callback_of = self; }
         ~Mark() { t_in_callback_of = outer; }
       } mark(this);
-      cb(this, &m, cb_data);
+      cb(&box->pub, &m);
     }
   } catch (...) {
     // Nothing may unwind into GStreamer's streaming thread; a lost metric is harmless.
   }
 }
 
-namespace {
 
 thread_local std::string t_thread_error;    // ccm_last_error(NULL)
 thread_local std::string t_returned_error;  // the copy ccm_last_error(handle) hands out
 
-ccm_status record(const ccm_config* config, const Status& st) {
+int record(const Handle* config, const Status& st) {
   if (st.is_ok()) return CCM_OK;
   try {
     t_thread_error = st.message;
     if (config) {
       std::lock_guard lock(config->mutex);
-      const_cast<ccm_config*>(config)->last_error = st.message;
+      const_cast<Handle*>(config)->last_error = st.message;
     }
   } catch (...) {
   }
@@ -198,7 +217,7 @@ ccm_status record(const ccm_config* config, const Status& st) {
 
 // Runs an API body; whatever it throws becomes an error code.
 template <class Body>
-ccm_status guarded(const ccm_config* config, Body&& body) noexcept {
+int guarded(const Handle* config, Body&& body) noexcept {
   try {
     return record(config, body());
   } catch (const std::bad_alloc&) {
@@ -211,6 +230,12 @@ ccm_status guarded(const ccm_config* config, Body&& body) noexcept {
 }
 
 Status null_handle() { return fail(CCM_ERROR_INVALID_ARGUMENT, "config handle is NULL"); }
+
+// The Handle behind a CodecConfig* that ccm_init returned.
+Handle* handle_of(CodecConfig* config) { return config ? reinterpret_cast<Box*>(config)->impl : nullptr; }
+const Handle* handle_of(const CodecConfig* config) {
+  return config ? reinterpret_cast<const Box*>(config)->impl : nullptr;
+}
 
 // Reads a C bool without assuming the caller stored exactly 0 or 1.
 bool read_c_bool(const bool& field) {
@@ -225,18 +250,50 @@ Status validate_profile(const EncodingProfile& p) {
     return bad("width " + std::to_string(p.width) + " out of range 1..16384");
   if (p.height < 1 || p.height > kMaxDimension)
     return bad("height " + std::to_string(p.height) + " out of range 1..16384");
-  if (!std::isfinite(p.fps) || !(p.fps > 0)) return bad("fps " + std::to_string(p.fps) + " must be finite and > 0");
-  if (p.fps > 1000) return bad("fps " + std::to_string(p.fps) + " above 1000");
-  if (p.target_bitrate < 1) return bad("target_bitrate must be at least 1 kbit/s");
-  if (!std::isfinite(p.max_psnr) || !(p.max_psnr >= 0))
-    return bad("max_psnr " + std::to_string(p.max_psnr) + " must be finite and >= 0");
+  if (p.fps < 1 || p.fps > kMaxFps) return bad("fps " + std::to_string(p.fps) + " out of range 1..1000");
+  if (p.target_bitrate < kMinBitrate)
+    return bad("target_bitrate " + std::to_string(p.target_bitrate) +
+               " bit/s below 1000 (the unit is bit/s: 2 Mbit/s is 2000000)");
+  if (!std::isfinite(p.max_psnr) || !(p.max_psnr >= 0) || p.max_psnr > kMaxPsnr)
+    return bad("max_psnr " + std::to_string(p.max_psnr) + " out of range 0..100 dB (0 = no cap)");
   return Status::ok();
+}
+
+// The handle's own fields, read as the bytes the caller stored: an out-of-range
+// value in an enum or bool object must be refused, not read as undefined.
+Status read_codec_fields(const Handle& h, StreamSettings& s) {
+  const CodecConfig& pub = h.box->pub;
+  int codec;
+  static_assert(sizeof codec == sizeof pub.codec);
+  std::memcpy(&codec, &pub.codec, sizeof codec);
+  if (codec < CODEC_AV1 || codec > CODEC_H264)
+    return fail(CCM_ERROR_INVALID_ARGUMENT, "config->codec " + std::to_string(codec) +
+                                                " is not a VideoCodec (CODEC_AV1 .. CODEC_H264)");
+  if (std::memcmp(&pub.hw, &h.hw_found, sizeof pub.hw) != 0)
+    return fail(CCM_ERROR_UNSUPPORTED,
+                "config->hw was changed: this libccm opens no GPU backend of the caller's (the encoder "
+                "elements open their own); leave config->hw as ccm_init set it");
+  s.codec = VideoCodec(codec);
+  s.hdr = read_c_bool(pub.hdr);
+  s.low_latency = read_c_bool(pub.low_latency);
+  return Status::ok();
+}
+
+Status needs_restart(const std::string& what) {
+  return fail(CCM_ERROR_NEEDS_RESTART,
+              what + " needs a new encoder (a restart), and the stream is finished (ccm_finish); "
+                     "only changes the running encoder takes live can still be made");
+}
+
+// Whether `target` can reach the stream without a new session.
+bool applies_live(const Handle& h, const StreamSettings& target) {
+  return h.running && !h.sessions.empty() && h.sessions.back()->applies_live(*h.running, target);
 }
 
 // Brings the encoder to cfg->wanted: nothing, a live change, or a new session.
 // Caller holds cfg->configure_mutex and no other lock. On failure `wanted`
 // falls back to what runs, so a bad change is reported once, not forever.
-Status apply_wanted(ccm_config* cfg) {
+Status apply_wanted(Handle* cfg) {
   StreamSettings target;
   std::optional<EncodingProfile> target_profile;
   std::optional<StreamSettings> running;
@@ -254,18 +311,17 @@ Status apply_wanted(ccm_config* cfg) {
 
   std::shared_ptr<EncodeSession> created;
   Status st;
-  if (!newest || running->needs_new_session(target)) {
+  if (!newest || !newest->applies_live(*running, target)) {
     if (finished)
-      st = fail(CCM_ERROR_INVALID_ARGUMENT,
-                "the stream is finished (ccm_finish): only bitrate and quantizers can still change");
+      st = needs_restart("this change");
     else
       st = EncodeSession::create(
           target,
           [cfg](GstBuffer* buffer, int64_t pts, const RateDecision* d) { cfg->on_packet(buffer, pts, d); },
           created);
     if (st.is_ok())
-      GST_INFO("%s session %ux%u@%.3f %u kbit/s", newest ? "new" : "first", target.width,
-               target.height, target.fps, target.bitrate_kbps);
+      GST_INFO("%s session %ux%u@%u %u bit/s", newest ? "new" : "first", target.width,
+               target.height, target.fps, target.bitrate_bps);
   } else {
     st = newest->apply_live(*running, target);
   }
@@ -274,7 +330,7 @@ Status apply_wanted(ccm_config* cfg) {
   if (!st.is_ok()) {
     if (cfg->wanted == target) {  // unless a newer change came in meanwhile
       cfg->wanted = cfg->running;
-      cfg->wanted_profile = cfg->running_profile;
+      cfg->set_wanted_profile(cfg->running_profile);
     }
     return st;
   }
@@ -287,7 +343,7 @@ Status apply_wanted(ccm_config* cfg) {
 }
 
 // Applies a change the tuning callback asked for; called on the caller's threads.
-Status apply_pending(ccm_config* cfg) {
+Status apply_pending(Handle* cfg) {
   {
     std::lock_guard lock(cfg->mutex);
     if (!cfg->change_pending()) return Status::ok();
@@ -297,7 +353,7 @@ Status apply_pending(ccm_config* cfg) {
 }
 
 // Validates a change against the handle's state and records it as `wanted`.
-Status accept(ccm_config* cfg, const EncodingProfile& profile, const DynamicParams& incoming) {
+Status accept(Handle* cfg, const EncodingProfile& profile, const DynamicParams& incoming) {
   std::lock_guard lock(cfg->mutex);
   StreamSettings settings;
   if (cfg->wanted) settings.params = cfg->wanted->params;
@@ -310,23 +366,21 @@ Status accept(ccm_config* cfg, const EncodingProfile& profile, const DynamicPara
   if (!cfg->hw_allowed && p.hardware_policy == ccm::HardwarePolicy::HardwareOnly)
     return fail(CCM_ERROR_INVALID_ARGUMENT,
                 "hardware_policy is hardware-only but ccm_init was called with enable_hw_accel=false");
-  settings.codec = cfg->codec_config.codec;
-  settings.hdr = cfg->codec_config.hdr;
-  settings.low_latency = p.ultra_low_latency.value_or(cfg->codec_config.low_latency);
+  if (Status st = read_codec_fields(*cfg, settings); !st.is_ok()) return st;
+  settings.low_latency = p.ultra_low_latency.value_or(settings.low_latency);
   settings.hw_allowed = cfg->hw_allowed;
   settings.width = profile.width;
   settings.height = profile.height;
   settings.fps = profile.fps;
-  settings.bitrate_kbps = profile.target_bitrate;
-  if (cfg->finished && cfg->running && cfg->running->needs_new_session(settings))
-    return fail(CCM_ERROR_INVALID_ARGUMENT,
-                "the stream is finished (ccm_finish): only bitrate and quantizers can still change");
+  settings.bitrate_bps = profile.target_bitrate;
+  settings.max_psnr = profile.max_psnr;
+  if (cfg->finished && !applies_live(*cfg, settings)) return needs_restart("this change");
   cfg->wanted = settings;
-  cfg->wanted_profile = profile;
+  cfg->set_wanted_profile(profile);
   return Status::ok();
 }
 
-Status configure(ccm_config* cfg, const EncodingProfile* profile_in, const uint8_t* blob,
+Status configure(Handle* cfg, const EncodingProfile* profile_in, const uint8_t* blob,
                  std::size_t blob_size) {
   if (!profile_in) return fail(CCM_ERROR_INVALID_ARGUMENT, "profile is NULL");
   if (blob_size > 0 && !blob)
@@ -349,7 +403,7 @@ Status configure(ccm_config* cfg, const EncodingProfile* profile_in, const uint8
   return apply_wanted(cfg);
 }
 
-Status push_frame(ccm_config* cfg, const uint8_t* data, std::size_t size, int64_t pts_ns) {
+Status push_frame(Handle* cfg, const uint8_t* data, std::size_t size, int64_t pts_ns) {
   if (!data) return fail(CCM_ERROR_INVALID_ARGUMENT, "frame data is NULL");
   if (Status st = apply_pending(cfg); !st.is_ok()) return st;
   for (;;) {
@@ -381,7 +435,7 @@ Status push_frame(ccm_config* cfg, const uint8_t* data, std::size_t size, int64_
   }
 }
 
-Status pull_packet(ccm_config* cfg, ccm_packet* out, int timeout_ms) {
+Status pull_packet(Handle* cfg, ccm_packet* out, int timeout_ms) {
   if (!out) return fail(CCM_ERROR_INVALID_ARGUMENT, "out_packet is NULL");
   *out = ccm_packet{nullptr, 0, -1, -1, false};
   using Clock = std::chrono::steady_clock;
@@ -439,11 +493,10 @@ Status pull_packet(ccm_config* cfg, ccm_packet* out, int timeout_ms) {
 
 extern "C" {
 
-ccm_status ccm_init(bool enable_hw_accel, ccm_config** out_config) {
+CodecConfig* ccm_init(bool enable_hw_accel) {
   const bool hw = read_c_bool(enable_hw_accel);
-  return guarded(nullptr, [&]() -> Status {
-    if (!out_config) return fail(CCM_ERROR_INVALID_ARGUMENT, "out_config is NULL");
-    *out_config = nullptr;
+  Box* created = nullptr;
+  guarded(nullptr, [&]() -> Status {
     if (!gst_is_initialized()) {
       GError* raw_error = nullptr;
       if (!gst_init_check(nullptr, nullptr, &raw_error)) {
@@ -459,60 +512,47 @@ ccm_status ccm_init(bool enable_hw_accel, ccm_config** out_config) {
       gst_object_unref(f);
     else
       return fail(CCM_ERROR_INIT, "the ccm plugin's ccmencbin element could not be registered");
-    *out_config = new ccm_config(hw);
+    auto box = std::make_unique<Box>();
+    box->pub.codec = CODEC_AV1;  // the design's first choice; ccmencbin finds an AV1 encoder on every machine
+    box->pub.profile = EncodingProfile{};
+    box->pub.hw = HardwareContext{};  // no backend of ours is open (see ccm.h)
+    box->pub.low_latency = true;
+    box->pub.hdr = false;
+    box->impl = new Handle(hw, box.get());
+    box->impl->hw_found = box->pub.hw;
+    created = box.release();
     return Status::ok();
   });
+  return created ? &created->pub : nullptr;
 }
 
-ccm_status ccm_set_codec_config(ccm_config* config, const ccm_codec_config* codec_config) {
-  return guarded(config, [&]() -> Status {
-    if (!config) return null_handle();
-    if (!codec_config) return fail(CCM_ERROR_INVALID_ARGUMENT, "codec_config is NULL");
-    if (codec_config->struct_size < sizeof(ccm_codec_config))
-      return fail(CCM_ERROR_INVALID_ARGUMENT,
-                  "codec_config->struct_size is " + std::to_string(codec_config->struct_size) +
-                      ", expected at least " + std::to_string(sizeof(ccm_codec_config)));
-    int codec;  // read as int: an out-of-range value in an enum object is undefined in C++
-    std::memcpy(&codec, &codec_config->codec, sizeof codec);
-    if (codec < CCM_CODEC_AV1 || codec > CCM_CODEC_H264)
-      return fail(CCM_ERROR_INVALID_ARGUMENT, "unknown codec " + std::to_string(codec));
-    std::lock_guard lock(config->mutex);
-    config->codec_config.codec = ccm_codec(codec);
-    config->codec_config.low_latency = read_c_bool(codec_config->low_latency);
-    config->codec_config.hdr = read_c_bool(codec_config->hdr);
-    return Status::ok();
+int ccm_configure_codec(CodecConfig* config, const EncodingProfile* profile, const uint8_t* dynamic_params,
+                        size_t params_size) {
+  Handle* h = handle_of(config);
+  return guarded(h, [&]() -> Status {
+    if (!h) return null_handle();
+    return configure(h, profile, dynamic_params, params_size);
   });
 }
 
-ccm_status ccm_configure_codec(ccm_config* config, const EncodingProfile* profile,
-                               const uint8_t* dynamic_params, size_t params_size) {
-  return guarded(config, [&]() -> Status {
-    if (!config) return null_handle();
-    return configure(config, profile, dynamic_params, params_size);
-  });
+EncodingProfile ccm_get_current_profile(const CodecConfig* config) {
+  const Handle* h = handle_of(config);
+  if (!h) return EncodingProfile{};
+  std::lock_guard lock(h->mutex);
+  return h->wanted_profile.value_or(EncodingProfile{});
 }
 
-ccm_status ccm_get_current_profile(const ccm_config* config, EncodingProfile* out_profile) {
-  return guarded(config, [&]() -> Status {
-    if (!config) return null_handle();
-    if (!out_profile) return fail(CCM_ERROR_INVALID_ARGUMENT, "out_profile is NULL");
-    std::lock_guard lock(config->mutex);
-    if (!config->wanted_profile) return fail(CCM_ERROR_NOT_CONFIGURED, "no profile configured yet");
-    *out_profile = *config->wanted_profile;
-    return Status::ok();
-  });
-}
-
-ccm_status ccm_get_encoder_name(const ccm_config* config, char* buf, size_t buf_size) {
-  return guarded(config, [&]() -> Status {
-    if (!config) return null_handle();
+int ccm_get_encoder_name(const CodecConfig* config, char* buf, size_t buf_size) {
+  const Handle* h = handle_of(config);
+  return guarded(h, [&]() -> Status {
+    if (!h) return null_handle();
     if (!buf || buf_size == 0) return fail(CCM_ERROR_INVALID_ARGUMENT, "buf is NULL or buf_size is 0");
     buf[0] = '\0';
     std::shared_ptr<EncodeSession> session;
     {
-      std::lock_guard lock(config->mutex);
-      if (config->sessions.empty()) return fail(CCM_ERROR_NOT_CONFIGURED, "no encoder before ccm_configure_codec");
-      session = config->sessions.back();
+      std::lock_guard lock(h->mutex);
+      if (h->sessions.empty()) return fail(CCM_ERROR_NOT_CONFIGURED, "no encoder before ccm_configure_codec");
+      session = h->sessions.back();
     }
     const std::string name = session->encoder_name();
     const std::size_t n = std::min(name.size(), buf_size - 1);
@@ -525,73 +565,88 @@ ccm_status ccm_get_encoder_name(const ccm_config* config, char* buf, size_t buf_
   });
 }
 
-ccm_status ccm_set_tuning_callback(ccm_config* config, ccm_tuning_callback callback, void* user_data) {
-  return guarded(config, [&]() -> Status {
-    if (!config) return null_handle();
-    std::lock_guard lock(config->mutex);
-    config->callback = callback;
-    config->callback_data = callback ? user_data : nullptr;
+int ccm_set_tuning_callback(CodecConfig* config, ccm_tuning_callback callback, void* user_data) {
+  Handle* h = handle_of(config);
+  return guarded(h, [&]() -> Status {
+    if (!h) return null_handle();
+    std::lock_guard lock(h->mutex);
+    h->callback = callback;
+    h->callback_data = callback ? user_data : nullptr;
     return Status::ok();
   });
 }
 
-ccm_status ccm_push_frame(ccm_config* config, const uint8_t* data, size_t size, int64_t pts_ns) {
-  return guarded(config, [&]() -> Status {
-    if (!config) return null_handle();
-    return push_frame(config, data, size, pts_ns);
+void* ccm_get_user_data(const CodecConfig* config) {
+  const Handle* h = handle_of(config);
+  if (!h) return nullptr;
+  std::lock_guard lock(h->mutex);
+  return h->callback_data;
+}
+
+int ccm_push_frame(CodecConfig* config, const uint8_t* data, size_t size, int64_t pts_ns) {
+  Handle* h = handle_of(config);
+  return guarded(h, [&]() -> Status {
+    if (!h) return null_handle();
+    return push_frame(h, data, size, pts_ns);
   });
 }
 
-ccm_status ccm_finish(ccm_config* config) {
-  return guarded(config, [&]() -> Status {
-    if (!config) return null_handle();
-    if (Status st = apply_pending(config); !st.is_ok()) return st;
+int ccm_finish(CodecConfig* config) {
+  Handle* h = handle_of(config);
+  return guarded(h, [&]() -> Status {
+    if (!h) return null_handle();
+    if (Status st = apply_pending(h); !st.is_ok()) return st;
     std::shared_ptr<EncodeSession> session;
     {
-      std::lock_guard lock(config->mutex);
-      if (config->sessions.empty()) return fail(CCM_ERROR_NOT_CONFIGURED, "ccm_finish before ccm_configure_codec");
-      config->finished = true;
-      session = config->sessions.back();
+      std::lock_guard lock(h->mutex);
+      if (h->sessions.empty()) return fail(CCM_ERROR_NOT_CONFIGURED, "ccm_finish before ccm_configure_codec");
+      h->finished = true;
+      session = h->sessions.back();
     }
     session->end_of_stream();
     return Status::ok();
   });
 }
 
-ccm_status ccm_pull_packet(ccm_config* config, ccm_packet* out_packet, int timeout_ms) {
-  return guarded(config, [&]() -> Status {
-    if (!config) return null_handle();
-    return pull_packet(config, out_packet, timeout_ms);
+int ccm_pull_packet(CodecConfig* config, ccm_packet* out_packet, int timeout_ms) {
+  Handle* h = handle_of(config);
+  return guarded(h, [&]() -> Status {
+    if (!h) return null_handle();
+    return pull_packet(h, out_packet, timeout_ms);
   });
 }
 
-ccm_status ccm_destroy(ccm_config* config) {
-  return guarded(nullptr, [&]() -> Status {
-    if (!config) return Status::ok();
+void ccm_destroy(CodecConfig* config) {
+  guarded(nullptr, [&]() -> Status {
+    Handle* h = handle_of(config);
+    if (!h) return Status::ok();
     std::deque<std::shared_ptr<EncodeSession>> sessions;
     {
-      std::lock_guard lock(config->mutex);
-      sessions.swap(config->sessions);
-      config->release_packet();
+      std::lock_guard lock(h->mutex);
+      sessions.swap(h->sessions);
+      h->release_packet();
     }
     sessions.clear();  // pipelines to NULL with no lock held: a callback may still be finishing
-    delete config;
+    Box* box = h->box;
+    delete h;
+    delete box;
     return Status::ok();
   });
 }
 
-const char* ccm_last_error(const ccm_config* config) {
-  if (!config) return t_thread_error.c_str();
+const char* ccm_last_error(const CodecConfig* config) {
+  const Handle* h = handle_of(config);
+  if (!h) return t_thread_error.c_str();
   try {
-    std::lock_guard lock(config->mutex);
-    t_returned_error = config->last_error;
+    std::lock_guard lock(h->mutex);
+    t_returned_error = h->last_error;
     return t_returned_error.c_str();
   } catch (...) {
     return "out of memory while reading the last error";
   }
 }
 
-const char* ccm_status_name(ccm_status status) {
+const char* ccm_status_name(int status) {
   switch (status) {
     case CCM_OK: return "CCM_OK";
     case CCM_ERROR_INVALID_ARGUMENT: return "CCM_ERROR_INVALID_ARGUMENT";
@@ -604,6 +659,7 @@ const char* ccm_status_name(ccm_status status) {
     case CCM_ERROR_ENCODER: return "CCM_ERROR_ENCODER";
     case CCM_ERROR_INIT: return "CCM_ERROR_INIT";
     case CCM_ERROR_INTERNAL: return "CCM_ERROR_INTERNAL";
+    case CCM_ERROR_NEEDS_RESTART: return "CCM_ERROR_NEEDS_RESTART";
   }
   return "CCM_ERROR_UNKNOWN";
 }

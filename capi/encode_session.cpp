@@ -1,4 +1,4 @@
-#include "api/encode_session.h"
+#include "encode_session.h"
 
 #include <algorithm>
 #include <chrono>
@@ -19,26 +19,26 @@ constexpr guint64 kQueuedFrames = 4;
 // appsink/appsrc know nothing about) ends the wait promptly.
 constexpr auto kWaitSlice = std::chrono::milliseconds(20);
 
-const char* codec_nick(ccm_codec codec) {
+const char* codec_nick(VideoCodec codec) {
   switch (codec) {
-    case CCM_CODEC_AV1: return "av1";
-    case CCM_CODEC_HEVC: return "h265";
-    case CCM_CODEC_VP9: return "vp9";
-    case CCM_CODEC_H264: return "h264";
-    case CCM_CODEC_RAW: break;
+    case CODEC_AV1: return "av1";
+    case CODEC_HEVC: return "h265";
+    case CODEC_VP9: return "vp9";
+    case CODEC_H264: return "h264";
+    case CODEC_RAW: break;
   }
   return "";
 }
 
 // What packet consumers get: whole access units / temporal units in the
 // stream formats that decoders and muxers read without a parser.
-const char* output_caps(ccm_codec codec) {
+const char* output_caps(VideoCodec codec) {
   switch (codec) {
-    case CCM_CODEC_H264: return "video/x-h264,stream-format=byte-stream,alignment=au";
-    case CCM_CODEC_HEVC: return "video/x-h265,stream-format=byte-stream,alignment=au";
-    case CCM_CODEC_AV1: return "video/x-av1,stream-format=obu-stream,alignment=tu";
-    case CCM_CODEC_VP9: return "video/x-vp9";
-    case CCM_CODEC_RAW: break;
+    case CODEC_H264: return "video/x-h264,stream-format=byte-stream,alignment=au";
+    case CODEC_HEVC: return "video/x-h265,stream-format=byte-stream,alignment=au";
+    case CODEC_AV1: return "video/x-av1,stream-format=obu-stream,alignment=tu";
+    case CODEC_VP9: return "video/x-vp9";
+    case CODEC_RAW: break;
   }
   return "";
 }
@@ -105,7 +105,7 @@ std::size_t packed_frame_size(uint32_t width, uint32_t height, bool hdr) {
   return hdr ? samples * 2 : samples;
 }
 
-bool StreamSettings::needs_new_session(const StreamSettings& n) const {
+bool StreamSettings::changes_structure(const StreamSettings& n) const {
   const DynamicParams& a = params;
   const DynamicParams& b = n.params;
   return codec != n.codec || hdr != n.hdr || low_latency != n.low_latency ||
@@ -114,6 +114,39 @@ bool StreamSettings::needs_new_session(const StreamSettings& n) const {
          a.keyframe_interval != b.keyframe_interval || a.rate_control != b.rate_control ||
          a.hardware_policy != b.hardware_policy || a.gpu_index != b.gpu_index;
 }
+
+namespace {
+
+// The ccmencbin properties a live change may set, each with whether it differs.
+struct LiveProperty {
+  const char* name;
+  bool changed;
+  std::string value;
+};
+
+std::vector<LiveProperty> live_properties(const StreamSettings& current, const StreamSettings& n) {
+  const DynamicParams& old = current.params;
+  auto changed = [](const auto& before, const auto& after) { return after && after != before; };
+  auto text = [](const auto& v) { return v ? std::to_string(*v) : std::string(); };
+  return {
+      {"bitrate", n.bitrate_kbps() != current.bitrate_kbps(), std::to_string(n.bitrate_kbps())},
+      {"quantizer", changed(old.quantizer, n.params.quantizer), text(n.params.quantizer)},
+      {"max-quantizer", changed(old.max_quantizer, n.params.max_quantizer), text(n.params.max_quantizer)},
+      {"min-quantizer", changed(old.min_quantizer, n.params.min_quantizer), text(n.params.min_quantizer)},
+  };
+}
+
+bool mutable_while_playing(GstElement* element, const char* name) {
+  GParamSpec* pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), name);
+  return pspec && (pspec->flags & G_PARAM_WRITABLE) && (pspec->flags & GST_PARAM_MUTABLE_PLAYING);
+}
+
+bool is_rate_controller(GstElement* element) {
+  GstElementFactory* factory = gst_element_get_factory(element);
+  return factory && g_strcmp0(GST_OBJECT_NAME(factory), "ccmratecontrol") == 0;
+}
+
+}  // namespace
 
 EncodeSession::EncodeSession(const StreamSettings& settings, PacketObserver observer)
     : settings_(settings), observer_(std::move(observer)) {
@@ -130,16 +163,12 @@ Status EncodeSession::create(const StreamSettings& settings, PacketObserver obse
 }
 
 Status EncodeSession::build() {
-  const bool raw = settings_.codec == CCM_CODEC_RAW;
+  const bool raw = settings_.codec == CODEC_RAW;
   const GstVideoFormat format = settings_.hdr ? GST_VIDEO_FORMAT_I420_10LE : GST_VIDEO_FORMAT_I420;
   if (!gst_video_info_set_format(&video_info_, format, settings_.width, settings_.height))
     return fail(CCM_ERROR_INVALID_ARGUMENT, "GStreamer refuses a " + std::to_string(settings_.width) +
                                                 "x" + std::to_string(settings_.height) + " frame");
-  gint fps_n = 0, fps_d = 1;
-  gst_util_double_to_fraction(settings_.fps, &fps_n, &fps_d);
-  if (fps_n <= 0 || fps_d <= 0)
-    return fail(CCM_ERROR_INVALID_ARGUMENT,
-                "fps " + std::to_string(settings_.fps) + " has no usable fraction");
+  const gint fps_n = gint(settings_.fps), fps_d = 1;
   GST_VIDEO_INFO_FPS_N(&video_info_) = fps_n;
   GST_VIDEO_INFO_FPS_D(&video_info_) = fps_d;
   if (settings_.hdr) gst_video_colorimetry_from_string(&video_info_.colorimetry, "bt2100-pq");
@@ -152,6 +181,8 @@ Status EncodeSession::build() {
   // A sync handler instead of popping the bus later: nobody runs a main loop
   // here, so queued messages would pile up for the whole stream.
   gst_bus_set_sync_handler(bus.get(), &EncodeSession::on_bus_message, this, nullptr);
+  max_psnr_ = settings_.max_psnr;
+  g_signal_connect(pipeline_.get(), "deep-element-added", G_CALLBACK(&EncodeSession::on_element_added), this);
 
   Status st;
   appsrc_ = make_element("appsrc", st);
@@ -206,7 +237,7 @@ Status EncodeSession::configure_encoder_bin(GstElement* encbin) {
   const DynamicParams& p = s.params;
   std::vector<std::pair<const char*, std::string>> props = {
       {"codec", codec_nick(s.codec)},
-      {"bitrate", std::to_string(s.bitrate_kbps)},
+      {"bitrate", std::to_string(s.bitrate_kbps())},
       {"low-latency", s.low_latency ? "true" : "false"},
       // Every frame's decision for the tuning callback (read on the bus, never queued).
       {"rate-message-interval", "1"},
@@ -234,20 +265,66 @@ Status EncodeSession::configure_encoder_bin(GstElement* encbin) {
   return Status::ok();
 }
 
+bool EncodeSession::applies_live(const StreamSettings& current, const StreamSettings& n) const {
+  if (current.changes_structure(n)) return false;
+  if (!encbin_) return true;  // RAW: nothing to apply
+  for (const LiveProperty& p : live_properties(current, n))
+    if (p.changed && !mutable_while_playing(encbin_, p.name)) return false;
+  return true;  // max_psnr: ccmratecontrol's max-psnr is mutable while PLAYING
+}
+
 Status EncodeSession::apply_live(const StreamSettings& current, const StreamSettings& n) {
   if (!encbin_) return Status::ok();
-  const DynamicParams& old = current.params;
-  auto changed = [](const auto& before, const auto& after) { return after && after != before; };
-  Status st;
-  if (n.bitrate_kbps != current.bitrate_kbps)
-    st = set_property(encbin_, "bitrate", std::to_string(n.bitrate_kbps));
-  if (st.is_ok() && changed(old.quantizer, n.params.quantizer))
-    st = set_property(encbin_, "quantizer", std::to_string(*n.params.quantizer));
-  if (st.is_ok() && changed(old.max_quantizer, n.params.max_quantizer))
-    st = set_property(encbin_, "max-quantizer", std::to_string(*n.params.max_quantizer));
-  if (st.is_ok() && changed(old.min_quantizer, n.params.min_quantizer))
-    st = set_property(encbin_, "min-quantizer", std::to_string(*n.params.min_quantizer));
-  return st;
+  for (const LiveProperty& p : live_properties(current, n)) {
+    if (!p.changed) continue;
+    Status st = set_property(encbin_, p.name, p.value);
+    if (!st.is_ok()) return st;
+  }
+  if (n.max_psnr != current.max_psnr) set_max_psnr(n.max_psnr);
+  return Status::ok();
+}
+
+void EncodeSession::set_max_psnr(double db) {
+  {
+    std::lock_guard lock(mutex_);
+    max_psnr_ = db;
+  }
+  GstIterator* it = gst_bin_iterate_recurse(GST_BIN(pipeline_.get()));
+  GValue item = G_VALUE_INIT;
+  bool done = false;
+  while (!done) {
+    switch (gst_iterator_next(it, &item)) {
+      case GST_ITERATOR_OK: {
+        auto* element = GST_ELEMENT(g_value_get_object(&item));
+        if (is_rate_controller(element)) g_object_set(element, "max-psnr", db, nullptr);
+        g_value_reset(&item);
+        break;
+      }
+      case GST_ITERATOR_RESYNC: gst_iterator_resync(it); break;
+      default: done = true; break;
+    }
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+}
+
+// Any thread that adds an element under the pipeline (ccmencbin builds its
+// chains on the streaming thread).
+void EncodeSession::on_element_added(GstBin*, GstBin*, GstElement* element, gpointer self_ptr) {
+  if (!is_rate_controller(element)) return;
+  auto* self = static_cast<EncodeSession*>(self_ptr);
+  auto wanted = [self] {
+    std::lock_guard lock(self->mutex_);
+    return self->max_psnr_;
+  };
+  // set_max_psnr may run meanwhile: it stores first, then sets every element,
+  // so re-reading after our set leaves the newest value on this one.
+  for (double db = wanted();;) {
+    g_object_set(element, "max-psnr", db, nullptr);
+    const double now = wanted();
+    if (now == db) break;
+    db = now;
+  }
 }
 
 EncodeSession::~EncodeSession() {
@@ -292,7 +369,7 @@ Status EncodeSession::push(std::span<const uint8_t> frame, GstClockTime pts) {
     room_.wait_for(lock, kWaitSlice);
   }
 
-  const bool raw = settings_.codec == CCM_CODEC_RAW;
+  const bool raw = settings_.codec == CODEC_RAW;
   // RAW packets are the caller's frames byte for byte; encoders get GStreamer's
   // default I420 layout (rows padded to 4 bytes) so no element needs a video meta.
   GstBuffer* buffer =
