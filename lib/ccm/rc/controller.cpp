@@ -56,8 +56,16 @@ constexpr size_t kMaxPending = 256;
 // bursty content (a scroll after still frames) to use the budget it saved,
 // without a long pause turning into a burst beyond the bucket.
 constexpr double kCreditWindows = 0.5;
-constexpr double kStructureWeight = 0.1;  // EMA weight per observation of a position
-constexpr double kStructureClamp = 1.2;   // |ln multiplier| at most (x3.3)
+// EMA weight per observation of a position, after a running mean over the first
+// 1 / kStructureWeight observations: ccmsvtav1enc's layer QP offsets make its base
+// layer cost 3-5x the mean from the first frames on, which a slow start would read
+// as bursts (and answer with a QP floor) for seconds.
+constexpr double kStructureWeight = 0.1;
+constexpr double kStructureClamp = 1.7;   // |ln multiplier| at most (x5.5)
+// Observations of every position before the structure is used (and bursts count):
+// with a running mean over 8 an encoder's per-frame noise (ln sigma 0.3) stays
+// below kStructureMinSpread; SVT-AV1's base layer (ln +1 and more) does not.
+constexpr int kStructureKnown = 8;
 constexpr double kStructureMinSpread = 0.3;  // ln: a position 35% off the mean  // frames an encoder may hold (or drop) before we forget them
 
 }  // namespace
@@ -87,6 +95,7 @@ void RateController::reset() {
   frames_since_key_ = 0;
   inter_count_ = 0;
   std::fill(std::begin(structure_log_), std::end(structure_log_), 0.0);
+  std::fill(std::begin(structure_seen_), std::end(structure_seen_), 0);
   reset_short_term();
 }
 
@@ -134,6 +143,8 @@ double RateController::average_frame_bits() const { return effective_bitrate() /
 
 double RateController::structure_multiplier(int position) const {
   if (position < 0) return 1.0;
+  for (int seen : structure_seen_)
+    if (seen < kStructureKnown) return 1.0;
   double mean = 0;
   for (double e : structure_log_) mean += e;
   mean /= kStructurePeriod;
@@ -143,7 +154,12 @@ double RateController::structure_multiplier(int position) const {
   double spread = 0;
   for (double e : structure_log_) spread = std::max(spread, std::fabs(e - mean));
   if (spread < kStructureMinSpread) return 1.0;
-  return std::exp(std::clamp(structure_log_[position] - mean, -kStructureClamp, kStructureClamp));
+  // Normalised to an arithmetic mean of 1 over the period: the positions' budgets
+  // add up to the period's.
+  auto raw = [&](int i) { return std::exp(std::clamp(structure_log_[i] - mean, -kStructureClamp, kStructureClamp)); };
+  double sum = 0;
+  for (int i = 0; i < kStructurePeriod; i++) sum += raw(i);
+  return raw(position) * kStructurePeriod / sum;
 }
 
 double RateController::capacity_bits() const {
@@ -255,7 +271,11 @@ Decision RateController::decide(const FrameInfo& frame) {
     // few frames. (Draining every overflow over several frames, with no bucket
     // bound, was measured on the calibration clips: no better, worse on x265 and
     // libvpx; the drain applies only to what is already beyond the bucket.)
-    target = overflow > 0 ? std::min(target, avg - overflow / std::max(1.0, cfg_.drain_frames)) : std::min(target, cap + avg - buffer_);
+    // A layered encoder's dearer positions (its base layer) get their multiple of
+    // the room an average frame has.
+    const double room = std::max(1.0, structure);
+    target = overflow > 0 ? std::min(target, (avg - overflow / std::max(1.0, cfg_.drain_frames)) * room)
+                          : std::min(target, (cap + avg - buffer_) * room);
     target = std::max(target, kMinFrameShare * avg);
   }
   d.target_bits = target;
@@ -373,7 +393,10 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
   const double err = bits - p.accounted;
   // Only where the encoder holds frames (decided, not reported: the QP had moved
   // on before this report); an encoder that reports at once is followed by the model.
-  if (!p.key && !p.still && bits > kBurstShares * avg && !pending_.empty()) {
+  // Not before the structure is known: a layered encoder's first base-layer
+  // pictures are no burst.
+  if (!p.key && !p.still && p.position >= 0 && structure_seen_[p.position] >= kStructureKnown &&
+      bits > kBurstShares * avg * p.structure && !pending_.empty()) {
     burst_floor_qp_ = std::max(burst_floor_qp_, p.qp + 1);
     burst_frames_ = 0;
   }
@@ -400,7 +423,8 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
     const auto& m = inter_.params();
     const double expected_bpp = std::pow(p.lambda / m.alpha, 1.0 / m.beta) / p.bpp_scale;
     const double e = std::log(bits / std::max(1.0, pixels()) / std::max(expected_bpp, 1e-9));
-    structure_log_[p.position] += kStructureWeight * (e - structure_log_[p.position]);
+    const double weight = std::max(kStructureWeight, 1.0 / ++structure_seen_[p.position]);
+    structure_log_[p.position] += weight * (e - structure_log_[p.position]);
   }
   // A frame far off its budget means the content moved away from what the model
   // knows: learn faster from it than from the usual per-frame noise.

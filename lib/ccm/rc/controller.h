@@ -189,6 +189,7 @@ class RateController {
   std::deque<Pending> pending_;
   uint64_t inter_count_ = 0;  // inter frames since the last key frame
   double structure_log_[kStructurePeriod] = {};  // EMA of ln(bits / model prediction) per position
+  int structure_seen_[kStructurePeriod] = {};     // observations of each position
 };
 
 }  // namespace ccm::rc
