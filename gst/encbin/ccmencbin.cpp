@@ -1564,6 +1564,13 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
       if (sess->chain.hardware && s.gpu < 0 && s.candidates.empty())
         reason += ", on the least loaded GPU";
       if (passed.size() > ranked_out) reason += " that passed its test encode";
+      // Why it ranks above a peer that was there too (catalogue data, measured).
+      if (const auto* e = sess->chain.entry; e && !e->ranked_above.empty())
+        for (const auto& c : plan.ranking.candidates)
+          if (c.factory == e->ranked_above) {
+            reason += "; ranked above " + c.factory + ": " + std::string(e->ranked_above_why);
+            break;
+          }
       if (!to_codec(s.codec))
         reason += std::string("; codec=auto chose ") + ccm::catalog::to_string(plan.codec) +
                   (sess->chain.hardware ? " (a hardware encoder makes it)"

@@ -160,6 +160,25 @@ TEST(EncBin, AutoCodecFollowsDownstream) {
   }
 }
 
+// GStreamer 1.24+ (Debian 13's 1.26) has upstream's svtav1enc beside ours: the
+// selection says, from the catalogue, why ccmsvtav1enc ranks above it; where
+// svtav1enc is missing (Debian 12's 1.22) nothing is said about it.
+TEST(EncBin, SelectedMessageSaysWhyAbovePeer) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! video/x-raw,width=64,height=64 ! ccmencbin name=enc codec=av1 ! fakesink");
+  ASSERT_TRUE(r.eos) << r.error;
+  const GstStructure* s = r.message("ccm-encoder-selected");
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(str_field(s, "factory"), "ccmsvtav1enc");
+  const std::string reason = str_field(s, "reason");
+  GstElementFactory* peer = gst_element_factory_find("svtav1enc");
+  if (peer) {
+    EXPECT_NE(reason.find("ranked above svtav1enc: measured on Debian 13"), std::string::npos) << reason;
+    gst_object_unref(peer);
+  } else {
+    EXPECT_EQ(reason.find("svtav1enc"), std::string::npos) << reason;
+  }
+}
+
 TEST(EncBin, SelectedMessageExplainsPassedOver) {
   auto r = run_pipeline("videotestsrc num-buffers=1 ! ccmencbin name=enc codec=h265 ! fakesink");
   ASSERT_TRUE(r.eos) << r.error;
