@@ -331,6 +331,15 @@ guint key_period(const GstVideoInfo& info, const GstCcmEncSettings& s) {
   return guint(std::max(1.0, std::round(fps * kDefaultKeySeconds)));
 }
 
+// SVT-AV1 2.x refuses CBR in random access ("CBR Rate control is currently not
+// supported for SVT_AV1_PRED_RANDOM_ACCESS, use VBR mode": 2.3); 1.4.1 takes it.
+// There a cbr request (low-latency=false) runs SVT's VBR at the same target.
+#if SVT_AV1_CHECK_VERSION(2, 0, 0)
+constexpr bool kRandomAccessCbr = false;
+#else
+constexpr bool kRandomAccessCbr = true;
+#endif
+
 Plan make_plan(const GstVideoInfo& info, const GstCcmEncSettings& s, const GstCcmHdrInfo& hdr) {
   Plan plan;
   plan.low_delay = s.low_latency;
@@ -371,8 +380,13 @@ Plan make_plan(const GstVideoInfo& info, const GstCcmEncSettings& s, const GstCc
     add("qp", std::to_string(qp), [=](auto& c) { c.qp = qp; });
     add("use_qp_file", "1", [](auto& c) { c.use_qp_file = 1; });
   } else {
-    const uint32_t mode = s.rate_control == GST_CCM_RATE_CONTROL_VBR ? SVT_AV1_RC_MODE_VBR : SVT_AV1_RC_MODE_CBR;
-    add("rate_control_mode", std::to_string(mode), [=](auto& c) { c.rate_control_mode = mode; });
+    uint32_t mode = s.rate_control == GST_CCM_RATE_CONTROL_VBR ? SVT_AV1_RC_MODE_VBR : SVT_AV1_RC_MODE_CBR;
+    std::string why;
+    if (mode == SVT_AV1_RC_MODE_CBR && !kRandomAccessCbr) {
+      mode = SVT_AV1_RC_MODE_VBR;
+      why = " (vbr for cbr: SVT-AV1 2.x has no cbr in random access)";
+    }
+    add("rate_control_mode", std::to_string(mode) + why, [=](auto& c) { c.rate_control_mode = mode; });
     const uint32_t bps = uint32_t(std::min<guint64>(guint64(s.bitrate) * 1000, G_MAXUINT32));
     add("target_bit_rate", std::to_string(bps), [=](auto& c) { c.target_bit_rate = bps; });
   }
@@ -505,10 +519,46 @@ GstFlowReturn finish_packet(GstCcmSvtAv1Enc* self, EbBufferHeaderType* pkt) {
   return gst_video_encoder_finish_frame(venc, frame);
 }
 
+// SVT-AV1 2.x (2.3 in Debian 13): in low delay svt_av1_enc_get_packet blocks until
+// a packet comes, whatever pic_send_done says (EbSvtAv1Enc.h, "Step 5"), and every
+// picture comes out without waiting for the next one (2.3: none held). A call with
+// no picture inside would wait forever, so take exactly one packet per picture we
+// let out: down to max_in_flight, or one more with `wait_for_one`. 1.4.1's call
+// never blocks there (the polling collect() below).
+#if SVT_AV1_CHECK_VERSION(2, 0, 0)
+constexpr bool kLowDelayGetBlocks = true;
+#else
+constexpr bool kLowDelayGetBlocks = false;
+#endif
+
+GstFlowReturn collect_blocking(GstCcmSvtAv1Enc* self, bool wait_for_one) {
+  SvtState& st = *self->state;
+  GstFlowReturn ret = GST_FLOW_OK;
+  while (st.in_flight > st.max_in_flight || (wait_for_one && st.in_flight > 0)) {
+    wait_for_one = false;
+    EbBufferHeaderType* pkt = nullptr;
+    const EbErrorType r = svt_av1_enc_get_packet(st.session->handle(), &pkt, 0);
+    if (r != EB_ErrorNone || !pkt || (pkt->flags & EB_BUFFERFLAG_ERROR_MASK)) {
+      if (pkt) svt_av1_enc_release_out_buffer(&pkt);
+      GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("SVT-AV1 failed to encode a picture"),
+                        ("svt_av1_enc_get_packet: %s (0x%x)", svt_error_name(r), unsigned(r)));
+      return GST_FLOW_ERROR;
+    }
+    const guint before = st.in_flight;
+    GstFlowReturn fr = GST_FLOW_OK;
+    if (pkt->n_filled_len > 0) fr = finish_packet(self, pkt);
+    svt_av1_enc_release_out_buffer(&pkt);
+    if (st.in_flight == before && st.in_flight > 0) st.in_flight--;  // an empty packet still answers a picture
+    if (fr != GST_FLOW_OK && ret == GST_FLOW_OK) ret = fr;
+  }
+  return ret;
+}
+
 // Takes every packet the library has ready; with `wait_for_one`, first waits
 // (polling: the library's blocking call has no timeout) until at least one came.
 GstFlowReturn collect(GstCcmSvtAv1Enc* self, bool wait_for_one) {
   SvtState& st = *self->state;
+  if (kLowDelayGetBlocks && st.plan.low_delay) return collect_blocking(self, wait_for_one);
   const gint64 deadline = g_get_monotonic_time() + kPacketWaitUs;
   GstFlowReturn ret = GST_FLOW_OK;
   for (;;) {

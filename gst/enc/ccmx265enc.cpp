@@ -212,6 +212,7 @@ class X265Session {
   void warn_offsets_ignored();
   bool apply_rate(const GstCcmEncSettings& wanted);
   void own_strings(x265_param* p);
+  void set_pools(x265_param* p);  // numaPools = pools_
 
   GstCcmX265Enc* element_;
   const x265_api* api_ = nullptr;
@@ -310,7 +311,7 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
   if (settings.keyframe_interval > 0) p->keyframeMax = -1;
   if (settings.threads > 0) {
     pools_ = std::to_string(settings.threads);
-    p->numaPools = pools_.c_str();
+    set_pools(p);
   }
   // Pictures smaller than the preset's CTU need 16x16 CTUs.
   if (std::min(w, h) < int(p->maxCUSize)) {
@@ -614,6 +615,15 @@ GstFlowReturn X265Session::push(x265_nal* nals, uint32_t count, const x265_pictu
   return gst_video_encoder_finish_frame(venc, frame);
 }
 
+// x265 4.x (X265_BUILD 215 in Debian 13's 4.1) keeps the parameters' strings in
+// char[X265_MAX_STRING_SIZE] arrays inside x265_param; 3.5 (build 199) points at
+// strings. X265_MAX_STRING_SIZE comes with the arrays.
+#ifdef X265_MAX_STRING_SIZE
+// The arrays travel with every copy of the parameters: nothing to own.
+void X265Session::own_strings(x265_param*) {}
+
+void X265Session::set_pools(x265_param* p) { g_strlcpy(p->numaPools, pools_.c_str(), sizeof p->numaPools); }
+#else
 // x265_encoder_parameters strdup()s every string it copies and x265_param_free
 // frees none: free them, and point numaPools back at our own string.
 void X265Session::own_strings(x265_param* p) {
@@ -623,8 +633,11 @@ void X265Session::own_strings(x265_param* p) {
     free(const_cast<char*>(*str));
     *str = nullptr;
   }
-  if (!pools_.empty()) p->numaPools = pools_.c_str();
+  if (!pools_.empty()) set_pools(p);
 }
+
+void X265Session::set_pools(x265_param* p) { p->numaPools = pools_.c_str(); }
+#endif
 
 // Bitrate (and VBV) in place. False when the change leaves the pinned level (the
 // caller reopens with a level that fits) or the encoder cannot change in place.

@@ -1606,6 +1606,13 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
       if (sess->chain.hardware && s.gpu < 0 && s.candidates.empty())
         reason += ", on the least loaded GPU";
       if (passed.size() > ranked_out) reason += " that passed its test encode";
+      // Why it ranks above a peer that was there too (catalogue data, measured).
+      if (const auto* e = sess->chain.entry; e && !e->ranked_above.empty())
+        for (const auto& c : plan.ranking.candidates)
+          if (c.factory == e->ranked_above) {
+            reason += "; ranked above " + c.factory + ": " + std::string(e->ranked_above_why);
+            break;
+          }
       if (!to_codec(s.codec))
         reason += std::string("; codec=auto chose ") + ccm::catalog::to_string(plan.codec) +
                   (sess->chain.hardware ? " (a hardware encoder makes it)"
@@ -1985,7 +1992,10 @@ static gboolean ccm_enc_bin_collect_event(GstPad* pad, GstObject*, GstEvent* eve
     default:
       break;
   }
-  if (GST_EVENT_IS_STICKY(event)) {
+  // The flags through gst_event_type_get_flags(), not GST_EVENT_IS_STICKY/SERIALIZED (and
+  // gst_query_type_get_flags() below): those macros AND two enum types, deprecated in C++20
+  // (GCC 14 warns).
+  if (gst_event_type_get_flags(GST_EVENT_TYPE(event)) & GST_EVENT_TYPE_STICKY) {
     // Kept on this pad (returning TRUE stores it) and sent with the session's first buffer.
     gst_event_unref(event);
     return TRUE;
@@ -2206,7 +2216,7 @@ static gboolean ccm_enc_bin_sink_event(GstPad*, GstObject* parent, GstEvent* eve
     gst_event_unref(event);
     return TRUE;
   }
-  if (!GST_EVENT_IS_SERIALIZED(event)) {
+  if (!(gst_event_type_get_flags(GST_EVENT_TYPE(event)) & GST_EVENT_TYPE_SERIALIZED)) {
     std::shared_ptr<Session> cur;
     {
       std::lock_guard lk(p->lock);
@@ -2329,7 +2339,7 @@ static gboolean ccm_enc_bin_sink_query(GstPad* pad, GstObject* parent, GstQuery*
   std::shared_ptr<Session> cur;
   {
     std::unique_lock lk(p->lock);
-    if (GST_QUERY_IS_SERIALIZED(query) && p->current) {
+    if ((gst_query_type_get_flags(GST_QUERY_TYPE(query)) & GST_QUERY_TYPE_SERIALIZED) && p->current) {
       // In stream order: once the session has taken everything before it.
       if (!ccm_enc_bin_wait(self, lk, [&] { return p->current->queue.empty() && !p->current->busy; })) return FALSE;
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Dependency self-check: what the source tree uses is what scripts/debian-packages.txt
-installs on a fresh Debian 12 machine.
+installs on a fresh Debian 12 or 13 machine (this release's lines: scripts/install-deps --list).
 
 Elements: every GStreamer element factory that tools/, tests/, scripts/, gst/ or lib/
 name (in a pipeline description, gst_element_factory_make/find, Gst.ElementFactory.make,
@@ -607,13 +607,11 @@ def allowed_absent(name):
 # ---- Debian ---------------------------------------------------------------------------
 
 def listed_packages(root):
-    out = {}
-    with open(os.path.join(root, "scripts/debian-packages.txt"), encoding="utf-8") as f:
-        for k, line in enumerate(f, 1):
-            line = line.split("#")[0].strip()
-            if line:
-                out[line] = k
-    return out
+    """This release's packages (scripts/install-deps --list: the lines marked for other
+    releases left out) -> their line in scripts/debian-packages.txt."""
+    text = subprocess.run([os.path.join(root, "scripts/install-deps"), "--list"], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+    return {name: int(k) for k, name in (line.split() for line in text.splitlines())}
 
 
 def installed_packages():

@@ -159,11 +159,6 @@ void run(Trace& t, int frames, const std::string& enc_desc, int at_frame = -1,
   gst_object_unref(pipeline);
 }
 
-guint64 u64(const GstStructure* s, const char* f) {
-  guint64 v = 0;
-  if (s) gst_structure_get_uint64(s, f, &v);
-  return v;
-}
 double dbl(const GstStructure* s, const char* f) {
   double v = -1;
   if (s) gst_structure_get_double(s, f, &v);

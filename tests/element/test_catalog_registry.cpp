@@ -140,7 +140,9 @@ TEST(CatalogRegistryCoverage, ThisMachineHasSomeCatalogueEncoders) {
   // Debian 12 with the usual plugin packages has all five software encoders; the
   // other checks are vacuous without at least one.
   if (present_entries().empty()) GTEST_SKIP() << "no catalogue encoder in this registry";
-  for (const EncoderEntry* e : present_entries()) EXPECT_EQ(find(e->factory), e);
+  // The entry of this version (av1enc has one per behaviour: 1.22, 1.26).
+  const GstVersion running{static_cast<int>(GST_VERSION_MAJOR), static_cast<int>(GST_VERSION_MINOR)};
+  for (const EncoderEntry* e : present_entries()) EXPECT_EQ(find(e->factory, running), e);
 }
 
 TEST_P(CatalogRegistry, NamedPropertiesExistAndTakeTheCatalogueValues) {

@@ -64,9 +64,22 @@ std::unique_ptr<Clip> decode_clip(const std::string& source_chain, const char* f
   return clip;
 }
 
-const Clip& street_1080p(const char* format) {
+// Decoded clips, kept for the whole run and released before gst_deinit() (the
+// environment below): their buffers can come from the decoder's pool, and freed by
+// static destructors after gst_deinit() they crashed at exit on GStreamer 1.26
+// (gst_buffer_pool_release_buffer, Debian 13).
+std::map<std::string, std::unique_ptr<Clip>>& clip_cache() {
   static std::map<std::string, std::unique_ptr<Clip>> cache;
-  auto& slot = cache[format];
+  return cache;
+}
+
+class ReleaseClips : public ::testing::Environment {
+  void TearDown() override { clip_cache().clear(); }
+};
+[[maybe_unused]] ::testing::Environment* const kReleaseClips = ::testing::AddGlobalTestEnvironment(new ReleaseClips);
+
+const Clip& street_1080p(const char* format) {
+  auto& slot = clip_cache()[std::string("street ") + format];
   if (!slot)
     slot = decode_clip("filesrc location=" + media("street_1920x1080_54f.h264") + " ! h264parse ! avdec_h264",
                        format);
@@ -74,9 +87,9 @@ const Clip& street_1080p(const char* format) {
 }
 
 const Clip& cars_small() {
-  static std::unique_ptr<Clip> clip =
-      decode_clip("filesrc location=" + media("cars_320x240_30f.y4m") + " ! y4mdec", "I420");
-  return *clip;
+  auto& slot = clip_cache()["cars"];
+  if (!slot) slot = decode_clip("filesrc location=" + media("cars_320x240_30f.y4m") + " ! y4mdec", "I420");
+  return *slot;
 }
 
 // ---- encoding through appsrc ! ccmx265enc ! appsink -------------------------------------

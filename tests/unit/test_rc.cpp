@@ -66,8 +66,10 @@ struct SyntheticEncoder {
   double noise = 0.08;  // lognormal sigma per frame
   std::mt19937 rng{11};
   double bits(int qp, double complexity, double pixels) {
-    std::normal_distribution<double> n(0, noise);
-    return pixels * std::exp(A - B * qp + 0.5 * std::log(complexity / 4.0) + n(rng));
+    // No draw without noise: a zero sigma is outside normal_distribution's domain (the
+    // assertion libstdc++ 14 checks in Debian 13's build).
+    const double e = noise > 0 ? std::normal_distribution<double>(0, noise)(rng) : 0.0;
+    return pixels * std::exp(A - B * qp + 0.5 * std::log(complexity / 4.0) + e);
   }
 };
 

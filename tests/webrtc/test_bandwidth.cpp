@@ -75,10 +75,14 @@ TEST(BandwidthController, FollowsCapacityDropAndRecovers) {
     last = now;
     auto d = c.update(report, 0);
     sent = d.target_bps;
-    if (t < 10) EXPECT_LE(sent, 8e6 * 1.25) << t;  // finds the 8 Mbit/s ceiling (probing overshoots a little)
+    if (t < 10) {  // braces: gtest's macros end in an if/else
+      EXPECT_LE(sent, 8e6 * 1.25) << t;  // finds the 8 Mbit/s ceiling (probing overshoots a little)
+    }
     if (t >= 10 && under_capacity_at < 0 && sent < 2e6) under_capacity_at = t;
     if (t >= 15 && t < 30) max_after_drop = std::max(max_after_drop, sent);
-    if (t >= 58) EXPECT_GT(sent, 4e6) << "recovers after the capacity comes back";
+    if (t >= 58) {
+      EXPECT_GT(sent, 4e6) << "recovers after the capacity comes back";
+    }
   }
   ASSERT_GE(under_capacity_at, 10);
   EXPECT_LE(under_capacity_at - 10, 4.0) << "under the new capacity within 4 s";
@@ -123,7 +127,9 @@ TEST(BandwidthController, ResolutionStepsDownUnderScarcityAndBackUp) {
     r.sent_bps = 1e6;
     r.remb_bps = 1e6;
     step = c.update(r, pps).resolution_step;
-    if (t < 2.9) EXPECT_EQ(step, 0) << t;
+    if (t < 2.9) {
+      EXPECT_EQ(step, 0) << t;
+    }
   }
   EXPECT_EQ(step, 1) << "one step after 3 s of scarcity";
   // Plenty of room (REMB gone, target grows to the max): back to full size.

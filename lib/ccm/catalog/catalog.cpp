@@ -150,16 +150,67 @@ constexpr Setting kQsvLowLatency[] = {
     {"ref-frames", "1"},
 };
 
-// Unverified: that svtav1enc's parameters-string passes pred-struct to
-// svt_av1_enc_parse_parameter (1 = low delay).
+// svtav1enc in random access with the shortest mini-GOP (4) and no look-ahead, not
+// low delay: on Debian 13 (GStreamer 1.26.2, SVT-AV1 2.3.0) pred-struct=1 stalls it
+// after its first picture (SVT 2.x's svt_av1_enc_get_packet blocks in low delay, and
+// the element asks for packets until none is left), which it cannot recover from.
+// Random access takes VBR only (SVT 2.3 refuses CBR there).
 constexpr Setting kSvtLowLatency[] = {
     {"preset", "12"},
-    {"parameters-string", "pred-struct=1"},
+    {"parameters-string", "lookahead=0:hierarchical-levels=2"},
 };
 
 constexpr Setting kCcmLowLatency[] = {
     {"low-latency", "true"},
 };
+
+// libaom's av1enc, as GStreamer 1.22 has it; 1.26 (Debian 13) honours force-key-unit
+// events (tests/element/test_catalog_registry.cpp, run there): the same entry, but that.
+constexpr EncoderEntry kAv1Enc122 = {
+    .factory = "av1enc",
+    .codec = Codec::AV1,
+    .api = Api::Software,
+    .vendors = kVendorNone,
+    .since = k122,
+    .until = k124,
+    .device_pattern = "",
+    .bitrate_property = "target-bitrate",
+    .bitrate_units_per_kbps = 1,
+    .bitrate_change = BitrateChange::Live,
+    .rc_property = "end-usage",
+    .rc_cbr = "cbr", .rc_vbr = "vbr", .rc_cqp = "q",
+    .qp_property = "",
+    .min_qp_property = "min-quantizer",
+    .max_qp_property = "max-quantizer",
+    .qp_max = 63,
+    .keyframe_interval_property = "keyframe-max-dist",
+    .bframes_property = "",
+    .threads_property = "threads",
+    .key_unit = KeyUnit::Unsupported,
+    // Not Quantizer: libaom 3.6 (Debian 12) aborts the process in CBR
+    // (rc_pick_q_and_bounds_no_stats_cbr: "q <= worst_quality && q >= best_quality")
+    // once min = max quantizer moves while it encodes small frames; it gets its
+    // target-bitrate instead, which it takes live.
+    .steering = Steering::BitrateOnChange,
+    .speed = {"cpu-used", +1, 10},
+    .low_latency = kAomLowLatency,
+    .always = kAomAlways,
+    .traps = "libaom. Debian's defaults min-quantizer=max-quantizer=0 give near-lossless output; "
+             "with end-usage=cbr a max-quantizer of 0 or 1 trips an assertion in libaom 3.6 "
+             "(rc_pick_q_and_bounds_no_stats_cbr) and aborts the process: we always set 4..56. "
+             "1.22 ignores force-key-unit events (only keyframe-max-dist places key frames; 1.24 not checked, "
+             "counted with 1.22); 1.26 honours them (kAv1Enc126). "
+             "CQP is a one-value quantizer range. Slow: only cpu-used>=8 realtime keeps up.",
+    .debian_package = "gstreamer1.0-plugins-bad",
+};
+
+constexpr EncoderEntry from_126(EncoderEntry e, KeyUnit key_unit) {
+  e.since = k126;
+  e.until = std::nullopt;
+  e.key_unit = key_unit;
+  return e;
+}
+constexpr EncoderEntry kAv1Enc126 = from_126(kAv1Enc122, KeyUnit::Event);
 
 // ---- the table --------------------------------------------------------------------
 //
@@ -282,6 +333,12 @@ constexpr EncoderEntry kEntries[] = {
                  "refused (4:2:0 in SVT needs even sizes). low-latency=false: random access with SVT's own "
                  "rate control, where a bitrate change reopens. speed-preset 0-13 (default 12).",
         .debian_package = "",
+        .ranked_above = "svtav1enc",
+        .ranked_above_why =
+            "measured on Debian 13 (GStreamer 1.26.2, SVT-AV1 2.3.0, docs/benchmarks.md): a bitrate change "
+            "applies at the next picture (svtav1enc ignores it once running), 1 picture of latency (svtav1enc "
+            "reports 1.23 s: it stalls after its first picture in low delay, and CBR needs low delay), and "
+            "1.1-1.5x its frame rate at 1280x720 preset 12",
     },
     {
         .factory = "svtav1enc",
@@ -306,46 +363,16 @@ constexpr EncoderEntry kEntries[] = {
         .low_latency = kSvtLowLatency,
         .always = {},
         .traps = "Upstream element (gst-plugins-bad 1.24+), not in Debian 12. The mode follows from "
-                 "what is set: target-bitrate alone = CBR, with a different max-bitrate = VBR, cqp >= 0 "
-                 "= CQP. It refuses every property change once the encoder runs. "
-                 "intra-period-length is the key-frame distance minus one.",
+                 "what is set: target-bitrate with max-bitrate equal = CBR, a different (or no) "
+                 "max-bitrate = VBR, cqp >= 0 = CQP. On Debian 13 (1.26.2, SVT-AV1 2.3) CBR needs low "
+                 "delay (pred-struct=1 in parameters-string), where the element stalls after its first "
+                 "picture: gst-ccm runs it in random access (VBR, mini-GOP 4, no look-ahead). It refuses "
+                 "every property change once the encoder runs. intra-period-length is the key-frame "
+                 "distance minus one.",
         .debian_package = "",
     },
-    {
-        .factory = "av1enc",
-        .codec = Codec::AV1,
-        .api = Api::Software,
-        .vendors = kVendorNone,
-        .since = k122,
-        .device_pattern = "",
-        .bitrate_property = "target-bitrate",
-        .bitrate_units_per_kbps = 1,
-        .bitrate_change = BitrateChange::Live,
-        .rc_property = "end-usage",
-        .rc_cbr = "cbr", .rc_vbr = "vbr", .rc_cqp = "q",
-        .qp_property = "",
-        .min_qp_property = "min-quantizer",
-        .max_qp_property = "max-quantizer",
-        .qp_max = 63,
-        .keyframe_interval_property = "keyframe-max-dist",
-        .bframes_property = "",
-        .threads_property = "threads",
-        .key_unit = KeyUnit::Unsupported,
-        // Not Quantizer: libaom 3.6 (Debian 12) aborts the process in CBR
-        // (rc_pick_q_and_bounds_no_stats_cbr: "q <= worst_quality && q >= best_quality")
-        // once min = max quantizer moves while it encodes small frames; it gets its
-        // target-bitrate instead, which it takes live.
-        .steering = Steering::BitrateOnChange,
-        .speed = {"cpu-used", +1, 10},
-        .low_latency = kAomLowLatency,
-        .always = kAomAlways,
-        .traps = "libaom. Debian's defaults min-quantizer=max-quantizer=0 give near-lossless output; "
-                 "with end-usage=cbr a max-quantizer of 0 or 1 trips an assertion in libaom 3.6 "
-                 "(rc_pick_q_and_bounds_no_stats_cbr) and aborts the process: we always set 4..56. "
-                 "1.22 ignores force-key-unit events (only keyframe-max-dist places key frames). "
-                 "CQP is a one-value quantizer range. Slow: only cpu-used>=8 realtime keeps up.",
-        .debian_package = "gstreamer1.0-plugins-bad",
-    },
+    kAv1Enc122,
+    kAv1Enc126,
 
     // ================================ H.265 ================================
     {

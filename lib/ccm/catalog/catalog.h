@@ -142,6 +142,12 @@ struct EncoderEntry {
   std::string_view traps;           // human text: what goes wrong with this element and what we do
   std::string_view debian_package;  // package that ships it on Debian 12 ("" = not in Debian 12)
 
+  // Why this entry ranks above a peer of its codec that a user would otherwise pick,
+  // on measured grounds (docs/benchmarks.md): ccmencbin says it in ccm-encoder-selected
+  // when that peer is in the registry too. Empty = nothing to say.
+  std::string_view ranked_above;      // the peer's factory ("svtav1enc")
+  std::string_view ranked_above_why;
+
   bool hardware() const { return vendors != kVendorNone; }
   constexpr bool available_in(GstVersion v) const { return v >= since && (!until || v <= *until); }
 };

@@ -278,10 +278,13 @@ std::optional<Depacketizer::Output> Depacketizer::take() {
   if (in_fragment_) corrupt_ = true;  // the marker packet said "continues": nothing will
   if (!obus_.empty()) {
     out.emplace();
-    out->temporal_unit.reserve(obus_.size() + 2);
-    out->temporal_unit.push_back(0x12);  // temporal delimiter with obu_size = 0
-    out->temporal_unit.push_back(0x00);
-    out->temporal_unit.insert(out->temporal_unit.end(), obus_.begin(), obus_.end());
+    // A temporal delimiter with obu_size = 0, then the OBUs. Sized, then copied: insert()
+    // after push_back() draws a false -Wstringop-overflow from GCC 14.
+    std::vector<uint8_t>& tu = out->temporal_unit;
+    tu.resize(2 + obus_.size());
+    tu[0] = 0x12;
+    tu[1] = 0x00;
+    std::copy(obus_.begin(), obus_.end(), tu.begin() + 2);
     out->starts_sequence = starts_sequence_;
     out->corrupt = corrupt_;
     corrupt_ = false;
