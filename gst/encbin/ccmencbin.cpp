@@ -59,6 +59,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -158,8 +159,13 @@ constexpr int kAutoKeyframeSeconds = 10;
 // A session that takes longer than this over one frame, or leaves frames
 // without output for this long while frames keep going in, is taken for dead.
 constexpr guint kDefaultStallTimeoutMs = 2000;
-// A probe waits this long for the test frame's output.
+// A probe waits this long for the test frame's output; an encoder that has not
+// returned from the test encode by then is left behind (probe.h).
 constexpr auto kProbeTimeout = std::chrono::milliseconds(3000);
+// Shutting down (PAUSED to READY), a retired encoder that has not stopped within
+// this long is left behind: its thread stays blocked, its memory is not freed.
+// An encoder already seen stalled inside a push is not waited for at all.
+constexpr auto kShutdownBound = std::chrono::milliseconds(3000);
 
 enum {
   PROP_0,
@@ -274,6 +280,9 @@ struct Stats {
   std::atomic<guint64> first_out_pts{GST_CLOCK_TIME_NONE}, last_out_end{GST_CLOCK_TIME_NONE};
   std::atomic<guint64> switches{0}, failovers{0}, frames_reencoded{0};
   std::atomic<double> last_switch_ms{-1}, start_ms{-1};
+  // Encoders left behind because they never returned (test encodes included):
+  // over the element's life, not reset per stream, since their threads stay.
+  std::atomic<guint64> abandoned{0};
   void reset() {
     frames_in = frames_out = bytes_out = key_frames = 0;
     first_in_wall_us = last_out_wall_us = -1;
@@ -320,6 +329,7 @@ struct _GstCcmEncBin {
     double bandwidth_estimate_bps = 0;            // last ccm-bandwidth-estimate; 0 = none since `bitrate`
     bool flushing = false;
     bool final_eos = false;                       // upstream's EOS is on its way through
+    std::atomic<bool> shutting_down{false};       // PAUSED to READY: walks and test encodes give up
     bool fatal = false;                           // no candidate left; the error was posted
     std::atomic<bool> switch_requested{false};
     std::string switch_reason;
@@ -330,6 +340,8 @@ struct _GstCcmEncBin {
     struct Reaper {
       std::thread thread;
       std::shared_ptr<std::atomic<bool>> done;
+      std::string factory;
+      bool wedged = false;  // seen stalled inside a push: not waited for
     };
     std::vector<Reaper> reapers;
 
@@ -366,7 +378,7 @@ struct Session {
   bool failed = false;
   std::string failure;
   bool drained = false;       // the EOS we pushed came out
-  bool stall_reported = false;
+  gint64 stall_reported = -1; // when a stall with no candidate left was warned about
   bool warming = false;          // a warm-up frame is inside; its output is not for downstream
   bool switch_measured = false;  // last-switch-ms taken
   bool produced = false;      // at least one output buffer
@@ -741,12 +753,14 @@ GstElement* create_encoder(const ccm::catalog::Candidate& cand, Codec codec, con
 }
 
 ccm::gst::ProbeResult probe_candidate(const ccm::catalog::Candidate& cand, Codec codec, const Settings& s,
-                                      GstCaps* caps) {
+                                      GstCaps* caps, const std::function<bool()>& cancelled) {
   if (!s.probe) return ccm::gst::ProbeResult{.ok = true, .cached = true};
   const ccm::gst::ProbeCache cache(ccm::gst::ProbeCache::default_path());
   const std::string key = ccm::gst::probe_key(cand.factory, codec, device_of(cand));
   if (auto hit = cache.lookup(key)) return *hit;
-  auto result = ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, kProbeTimeout);
+  auto result = ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, kProbeTimeout,
+                                        cancelled);
+  if (result.cancelled) return result;  // no answer: asked again next time
   cache.store(key, result);
   GST_INFO("test encode with %s: %s (%.1f ms)", cand.factory.c_str(), result.ok ? "ok" : result.reason.c_str(),
            result.ms);
@@ -905,15 +919,28 @@ static void ccm_enc_bin_pusher(Self* self, std::shared_ptr<Session> s) {
   gst_object_unref(self);
 }
 
+// An encoder that never returned is left behind: said on the bus, counted in stats.
+static void ccm_enc_bin_left_behind(Self* self, const std::string& factory, const std::string& why) {
+  self->priv->stats.abandoned++;
+  GST_ELEMENT_WARNING(self, CORE, STATE_CHANGE,
+                      ("%s did not return and was left behind: %s", factory.c_str(), why.c_str()),
+                      ("its thread stays blocked and its memory is not freed until the process ends; "
+                       "%" G_GUINT64_FORMAT " encoder(s) left behind by this element",
+                       self->priv->stats.abandoned.load()));
+}
+
 // Takes a session out of the bin and out of service. Its pusher is unblocked
 // with a flush; a thread of its own joins it and sets the elements to NULL, so
 // an encoder that hangs never hangs the stream. Lock not held.
 static void ccm_enc_bin_retire(Self* self, const std::shared_ptr<Session>& s) {
   auto* p = self->priv;
+  bool wedged = false;
   {
     std::lock_guard out(p->output_lock);
     std::lock_guard lk(p->lock);
     if (s->retired) return;
+    const gint64 bound = stall_bound_us(p);
+    wedged = s->busy && !s->in_downstream && bound > 0 && now_us() - s->busy_since > bound;
     s->retired = true;
     s->stop = true;
     std::erase(p->attached, s);
@@ -948,11 +975,12 @@ static void ccm_enc_bin_retire(Self* self, const std::shared_ptr<Session>& s) {
     *done = true;
   });
   std::lock_guard lk(p->lock);
-  p->reapers.push_back({std::move(reaper), done});
+  p->reapers.push_back({std::move(reaper), done, s->chain.factory, wedged});
 }
 
 // Waits for retired sessions to be gone; one that stays stuck past `bound` (an
-// element that never returns) is left behind with an error in the log.
+// element that never returns), or one already seen stalled inside a push, is left
+// behind: its thread detached, a warning naming it, counted in stats.
 static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound) {
   auto* p = self->priv;
   std::vector<Self::Private::Reaper> reapers;
@@ -961,15 +989,20 @@ static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound
     reapers.swap(p->reapers);
   }
   const auto deadline = std::chrono::steady_clock::now() + bound;
+  auto waiting = [&] {
+    return std::any_of(reapers.begin(), reapers.end(), [](const auto& r) { return !*r.done && !r.wedged; });
+  };
+  while (waiting() && std::chrono::steady_clock::now() < deadline) g_usleep(2000);
   for (auto& r : reapers) {
-    while (!*r.done && std::chrono::steady_clock::now() < deadline) g_usleep(2000);
     if (*r.done) {
       r.thread.join();
-    } else {
-      GST_ERROR_OBJECT(self, "an encoder did not return within %lld ms of being shut down; leaving it behind",
-                       (long long)bound.count());
-      r.thread.detach();
+      continue;
     }
+    r.thread.detach();
+    ccm_enc_bin_left_behind(self, r.factory,
+                            r.wedged ? std::string("it stalled inside a push and never came back")
+                                     : "it did not stop within " + std::to_string(bound.count()) +
+                                           " ms of being shut down");
   }
 }
 
@@ -1224,6 +1257,10 @@ static std::shared_ptr<Session> ccm_enc_bin_walk(Self* self, std::vector<ccm::ca
     }
     const ccm::catalog::Candidate cand = cands.front();
     cands.erase(cands.begin());
+    if (p->shutting_down) {
+      passed.push_back(cand.factory + ": not tried, the stream is stopping");
+      continue;
+    }
     {
       std::lock_guard lk(p->lock);
       if (p->failed.contains(cand.factory)) {
@@ -1231,7 +1268,8 @@ static std::shared_ptr<Session> ccm_enc_bin_walk(Self* self, std::vector<ccm::ca
         continue;
       }
     }
-    const auto probe = probe_candidate(cand, codec, s, caps);
+    const auto probe = probe_candidate(cand, codec, s, caps, [p] { return p->shutting_down.load(); });
+    if (probe.abandoned) ccm_enc_bin_left_behind(self, cand.factory, probe.reason);
     if (!probe.ok) {
       passed.push_back(cand.factory + ": test encode failed" + (probe.cached ? " (cached)" : "") + ": " + probe.reason);
       continue;
@@ -1324,6 +1362,7 @@ static bool ccm_enc_bin_fail_over(Self* self, const std::shared_ptr<Session>& fa
       all = join(p->failures, "; ");
     }
     p->cond.notify_all();
+    if (p->shutting_down) return false;  // stopped while choosing the next one
     GST_ELEMENT_ERROR(self, STREAM, ENCODE,
                       ("every encoder failed (%s); no candidate is left", all.c_str()),
                       ("failures in this stream: %s; not tried: %s", all.c_str(),
@@ -1368,17 +1407,30 @@ static bool ccm_enc_bin_wait(Self* self, std::unique_lock<std::mutex>& lk, Done 
     std::string why;
     auto cur = p->current;
     if (!healthy(p, *cur, now_us(), &why)) {
-      // A slow encoder is better than none: a stall only moves on when there
-      // is somewhere to move to; errors always do (and end the stream without one).
+      // A slow encoder is better than none: with nowhere to move to, a stall is
+      // a warning first, and the end of the stream (an error naming the encoder)
+      // only once it has lasted as long again; errors always move on (and end
+      // the stream without a candidate left).
       if (!cur->failed && !ccm_enc_bin_has_alternative(p, *cur)) {
-        if (!cur->stall_reported) {
-          cur->stall_reported = true;
-          GST_WARNING_OBJECT(self, "%s is %s, and no other candidate is left: waiting for it",
-                             cur->chain.factory.c_str(), why.c_str());
+        const gint64 now = now_us();
+        const gint64 grace = stall_bound_us(p) * (cur->produced ? 1 : 3);
+        if (cur->stall_reported < 0) {
+          cur->stall_reported = now;
+          const std::string factory = cur->chain.factory;
+          lk.unlock();
+          GST_ELEMENT_WARNING(self, STREAM, ENCODE,
+                              ("%s is %s, and no other candidate is left: waiting %" G_GINT64_FORMAT
+                               " ms more before giving up on it", factory.c_str(), why.c_str(), grace / 1000),
+                              ("stall-timeout=0 waits for ever"));
+          lk.lock();
+          continue;
         }
-        if (done()) return true;
-        p->cond.wait_for(lk, std::chrono::milliseconds(5));
-        continue;
+        if (now - cur->stall_reported <= grace) {
+          if (done()) return true;
+          p->cond.wait_for(lk, std::chrono::milliseconds(5));
+          continue;
+        }
+        why += ", and still after " + std::to_string(grace / 1000) + " ms more";
       }
       lk.unlock();
       const bool ok = ccm_enc_bin_fail_over(self, cur, why);
@@ -1386,6 +1438,7 @@ static bool ccm_enc_bin_wait(Self* self, std::unique_lock<std::mutex>& lk, Done 
       if (!ok) return false;
       continue;
     }
+    cur->stall_reported = -1;
     if (done()) return true;
     p->cond.wait_for(lk, std::chrono::milliseconds(5));
   }
@@ -1582,6 +1635,7 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
     for (const auto& line : passed) failures.push_back(std::string(ccm::catalog::to_string(plan.codec)) + " " + line);
   }
 
+  if (p->shutting_down) return false;  // stopped while choosing: not the encoders' fault
   // Nothing usable: name the fix.
   std::string fix;
   if (s.hardware == HardwarePolicy::HardwareOnly) {
@@ -1705,7 +1759,7 @@ static void ccm_enc_bin_teardown(Self* self) {
     sessions = p->attached;
   }
   for (const auto& s : sessions) ccm_enc_bin_retire(self, s);
-  ccm_enc_bin_join_reapers(self, std::chrono::milliseconds(5000));
+  ccm_enc_bin_join_reapers(self, kShutdownBound);
   std::lock_guard lk(p->lock);
   p->current = nullptr;
   p->standby = nullptr;
@@ -2424,7 +2478,7 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
       G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
       G_TYPE_UINT64, (guint64)st.failovers, "frames-reencoded", G_TYPE_UINT64, (guint64)st.frames_reencoded,
       "last-switch-ms", G_TYPE_DOUBLE, st.last_switch_ms.load(), "start-ms", G_TYPE_DOUBLE, st.start_ms.load(),
-      "at-min-qp", G_TYPE_BOOLEAN, at_min_qp, nullptr);
+      "at-min-qp", G_TYPE_BOOLEAN, at_min_qp, "encoders-abandoned", G_TYPE_UINT64, (guint64)st.abandoned, nullptr);
 }
 
 // ---- GObject --------------------------------------------------------------------
@@ -2596,17 +2650,23 @@ static GstStateChangeReturn gst_ccm_enc_bin_change_state(GstElement* element, Gs
     p->final_eos = false;
     p->fatal = false;
     p->standby_generation = 0;
+    p->shutting_down = false;
   }
   if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
-    // Unblock the streaming thread (waiting on a session) and every session's pusher.
+    // Unblock the streaming thread (waiting on a session, or in a test encode)
+    // and every session's pusher, and take every session out of the bin before
+    // the bin changes its children's state: an encoder that never returns (a
+    // wedged driver call) would hold that state change, and this one, for ever.
+    // Retired sessions are stopped by threads of their own (ccm_enc_bin_retire).
     std::vector<std::shared_ptr<Session>> sessions;
     {
       std::lock_guard lk(p->lock);
       p->flushing = true;
+      p->shutting_down = true;
       sessions = p->attached;
     }
     p->cond.notify_all();
-    for (const auto& s : sessions) gst_pad_push_event(s->feed, gst_event_new_flush_start());
+    for (const auto& s : sessions) ccm_enc_bin_retire(self, s);
   }
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_ccm_enc_bin_parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE) return ret;
@@ -2732,7 +2792,8 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                          "bitrate-kbps (kbit/s over stream time), fps (output frames per wall-clock second), "
                          "switches, failovers, frames-reencoded, last-switch-ms, start-ms, at-min-qp (the "
                          "built-in rate controller's last frame was at the lowest QP allowed: the bitrate may "
-                         "not be reachable)",
+                         "not be reachable), encoders-abandoned (encoders that never returned from a call and "
+                         "were left behind, over the element's life)",
                          GST_TYPE_STRUCTURE, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);

@@ -26,17 +26,26 @@ namespace ccm::gst {
 
 struct ProbeResult {
   bool ok = false;
-  std::string reason;   // why it failed; "" when ok
-  double ms = 0;        // how long the test encode took (when it ran)
-  bool cached = false;  // answered from the cache
+  std::string reason;      // why it failed; "" when ok
+  double ms = 0;           // how long the test encode took (when it ran)
+  bool cached = false;     // answered from the cache
+  bool abandoned = false;  // the encoder did not return within the bound: its thread was left behind
+  bool cancelled = false;  // given up because the caller stopped (not an answer: not to be cached)
 };
 
 // Creates and configures the encoder for a probe (floating reference); nullptr
 // when the element cannot be created.
 using EncoderMaker = std::function<GstElement*()>;
 
-// Test-encodes one 320x240 frame. Blocks up to `timeout` for the output.
-ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
+// Test-encodes one 320x240 frame, in a thread of its own: the call returns within
+// `timeout` (plus up to 250 ms for a well-behaved encoder to close) whatever the
+// encoder does. An encoder that does not return by then (a driver call that never
+// returns, inside the push, a state change or its drain) fails the probe and is left
+// behind with its thread and pipeline (`abandoned`). `cancelled`, polled every few
+// ms, gives up early (the caller is shutting down). `make` is called in the calling
+// thread.
+ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000),
+                          const std::function<bool()>& cancelled = {});
 
 // The cache key: "<factory>|<codec>|<device>|<registry signature>".
 std::string probe_key(std::string_view factory, catalog::Codec codec, std::string_view device);
