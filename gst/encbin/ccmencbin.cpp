@@ -259,6 +259,9 @@ struct Chain {
   std::string rate_kept_by = "encoder";
   GstElement* encoder = nullptr;
   GstElement* parser = nullptr;
+  // After an H.264/H.265 parser, for downstream that takes no byte-stream (matroskamux,
+  // mp4mux): avc3/hev1, parameter sets in band, so another encoder can take over.
+  GstElement* stream_filter = nullptr;
   const ccm::catalog::EncoderEntry* entry = nullptr;
   std::string factory;
   Codec codec = Codec::H264;
@@ -266,7 +269,7 @@ struct Chain {
   int gpu = -1;
   std::vector<GstElement*> elements() const {
     std::vector<GstElement*> out;
-    for (GstElement* e : {download, convert, format_filter, rate_controller, encoder, parser})
+    for (GstElement* e : {download, convert, format_filter, rate_controller, encoder, parser, stream_filter})
       if (e) out.push_back(e);
     return out;
   }
@@ -1045,6 +1048,71 @@ static bool wants_rate_controller(Self* self, Chain& c, const Settings& s) {
   }
 }
 
+// The in-band stream format of H.264/H.265 (avc3, hev1) when downstream takes it
+// but no byte-stream (matroskamux, mp4mux, qtmux); nullptr otherwise, where the
+// parser's own negotiation is kept (byte-stream carries parameter sets in band).
+// Parsers (and queues) downstream convert to whatever follows them, and would
+// turn a failover's new parameter sets into new caps: what follows them decides.
+static GstCaps* caps_past_parsers(GstPad* srcpad) {
+  GstPad* pad = gst_pad_get_peer(srcpad);  // a sink pad downstream
+  for (int hops = 0; pad && hops < 8; hops++) {
+    GstElement* element = gst_pad_get_parent_element(pad);
+    GstElementFactory* factory = element ? gst_element_get_factory(element) : nullptr;
+    const gchar* klass = factory ? gst_element_factory_get_metadata(factory, GST_ELEMENT_METADATA_KLASS) : nullptr;
+    const bool see_through =
+        klass && (strstr(klass, "Parser") || g_str_equal(GST_OBJECT_NAME(factory), "queue"));
+    GstPad* next = see_through ? ccm::gst::only_pad(element, GST_PAD_SRC) : nullptr;
+    GstPad* next_peer = next ? gst_pad_get_peer(next) : nullptr;
+    if (next) gst_object_unref(next);
+    if (element) gst_object_unref(element);
+    if (!next_peer) break;
+    gst_object_unref(pad);
+    pad = next_peer;
+  }
+  if (!pad) return nullptr;
+  GstCaps* caps = gst_pad_query_caps(pad, nullptr);
+  gst_object_unref(pad);
+  return caps;
+}
+
+static const char* in_band_stream_format(GstPad* srcpad, Codec codec) {
+  if (codec != Codec::H264 && codec != Codec::H265) return nullptr;
+  const char* in_band = codec == Codec::H264 ? "avc3" : "hev1";
+  Ref<GstCaps> peer(caps_past_parsers(srcpad));
+  if (!peer || gst_caps_is_any(peer.get())) return nullptr;
+  auto takes = [&](const char* format) {
+    Ref<GstCaps> c(gst_caps_new_simple(ccm::catalog::caps_name(codec), "stream-format", G_TYPE_STRING, format,
+                                       "alignment", G_TYPE_STRING, "au", nullptr));
+    return gst_caps_can_intersect(peer.get(), c.get());
+  };
+  return !takes("byte-stream") && takes(in_band) ? in_band : nullptr;
+}
+
+// Whether caps from another encoder of the same stream describe a stream
+// downstream can go on taking under its current caps: the same codec, size and
+// stream format, with the parameter sets in band (byte-stream, avc3, hev1, AV1's
+// OBU stream, VP9), differing only in what the stream itself carries at its next
+// key frame (codec_data, profile, level, tier). Muxers that refuse any caps change
+// (matroskamux, webmmux, mp4mux) then keep recording.
+static bool same_stream_in_band(GstCaps* next, GstCaps* current) {
+  if (gst_caps_get_size(next) != 1 || gst_caps_get_size(current) != 1) return false;
+  const GstStructure* a = gst_caps_get_structure(next, 0);
+  const GstStructure* b = gst_caps_get_structure(current, 0);
+  if (!gst_structure_has_name(a, gst_structure_get_name(b))) return false;
+  const char* format = gst_structure_get_string(b, "stream-format");
+  const bool in_band = gst_structure_has_name(b, "video/x-vp9") || gst_structure_has_name(b, "video/x-av1") ||
+                       (format && (g_str_equal(format, "byte-stream") || g_str_equal(format, "avc3") ||
+                                   g_str_equal(format, "hev1")));
+  if (!in_band) return false;
+  GstStructure* x = gst_structure_copy(a);
+  GstStructure* y = gst_structure_copy(b);
+  for (GstStructure* st : {x, y}) gst_structure_remove_fields(st, "codec_data", "profile", "level", "tier", nullptr);
+  const bool same = gst_structure_is_equal(x, y);
+  gst_structure_free(x);
+  gst_structure_free(y);
+  return same;
+}
+
 // GStreamer 1.22's av1parse takes SVT-AV1's frames at 7680x2160 but rejects them
 // at 6144x3456 and 7680x4320 ("Parse obu need more data", then "No valid frames
 // found"), while dav1d and ffmpeg decode them: past 7680x2160 AV1 goes out unparsed
@@ -1149,6 +1217,15 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   } else if (!(c.parser = make(ccm::catalog::parser_factory(codec)))) {
     GST_WARNING_OBJECT(self, "%s missing (gstreamer1.0-plugins-bad): output is not parsed",
                        ccm::catalog::parser_factory(codec));
+  } else if (const char* format = in_band_stream_format(self->srcpad, codec)) {
+    // Parameter sets with every key frame, and a stream format that says so: a
+    // muxer keeps the first encoder's header (codec_data) and the stream carries
+    // each encoder's own, so a failover or switch needs no caps change downstream.
+    g_object_set(c.parser, "config-interval", -1, nullptr);
+    c.stream_filter = make("capsfilter");
+    Ref<GstCaps> caps(gst_caps_new_simple(ccm::catalog::caps_name(codec), "stream-format", G_TYPE_STRING, format,
+                                          "alignment", G_TYPE_STRING, "au", nullptr));
+    g_object_set(c.stream_filter, "caps", caps.get(), nullptr);
   }
   sess->setup_report = join(report.applied, ", ");
   if (!report.skipped.empty()) sess->setup_report += "; not set: " + join(report.skipped, "; ");
@@ -1819,7 +1896,10 @@ static GstFlowReturn ccm_enc_bin_sync_sticky(Self* self, Session* s) {
           GstCaps *a = nullptr, *b = nullptr;
           gst_event_parse_caps(mine, &a);
           gst_event_parse_caps(theirs, &b);
-          same = gst_caps_is_equal(a, b);
+          same = gst_caps_is_equal(a, b) || same_stream_in_band(a, b);
+          if (same && !gst_caps_is_equal(a, b))
+            GST_INFO_OBJECT(self, "%s: downstream keeps its caps %" GST_PTR_FORMAT " (parameter sets in band); "
+                            "the new encoder's are %" GST_PTR_FORMAT, s->chain.factory.c_str(), b, a);
           break;
         }
         case GST_EVENT_SEGMENT: {

@@ -289,6 +289,56 @@ TEST_P(Failover, DiesMidStreamEveryFrameOutDecodesCleanly) {
 INSTANTIATE_TEST_SUITE_P(Codecs, Failover, ::testing::ValuesIn(kCodecs),
                          [](const auto& info) { return std::string(info.param.codec); });
 
+// ---- failover into the muxers users record with ------------------------------------
+
+// A "hardware" double whose stream differs from the encoder that takes over (other
+// parameter sets, codec_data and profile: its encoder inside runs another preset)
+// dies mid-stream; the file recorded through a real muxer holds every frame and
+// decodes cleanly.
+struct MuxCase {
+  const char* name;
+  const char* codec;
+  const char* real;
+  const char* inner_settings;  // of the double's encoder: a stream unlike the real one's
+  const char* tail;            // after ccmencbin
+  const char* ext;
+};
+
+const MuxCase kMuxCases[] = {
+    {"h265_matroskamux", "h265", "x265enc", "speed-preset=slower", "matroskamux", "mkv"},
+    {"h265_parse_matroskamux", "h265", "x265enc", "speed-preset=slower", "h265parse ! matroskamux", "mkv"},
+    {"h265_mp4mux", "h265", "x265enc", "speed-preset=slower", "mp4mux", "mp4"},
+    {"h265_mp4mux_fragmented", "h265", "x265enc", "speed-preset=slower", "mp4mux fragment-duration=500", "mp4"},
+    {"h265_mpegtsmux", "h265", "x265enc", "speed-preset=slower", "mpegtsmux", "ts"},
+    {"h264_matroskamux", "h264", "x264enc", "speed-preset=medium", "matroskamux", "mkv"},
+    {"h264_mp4mux", "h264", "x264enc", "speed-preset=medium", "mp4mux", "mp4"},
+    {"h264_mpegtsmux", "h264", "x264enc", "speed-preset=medium", "mpegtsmux", "ts"},
+};
+
+class FailoverIntoMuxer : public Fresh, public ::testing::WithParamInterface<MuxCase> {};
+
+TEST_P(FailoverIntoMuxer, EveryFrameRecordedAndDecodable) {
+  const MuxCase& c = GetParam();
+  register_generic_doubles();
+  const std::string dbl = std::string("testdouble_") + c.codec;
+  ccm::test::set_double_behaviour(dbl, {.fail_after = 30, .inner_settings = c.inner_settings});
+  const std::string out = temp_path(std::string("mux-") + c.name + "." + c.ext);
+  constexpr int kFrames = 90;
+  auto r = run(source(kFrames, false, 352, 288) + "ccmencbin name=enc codec=" + c.codec + " candidates=" + dbl + "," +
+               c.real + " ! " + c.tail + " ! filesink location=" + out, {}, 120);
+  ASSERT_TRUE(r.eos) << r.error;
+  const GstStructure* sw = r.message("ccm-encoder-switched");
+  ASSERT_NE(sw, nullptr);
+  EXPECT_EQ(str_field(sw, "from"), dbl);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), (guint64)kFrames);
+  auto p = probe_file(out);
+  EXPECT_TRUE(p.ok) << p.decoder_errors;
+  EXPECT_EQ(p.frames, kFrames);
+}
+
+INSTANTIATE_TEST_SUITE_P(Muxers, FailoverIntoMuxer, ::testing::ValuesIn(kMuxCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
 using FailoverKinds = Fresh;
 
 TEST_F(FailoverKinds, NoOutputForLongerThanTheBound) {
