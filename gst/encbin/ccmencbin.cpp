@@ -147,6 +147,10 @@ std::optional<Codec> to_codec(CodecChoice c) {
 // ---- defaults -------------------------------------------------------------------
 
 constexpr guint kDefaultBitrate = 2000;  // kbit/s
+// Above any encoder's range (x264enc's 2048000 kbit/s is the widest); more is a
+// mistake, most often a negative number from gst-launch read as unsigned
+// (bitrate=-5 arrives as 4294967291): clamped here with a warning.
+constexpr guint kMaxBitrate = 2048000;  // kbit/s
 constexpr guint kDefaultQuantizer = 28;
 // Variable-framerate input (framerate=0/1) is given this nominal rate for encoders
 // that refuse 0/1 (x265enc) or need a rate for their bit budget; timestamps stay real.
@@ -332,6 +336,7 @@ struct _GstCcmEncBin {
     double bandwidth_estimate_bps = 0;            // last ccm-bandwidth-estimate; 0 = none since `bitrate`
     bool flushing = false;
     bool final_eos = false;                       // upstream's EOS is on its way through
+    std::string settings_warning;                 // set before there was a bus: posted at the start
     std::atomic<bool> shutting_down{false};       // PAUSED to READY: walks and test encodes give up
     bool fatal = false;                           // no candidate left; the error was posted
     std::atomic<bool> switch_requested{false};
@@ -663,6 +668,32 @@ bool encoder_takes_size(GstElement* encoder, GstCaps* input_caps, GstCaps* forma
                        !gst_pad_query_accept_caps(pad, caps.get());
   gst_object_unref(pad);
   return !refused;
+}
+
+// The smallest frame the encoder's sink template takes, when `w`x`h` is below it:
+// "takes frames of at least 4x4, not 1x1"; "" when the size is not too small.
+// Elements refuse such frames at linking, which would otherwise only say "could
+// not be linked".
+std::string below_minimum_size(GstElement* encoder, int w, int h) {
+  GstPad* pad = gst_element_get_static_pad(encoder, "sink");
+  if (!pad) return {};
+  GstCaps* templ = gst_pad_get_pad_template_caps(pad);
+  gst_object_unref(pad);
+  auto min_of = [](const GValue* v) {
+    if (v && GST_VALUE_HOLDS_INT_RANGE(v)) return gst_value_get_int_range_min(v);
+    if (v && G_VALUE_HOLDS_INT(v)) return g_value_get_int(v);
+    return 1;
+  };
+  int min_w = G_MAXINT, min_h = G_MAXINT;
+  for (guint i = 0; i < gst_caps_get_size(templ); i++) {
+    const GstStructure* st = gst_caps_get_structure(templ, i);
+    min_w = std::min(min_w, min_of(gst_structure_get_value(st, "width")));
+    min_h = std::min(min_h, min_of(gst_structure_get_value(st, "height")));
+  }
+  gst_caps_unref(templ);
+  if (min_w == G_MAXINT || (w >= min_w && h >= min_h)) return {};
+  return "takes frames of at least " + std::to_string(min_w) + "x" + std::to_string(min_h) + ", not " +
+         std::to_string(w) + "x" + std::to_string(h);
 }
 
 gint64 now_us() { return g_get_monotonic_time(); }
@@ -1116,11 +1147,15 @@ static bool same_stream_in_band(GstCaps* next, GstCaps* current) {
 // GStreamer 1.22's av1parse takes SVT-AV1's frames at 7680x2160 but rejects them
 // at 6144x3456 and 7680x4320 ("Parse obu need more data", then "No valid frames
 // found"), while dav1d and ffmpeg decode them: past 7680x2160 AV1 goes out unparsed
-// (1.24 is not checked here; it keeps the parser).
+// (1.24 is not checked here; it keeps the parser). Width counts on its own: it
+// rejects libaom's 8192x16 too, while 7696x16 and 16x8192 pass, so frames wider
+// than 7680 go out unparsed as well.
 static bool av1parse_breaks_on(Codec codec, const GstVideoInfo& info) {
   constexpr gint64 kLargestParsed = 7680 * 2160;
+  constexpr gint kWidestParsed = 7680;
   return codec == Codec::AV1 && ccm::gst::running_gst_version() < ccm::catalog::GstVersion{1, 24} &&
-         gint64(GST_VIDEO_INFO_WIDTH(&info)) * GST_VIDEO_INFO_HEIGHT(&info) > kLargestParsed;
+         (gint64(GST_VIDEO_INFO_WIDTH(&info)) * GST_VIDEO_INFO_HEIGHT(&info) > kLargestParsed ||
+          GST_VIDEO_INFO_WIDTH(&info) > kWidestParsed);
 }
 
 static GstEvent* bandwidth_estimate_event(double bps) {
@@ -1185,6 +1220,9 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   if (!input && full_chroma)
     return discard("cannot encode an odd size (4:2:0 " + std::string(ccm::catalog::to_string(codec)) +
                    " cannot carry it, and the element takes no 4:4:4)");
+  if (std::string small = below_minimum_size(c.encoder, GST_VIDEO_INFO_WIDTH(&vinfo), GST_VIDEO_INFO_HEIGHT(&vinfo));
+      !small.empty())
+    return discard(small);
   {
     // The size as the encoder would get it (the converter keeps it).
     Ref<GstCaps> sized(gst_caps_copy(input_caps));
@@ -1634,6 +1672,15 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
     s = p->settings;
   }
 
+  std::string settings_warning;
+  {
+    std::lock_guard lk(p->lock);
+    settings_warning.swap(p->settings_warning);
+  }
+  if (!settings_warning.empty())
+    GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("%s", settings_warning.c_str()),
+                        ("set bitrate in kbit/s, 1 to %u", kMaxBitrate));
+
   if (s.rate_control != RateControl::Cqp && s.bitrate == 0) {
     GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("bitrate=0 kbit/s cannot be encoded"),
                       ("set bitrate to at least 1 (kbit/s), or use rate-control=cqp with a quantizer"));
@@ -1723,17 +1770,31 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
     gst_video_info_from_caps(&vinfo, input_caps);
     for (const Plan& pl : plans) {
       if (!fix.empty()) fix += "; ";
+      if (pl.ranking.candidates.empty() && !s.candidates.empty()) {
+        // The user's list named nothing usable: say which names and why, not a package.
+        std::vector<std::string> why;
+        for (const auto& po : pl.ranking.passed_over) why.push_back(po.factory + ": " + po.reason);
+        fix += "candidates=" + s.candidates + " names no usable " + ccm::catalog::to_string(pl.codec) +
+               " encoder (" + join(why, "; ") +
+               "); check the names with gst-inspect-1.0, or leave candidates empty for the catalogue's order";
+        continue;
+      }
       if (pl.ranking.candidates.empty()) {  // nothing installed: the package is the fix
         fix += std::string("for ") + ccm::catalog::to_string(pl.codec) + " install " +
                std::string(ccm::catalog::debian_package_for(pl.codec));
         continue;
       }
-      // Installed, and each refused this input: say so, the reasons are in the debug text.
-      std::vector<std::string> names;
+      // Installed, and each refused this input: say so, the reasons are in the debug text;
+      // a frame below an encoder's smallest size is said here, with the size.
+      std::vector<std::string> names, too_small;
       for (const auto& c : pl.ranking.candidates) names.push_back(c.factory);
+      for (const auto& f : failures)
+        if (f.find("takes frames of at least") != std::string::npos) too_small.push_back(f);
       fix += "none of " + join(names, ", ") + " takes " + std::to_string(GST_VIDEO_INFO_WIDTH(&vinfo)) + "x" +
              std::to_string(GST_VIDEO_INFO_HEIGHT(&vinfo)) + " " +
-             gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vinfo)) + " (see why below)";
+             gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vinfo)) +
+             (too_small.empty() ? " (see why below)"
+                                : " (" + join(too_small, "; ") + "): scale it up first (videoscale)");
     }
   }
   std::string codecs;
@@ -2641,7 +2702,23 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
       request_switch("codec");
       break;
     case PROP_BITRATE: {
-      const guint kbps = g_value_get_uint(value);
+      guint kbps = g_value_get_uint(value);
+      if (kbps > kMaxBitrate) {
+        const std::string note =
+            "bitrate=" + std::to_string(kbps) + " kbit/s is out of range" +
+            (kbps > (guint)G_MAXINT ? " (" + std::to_string((gint)kbps) + " read as unsigned?)" : std::string()) +
+            ": clamped to " + std::to_string(kMaxBitrate) + " kbit/s";
+        kbps = kMaxBitrate;
+        GST_WARNING_OBJECT(self, "%s", note.c_str());
+        if (!p->current) {
+          p->settings_warning = note;  // gst-launch sets properties before there is a bus
+        } else {
+          lock.unlock();
+          GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("%s", note.c_str()), ("set bitrate in kbit/s, 1 to %u",
+                                                                               kMaxBitrate));
+          lock.lock();
+        }
+      }
       if (kbps == 0 && p->current) {
         lock.unlock();
         GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("bitrate=0 kbit/s ignored"),
