@@ -33,6 +33,7 @@ using ccm::test::temp_path;
 
 namespace {
 
+using ccm::test::at_frame;
 using ccm::test::passed_over;
 using ccm::test::str_field;
 using ccm::test::sysfs_fixture;
@@ -52,29 +53,6 @@ Run run(const std::string& description, const std::function<void(GstElement*)>& 
   options.timeout_s = timeout_s;
   options.before_play = setup;
   return ccm::test::run_pipeline(description, options);
-}
-
-// Calls `fn(enc)` in the streaming thread just before frame `n` (from 0) enters ccmencbin.
-void at_frame(GstElement* pipeline, int n, std::function<void(GstElement*)> fn) {
-  GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
-  GstPad* pad = gst_element_get_static_pad(enc, "sink");
-  struct Hook {
-    int n;
-    int seen = 0;
-    GstElement* enc;
-    std::function<void(GstElement*)> fn;
-  };
-  auto* hook = new Hook{n, 0, enc, std::move(fn)};
-  gst_pad_add_probe(
-      pad, GST_PAD_PROBE_TYPE_BUFFER,
-      [](GstPad*, GstPadProbeInfo*, gpointer data) -> GstPadProbeReturn {
-        auto* h = static_cast<Hook*>(data);
-        if (h->seen++ == h->n) h->fn(h->enc);
-        return GST_PAD_PROBE_OK;
-      },
-      hook, [](gpointer data) { delete static_cast<Hook*>(data); });
-  gst_object_unref(pad);
-  gst_object_unref(enc);
 }
 
 // Fresh probe cache and GPU session folder for each test.

@@ -31,6 +31,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ccm::test::DoubleBehaviour;
+using ccm::test::at_frame;
 using ccm::test::passed_over;
 using ccm::test::str_field;
 using ccm::test::u64_field;
@@ -176,29 +177,6 @@ void play(const std::string& description, Outcome& o, const Options& opt = {}) {
 std::string source(int frames, bool live = false) {
   return "videotestsrc pattern=ball num-buffers=" + std::to_string(frames) + (live ? " is-live=true" : "") +
          " ! video/x-raw,width=128,height=96,framerate=30/1 ! ";
-}
-
-// Calls `fn(enc)` in the streaming thread just before frame `n` (from 0) enters ccmencbin.
-void at_frame(GstElement* pipeline, int n, std::function<void(GstElement*)> fn) {
-  GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
-  GstPad* pad = gst_element_get_static_pad(enc, "sink");
-  struct Hook {
-    int n;
-    int seen = 0;
-    GstElement* enc;
-    std::function<void(GstElement*)> fn;
-  };
-  auto* hook = new Hook{n, 0, enc, std::move(fn)};
-  gst_pad_add_probe(
-      pad, GST_PAD_PROBE_TYPE_BUFFER,
-      [](GstPad*, GstPadProbeInfo*, gpointer data) -> GstPadProbeReturn {
-        auto* h = static_cast<Hook*>(data);
-        if (h->seen++ == h->n) h->fn(h->enc);
-        return GST_PAD_PROBE_OK;
-      },
-      hook, [](gpointer data) { delete static_cast<Hook*>(data); });
-  gst_object_unref(pad);
-  gst_object_unref(enc);
 }
 
 class Wedge : public ::testing::Test {
