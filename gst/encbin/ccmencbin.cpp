@@ -954,8 +954,14 @@ static void ccm_enc_bin_pusher(Self* self, std::shared_ptr<Session> s) {
 }
 
 // An encoder that never returned is left behind: said on the bus, counted in stats.
-static void ccm_enc_bin_left_behind(Self* self, const std::string& factory, const std::string& why) {
+// `finalizing`: no message (it would take a reference on an object being finalized).
+static void ccm_enc_bin_left_behind(Self* self, const std::string& factory, const std::string& why,
+                                    bool finalizing = false) {
   self->priv->stats.abandoned++;
+  if (finalizing) {
+    GST_WARNING("%s did not return and was left behind: %s", factory.c_str(), why.c_str());
+    return;
+  }
   GST_ELEMENT_WARNING(self, CORE, STATE_CHANGE,
                       ("%s did not return and was left behind: %s", factory.c_str(), why.c_str()),
                       ("its thread stays blocked and its memory is not freed until the process ends; "
@@ -1015,7 +1021,7 @@ static void ccm_enc_bin_retire(Self* self, const std::shared_ptr<Session>& s) {
 // Waits for retired sessions to be gone; one that stays stuck past `bound` (an
 // element that never returns), or one already seen stalled inside a push, is left
 // behind: its thread detached, a warning naming it, counted in stats.
-static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound) {
+static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound, bool finalizing) {
   auto* p = self->priv;
   std::vector<Self::Private::Reaper> reapers;
   {
@@ -1036,7 +1042,8 @@ static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound
     ccm_enc_bin_left_behind(self, r.factory,
                             r.wedged ? std::string("it stalled inside a push and never came back")
                                      : "it did not stop within " + std::to_string(bound.count()) +
-                                           " ms of being shut down");
+                                           " ms of being shut down",
+                            finalizing);
   }
 }
 
@@ -1884,8 +1891,9 @@ static void ccm_enc_bin_switch(Self* self) {
 }
 
 // Everything back to before the first caps (PAUSED to READY, finalize).
-static void ccm_enc_bin_teardown(Self* self) {
+static void ccm_enc_bin_teardown(Self* self, bool finalizing = false) {
   auto* p = self->priv;
+  if (finalizing) p->shutting_down = true;  // a standby still being built gives up now
   {
     std::lock_guard lk(p->lock);
     p->standby_generation++;
@@ -1897,7 +1905,7 @@ static void ccm_enc_bin_teardown(Self* self) {
     sessions = p->attached;
   }
   for (const auto& s : sessions) ccm_enc_bin_retire(self, s);
-  ccm_enc_bin_join_reapers(self, kShutdownBound);
+  ccm_enc_bin_join_reapers(self, kShutdownBound, finalizing);
   std::lock_guard lk(p->lock);
   p->current = nullptr;
   p->standby = nullptr;
@@ -2380,6 +2388,11 @@ static GstBuffer* ccm_enc_bin_complete_timestamps(Self* self, GstBuffer* buffer)
 static GstFlowReturn ccm_enc_bin_sink_chain(GstPad*, GstObject* parent, GstBuffer* buffer) {
   Self* self = GST_CCM_ENC_BIN(parent);
   auto* p = self->priv;
+  if (p->shutting_down) {
+    // Stopping: the sessions are gone already (see change_state), which is no error.
+    gst_buffer_unref(buffer);
+    return GST_FLOW_FLUSHING;
+  }
   if (!ccm_enc_bin_is_built(self)) {
     gst_buffer_unref(buffer);
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("data arrived before caps"),
@@ -2393,8 +2406,8 @@ static GstFlowReturn ccm_enc_bin_sink_chain(GstPad*, GstObject* parent, GstBuffe
 
   std::unique_lock lk(p->lock);
   GstFlowReturn ret = GST_FLOW_OK;
-  if (p->fatal || !p->current) ret = GST_FLOW_ERROR;
-  else if (p->flushing) ret = GST_FLOW_FLUSHING;
+  if (p->flushing) ret = GST_FLOW_FLUSHING;
+  else if (p->fatal || !p->current) ret = GST_FLOW_ERROR;
   else if (p->final_eos) ret = GST_FLOW_EOS;
   if (ret != GST_FLOW_OK) {
     gst_buffer_unref(buffer);
@@ -2834,7 +2847,7 @@ static GstStateChangeReturn gst_ccm_enc_bin_change_state(GstElement* element, Gs
 
 static void gst_ccm_enc_bin_finalize(GObject* object) {
   Self* self = GST_CCM_ENC_BIN(object);
-  ccm_enc_bin_teardown(self);
+  ccm_enc_bin_teardown(self, true);
   delete self->priv;
   G_OBJECT_CLASS(gst_ccm_enc_bin_parent_class)->finalize(object);
 }

@@ -197,7 +197,7 @@ class Wedge : public ::testing::Test {
   }
   // What every place promises about stopping and what was left behind.
   static void expect_stopped_and_left_behind(Outcome& o) {
-    std::printf("[ stop ] ran %.2f s; READY in %.2f s, NULL in %.2f s (-1: not within 15 s)\n", o.run_s,
+    std::printf("[ stop ] ran %.2f s; READY in %.2f s, NULL in %.2f s (-1: not asked, or not within 15 s)\n", o.run_s,
                 o.to_ready_s, o.to_null_s);
     EXPECT_GE(o.to_null_s, 0) << "set_state(NULL) did not return within 15 s";
     EXPECT_LE(o.to_null_s, kStopBoundS);
