@@ -377,6 +377,7 @@ struct Session {
   std::string setup_report;   // settings line for messages
 
   // Guarded by the bin's lock.
+  bool building = true;       // ccm_enc_bin_make_session is still setting it up (its pusher not started)
   std::deque<Item> queue;
   bool busy = false;          // the pusher is inside a push
   gint64 busy_since = 0;
@@ -1356,8 +1357,18 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   if (!failure.empty()) return undo(failure);
   if (!caps_ok) return undo("refused the input caps");
 
-  gst_object_ref(self);  // released by the pusher
-  sess->pusher = std::thread(ccm_enc_bin_pusher, self, sess);
+  {
+    // A stop (PAUSED to READY) may have retired it meanwhile: its reaper has the
+    // elements then, and a pusher started now would never be joined.
+    std::lock_guard lk(p->lock);
+    if (sess->retired) {
+      *why = "not started: the stream is stopping";
+      return nullptr;
+    }
+    gst_object_ref(self);  // released by the pusher
+    sess->pusher = std::thread(ccm_enc_bin_pusher, self, sess);
+    sess->building = false;
+  }
   return sess;
 }
 
@@ -2828,12 +2839,15 @@ static GstStateChangeReturn gst_ccm_enc_bin_change_state(GstElement* element, Gs
     // the bin changes its children's state: an encoder that never returns (a
     // wedged driver call) would hold that state change, and this one, for ever.
     // Retired sessions are stopped by threads of their own (ccm_enc_bin_retire).
+    // A session still being built is left to the bin and to the teardown below
+    // (its builder uses its elements; the stream lock and the standby join wait for it).
     std::vector<std::shared_ptr<Session>> sessions;
     {
       std::lock_guard lk(p->lock);
       p->flushing = true;
       p->shutting_down = true;
-      sessions = p->attached;
+      for (const auto& s : p->attached)
+        if (!s->building) sessions.push_back(s);
     }
     p->cond.notify_all();
     for (const auto& s : sessions) ccm_enc_bin_retire(self, s);
