@@ -1092,7 +1092,8 @@ static bool wants_rate_controller(Self* self, Chain& c, const Settings& s) {
 // parser's own negotiation is kept (byte-stream carries parameter sets in band).
 // Parsers (and queues) downstream convert to whatever follows them, and would
 // turn a failover's new parameter sets into new caps: what follows them decides.
-static GstCaps* caps_past_parsers(GstPad* srcpad) {
+// The sink pad of the first element past them (a new reference), nullptr when unlinked.
+static GstPad* pad_past_parsers(GstPad* srcpad) {
   GstPad* pad = gst_pad_get_peer(srcpad);  // a sink pad downstream
   for (int hops = 0; pad && hops < 8; hops++) {
     GstElement* element = gst_pad_get_parent_element(pad);
@@ -1108,10 +1109,32 @@ static GstCaps* caps_past_parsers(GstPad* srcpad) {
     gst_object_unref(pad);
     pad = next_peer;
   }
+  return pad;
+}
+
+static GstCaps* caps_past_parsers(GstPad* srcpad) {
+  GstPad* pad = pad_past_parsers(srcpad);
   if (!pad) return nullptr;
   GstCaps* caps = gst_pad_query_caps(pad, nullptr);
   gst_object_unref(pad);
   return caps;
+}
+
+// The muxer downstream (past parsers and queues) that already took a stream, by
+// name, or "": none of GStreamer 1.22's muxers takes another codec mid-stream
+// (matroskamux, webmmux, mp4mux: "Caps changes are not supported"; mpegtsmux:
+// "Stream type change ... not supported"), so a codec switch would end the recording.
+static std::string muxer_downstream(GstPad* srcpad) {
+  GstPad* pad = pad_past_parsers(srcpad);
+  if (!pad) return {};
+  std::string name;
+  GstElement* element = gst_pad_get_parent_element(pad);
+  GstElementFactory* factory = element ? gst_element_get_factory(element) : nullptr;
+  const gchar* klass = factory ? gst_element_factory_get_metadata(factory, GST_ELEMENT_METADATA_KLASS) : nullptr;
+  if (klass && strstr(klass, "Muxer") && gst_pad_has_current_caps(pad)) name = GST_OBJECT_NAME(element);
+  if (element) gst_object_unref(element);
+  gst_object_unref(pad);
+  return name;
 }
 
 static const char* in_band_stream_format(GstPad* srcpad, Codec codec) {
@@ -1853,6 +1876,15 @@ static void ccm_enc_bin_switch(Self* self) {
                            ccm::catalog::to_string(codec), ccm::catalog::caps_name(codec),
                            ccm::catalog::to_string(old->chain.codec)),
                           ("downstream accepts %s", downstream_caps_string(self->srcpad).c_str()));
+      return;
+    }
+    if (const std::string muxer = muxer_downstream(self->srcpad); !muxer.empty()) {
+      GST_ELEMENT_WARNING(self, CORE, NEGOTIATION,
+                          ("codec=%s requested but %s cannot change codec mid-stream: keeping %s",
+                           ccm::catalog::to_string(codec), muxer.c_str(),
+                           ccm::catalog::to_string(old->chain.codec)),
+                          ("a muxer takes one codec per stream; to switch codecs, give each codec an output of "
+                           "its own (see docs/ccmencbin.md, What downstream must take)"));
       return;
     }
   }

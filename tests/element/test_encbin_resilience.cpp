@@ -582,6 +582,25 @@ TEST_F(HotSwitch, CandidatesSameCodecIntoOneFile) {
   EXPECT_EQ(p.frames, 120);
 }
 
+// A muxer takes one codec per stream: the switch is refused before it happens, with
+// a warning, and the recording goes on whole.
+TEST_F(HotSwitch, CodecChangeIntoAMuxerIsRefusedBeforehand) {
+  const std::string out = temp_path("switch-refused.mkv");
+  auto r = run(source(60) + "ccmencbin name=enc codec=h265 ! matroskamux ! filesink location=" + out,
+               [&](GstElement* pipeline) {
+                 at_frame(pipeline, 20, [](GstElement* enc) { gst_util_set_object_arg(G_OBJECT(enc), "codec", "vp9"); });
+               });
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
+  ASSERT_FALSE(r.warnings.empty());
+  EXPECT_NE(r.warnings.front().find("matroskamux0 cannot change codec mid-stream: keeping h265"), std::string::npos)
+      << r.warnings.front();
+  auto p = probe_file(out);
+  EXPECT_TRUE(p.ok) << p.decoder_errors;
+  EXPECT_EQ(p.frames, 60);
+  EXPECT_EQ(p.codec, "hevc");
+}
+
 TEST_F(HotSwitch, DownstreamRefusesTheNewCodec) {
   auto r = run(source(60) + "ccmencbin name=enc codec=h265 ! video/x-h265 ! fakesink", [&](GstElement* pipeline) {
     at_frame(pipeline, 20, [](GstElement* enc) { gst_util_set_object_arg(G_OBJECT(enc), "codec", "vp9"); });
