@@ -2,7 +2,7 @@
 // with ccmencbin into a Matroska file, says which encoder it chose and why, what
 // it achieved, and whether a real decoder (ffmpeg) reads every frame back.
 #include "catalog/catalog.h"
-#include "encbin/registry_probe.h"
+#include "common/registry_probe.h"
 #include "hw/cpu.h"
 #include "hw/gpu.h"
 #include "plugin.h"
@@ -145,6 +145,16 @@ int main(int argc, char** argv) {
           const GValue* passed = gst_structure_get_value(s, "passed-over");
           for (guint i = 0; passed && i < gst_value_array_get_size(passed); i++)
             std::printf("  passed over %s\n", g_value_get_string(gst_value_array_get_value(passed, i)));
+        } else if (gst_structure_has_name(s, "ccm-stats")) {
+          // ccmencbin posts one a second: a progress line for long encodes.
+          guint64 frames = 0;
+          gdouble fps = 0, kbps = 0;
+          gst_structure_get_uint64(s, "frames-out", &frames);
+          gst_structure_get_double(s, "fps", &fps);
+          gst_structure_get_double(s, "bitrate-kbps", &kbps);
+          std::printf("progress: %" G_GUINT64_FORMAT " frames out, %.1f fps, %.0f kbit/s in the last second\n", frames,
+                      fps, kbps);
+          std::fflush(stdout);
         }
         break;
       }
@@ -180,7 +190,7 @@ int main(int argc, char** argv) {
   gst_structure_get_uint64(stats, "frames-out", &out);
   gst_structure_get_uint64(stats, "key-frames", &keys);
   gst_structure_get_uint64(stats, "bytes-out", &bytes);
-  gst_structure_get_double(stats, "bitrate-kbps", &kbps);
+  gst_structure_get_double(stats, "mean-bitrate-kbps", &kbps);
   gst_structure_free(stats);
   std::printf("\nencoded: %" G_GUINT64_FORMAT " frames in, %" G_GUINT64_FORMAT " out (%" G_GUINT64_FORMAT
               " key) in %.2f s: %.1f fps\n",

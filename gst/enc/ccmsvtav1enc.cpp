@@ -1,3 +1,16 @@
+/**
+ * SECTION:element-ccmsvtav1enc
+ * @title: ccmsvtav1enc
+ *
+ * AV1 encoder on SVT-AV1 for live use: low-delay prediction, a QP per picture
+ * from our own rate controller (so `bitrate` changes apply at the next picture,
+ * without a key frame), GstCcmQpMeta above it, key frames on request.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 videotestsrc num-buffers=60 ! video/x-raw,width=640,height=360 ! ccmsvtav1enc bitrate=1000 ! av1parse ! matroskamux ! filesink location=out.mkv
+ * ]|
+ */
 // ccmsvtav1enc: GstCcmVideoEnc on SVT-AV1 1.4. See ccmsvtav1enc.h for the why,
 // docs/encoders.md for the measurements behind the choices.
 //
@@ -17,7 +30,7 @@
 // private-data list).
 #include "enc/ccmsvtav1enc.h"
 
-#include "enc/qp_rate_controller.h"
+#include "rc/qp_rate_controller.h"
 
 // SVT-AV1 defines TRUE and FALSE as glib does, in its own words: keep glib's.
 #pragma push_macro("TRUE")
@@ -255,7 +268,7 @@ struct SvtState {
   guint64 sent_since_open = 0;
   guint in_flight = 0;      // pictures sent whose packet has not come out
   guint max_in_flight = kLowDelayHeld;  // low delay: we wait for the library above this
-  std::optional<ccm::enc::QpRateController> rc;
+  std::optional<ccm::rc::QpRateController> rc;
   bool warned_offsets = false;
   bool warned_meta_qp = false;
 };
@@ -277,8 +290,8 @@ void post_error(GstCcmSvtAv1Enc* self, const std::string& what, const std::strin
 
 // Rate controller parameters from the settings: cbr reacts within half a second,
 // vbr lets the rate float over two.
-ccm::enc::QpRateController::Params rc_params(const GstVideoInfo& info, const GstCcmEncSettings& s) {
-  ccm::enc::QpRateController::Params p;
+ccm::rc::QpRateController::Params rc_params(const GstVideoInfo& info, const GstCcmEncSettings& s) {
+  ccm::rc::QpRateController::Params p;
   p.bitrate_bps = double(s.bitrate) * 1000.0;
   p.fps = double(GST_VIDEO_INFO_FPS_N(&info)) / std::max(1, GST_VIDEO_INFO_FPS_D(&info));
   p.pixels = double(GST_VIDEO_INFO_WIDTH(&info)) * GST_VIDEO_INFO_HEIGHT(&info);
@@ -829,6 +842,13 @@ static void gst_ccm_svt_av1_enc_init(GstCcmSvtAv1Enc* self) {
   // The base reads these defaults from the pspecs in its own instance init, where
   // GObject still presents the base class (which has neither property): set ours.
   g_object_set(self, "speed-preset", kDefaultPreset, "quantizer", kDefaultQuantizer, nullptr);
+}
+
+void gst_ccm_svt_av1_enc_quiet_library(void) {
+  // SVT-AV1 1.4 has no logging callback: it reads SVT_LOG at every
+  // svt_av1_enc_init_handle (0 fatal .. 4 debug). 1: errors only; its warnings
+  // are about the low-delay mode we chose, on every encoder it opens.
+  g_setenv("SVT_LOG", "1", FALSE);
 }
 
 static void gst_ccm_svt_av1_enc_class_init(GstCcmSvtAv1EncClass* klass) {

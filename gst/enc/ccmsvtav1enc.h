@@ -3,7 +3,7 @@
 // SVT-AV1 1.4 cannot change its bitrate while running and refuses forced key
 // pictures in its low-delay mode, the mode live video needs. So in low delay the
 // library runs in constant-QP mode with a QP handed over with every picture
-// (use_qp_file): our own rate controller (enc/qp_rate_controller.h) picks it,
+// (use_qp_file): our own rate controller (lib/ccm/rc/qp_rate_controller.h) picks it,
 // a QP from GstCcmQpMeta overrides it, and a bitrate change applies on the next
 // picture without a key frame. A key frame on request restarts the library at
 // that picture (its first picture is a key frame). See docs/encoders.md.
@@ -15,5 +15,10 @@ G_BEGIN_DECLS
 
 #define GST_TYPE_CCM_SVT_AV1_ENC (gst_ccm_svt_av1_enc_get_type())
 G_DECLARE_FINAL_TYPE(GstCcmSvtAv1Enc, gst_ccm_svt_av1_enc, GST, CCM_SVT_AV1_ENC, GstCcmVideoEnc)
+
+// Keeps SVT-AV1's 18-line information banner and its low-delay warnings (every
+// encoder it opens, ours and svtav1enc alike) off stderr; its errors still
+// print. Called once at plugin load; a user's own SVT_LOG wins.
+void gst_ccm_svt_av1_enc_quiet_library(void);
 
 G_END_DECLS

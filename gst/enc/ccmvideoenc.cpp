@@ -40,7 +40,7 @@ GType rate_control_get_type() {
       {GST_CCM_RATE_CONTROL_VBR, "Variable bitrate (average bitrate, looser VBV)", "vbr"},
       {GST_CCM_RATE_CONTROL_CQP, "Constant quantizer (see quantizer)", "cqp"},
       {0, nullptr, nullptr}};
-  // Not "GstCcmRateControl": ccmencbin registers that name for its own enum.
+  // Not "GstCcmRateControl": that is the ccmratecontrol element's type.
   if (g_once_init_enter(&type))
     g_once_init_leave(&type, g_enum_register_static("GstCcmVideoEncRateControl", values));
   return type;
@@ -297,7 +297,9 @@ static void gst_ccm_video_enc_set_property(GObject* object, guint id, const GVal
     case PROP_RATE_CONTROL: s.rate_control = GstCcmRateControl(g_value_get_enum(value)); break;
     case PROP_QUANTIZER: s.quantizer = g_value_get_uint(value); break;
     case PROP_KEYFRAME_INTERVAL: s.keyframe_interval = g_value_get_uint(value); break;
-    case PROP_SPEED_PRESET: s.speed_preset = g_value_get_int(value); break;
+    case PROP_SPEED_PRESET:
+      s.speed_preset = G_VALUE_HOLDS_ENUM(value) ? g_value_get_enum(value) : g_value_get_int(value);
+      break;
     case PROP_THREADS: s.threads = g_value_get_uint(value); break;
     case PROP_LOW_LATENCY: s.low_latency = g_value_get_boolean(value); break;
     default:
@@ -320,7 +322,10 @@ static void gst_ccm_video_enc_get_property(GObject* object, guint id, GValue* va
     case PROP_RATE_CONTROL: g_value_set_enum(value, s.rate_control); break;
     case PROP_QUANTIZER: g_value_set_uint(value, s.quantizer); break;
     case PROP_KEYFRAME_INTERVAL: g_value_set_uint(value, s.keyframe_interval); break;
-    case PROP_SPEED_PRESET: g_value_set_int(value, s.speed_preset); break;
+    case PROP_SPEED_PRESET:
+      if (G_VALUE_HOLDS_ENUM(value)) g_value_set_enum(value, s.speed_preset);
+      else g_value_set_int(value, s.speed_preset);
+      break;
     case PROP_THREADS: g_value_set_uint(value, s.threads); break;
     case PROP_LOW_LATENCY: g_value_set_boolean(value, s.low_latency); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
@@ -345,6 +350,13 @@ void gst_ccm_video_enc_class_install_speed_preset(GstCcmVideoEncClass* klass, gi
                                   g_param_spec_int("speed-preset", "Speed preset", blurb, min, max, def, kLive));
 }
 
+void gst_ccm_video_enc_class_install_speed_preset_enum(GstCcmVideoEncClass* klass, GType type, gint def,
+                                                       const gchar* blurb) {
+  route_properties_to_base(G_OBJECT_CLASS(klass));
+  g_object_class_install_property(G_OBJECT_CLASS(klass), PROP_SPEED_PRESET,
+                                  g_param_spec_enum("speed-preset", "Speed preset", blurb, type, def, kLive));
+}
+
 void gst_ccm_video_enc_class_install_quantizer(GstCcmVideoEncClass* klass, guint max, guint def) {
   gchar* blurb = g_strdup_printf("Quantizer for rate-control=cqp, in the codec's scale (0-%u)", max);
   // The blurb lives as long as the class (forever): a static string would need
@@ -367,7 +379,8 @@ static void gst_ccm_video_enc_init(GstCcmVideoEnc* self) {
   priv->settings.low_latency = TRUE;
   // speed_preset and quantizer: the subclass's defaults, read from its pspecs.
   if (GParamSpec* p = g_object_class_find_property(G_OBJECT_GET_CLASS(self), "speed-preset"))
-    priv->settings.speed_preset = G_PARAM_SPEC_INT(p)->default_value;
+    priv->settings.speed_preset =
+        G_IS_PARAM_SPEC_ENUM(p) ? G_PARAM_SPEC_ENUM(p)->default_value : G_PARAM_SPEC_INT(p)->default_value;
   if (GParamSpec* p = g_object_class_find_property(G_OBJECT_GET_CLASS(self), "quantizer"))
     priv->settings.quantizer = G_PARAM_SPEC_UINT(p)->default_value;
   priv->next_pts = GST_CLOCK_TIME_NONE;

@@ -97,6 +97,10 @@ void gst_ccm_video_enc_get_settings(GstCcmVideoEnc* enc, GstCcmEncSettings* out)
 // and defaults (call from class_init).
 void gst_ccm_video_enc_class_install_speed_preset(GstCcmVideoEncClass* klass, gint min, gint max, gint def,
                                                   const gchar* blurb);
+// The same with the library's named presets as an enum (values = its native
+// scale), as upstream elements have them: `speed-preset=ultrafast`.
+void gst_ccm_video_enc_class_install_speed_preset_enum(GstCcmVideoEncClass* klass, GType type, gint def,
+                                                       const gchar* blurb);
 // Installs `quantizer` (0..max, the codec's scale: 51 for H.265, 63 for AV1).
 void gst_ccm_video_enc_class_install_quantizer(GstCcmVideoEncClass* klass, guint max, guint def);
 

@@ -738,6 +738,19 @@ static void gst_ccm_x265_enc_finalize(GObject* object) {
 
 static void gst_ccm_x265_enc_init(GstCcmX265Enc* self) { self->session = nullptr; }
 
+// speed-preset as x265enc names it (nicks as upstream's); the values are
+// x265_preset_names' indices, which the property took as a number before.
+static GType speed_preset_get_type() {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {0, "ultrafast", "ultrafast"}, {1, "superfast", "superfast"}, {2, "veryfast", "veryfast"},
+      {3, "faster", "faster"},       {4, "fast", "fast"},           {5, "medium", "medium"},
+      {6, "slow", "slow"},           {7, "slower", "slower"},       {8, "veryslow", "veryslow"},
+      {9, "placebo", "placebo"},     {0, nullptr, nullptr}};
+  if (g_once_init_enter(&type)) g_once_init_leave(&type, g_enum_register_static("GstCcmX265SpeedPreset", values));
+  return type;
+}
+
 static void gst_ccm_x265_enc_class_init(GstCcmX265EncClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
   GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
@@ -751,11 +764,12 @@ static void gst_ccm_x265_enc_class_init(GstCcmX265EncClass* klass) {
   enc_class->reconfigure = gst_ccm_x265_enc_reconfigure;
   enc_class->delay_frames = gst_ccm_x265_enc_delay_frames;
 
-  gst_ccm_video_enc_class_install_speed_preset(
-      enc_class, 0, 9, kDefaultPreset,
-      "x265 preset: 0 ultrafast, 1 superfast, 2 veryfast, 3 faster, 4 fast, 5 medium, 6 slow, 7 slower, "
-      "8 veryslow, 9 placebo (a change while PLAYING reopens the encoder)");
+  gst_ccm_video_enc_class_install_speed_preset_enum(
+      enc_class, speed_preset_get_type(), kDefaultPreset,
+      "x265 preset, by name as x265enc's (numbers 0-9 = ultrafast..placebo still work); a change while "
+      "PLAYING reopens the encoder");
   gst_ccm_video_enc_class_install_quantizer(enc_class, kQpMax, 28);
+  gst_type_mark_as_plugin_api(speed_preset_get_type(), GstPluginAPIFlags(0));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);

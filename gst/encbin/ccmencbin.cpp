@@ -46,7 +46,7 @@
 #include "encbin/encoder_setup.h"
 #include "encbin/gpu_sessions.h"
 #include "encbin/probe.h"
-#include "encbin/registry_probe.h"
+#include "common/registry_probe.h"
 #include "hw/nvml.h"
 #include "memory/ccmdmabufpool.h"
 #include "ratecontrol/ccmratecontrol.h"
@@ -103,7 +103,7 @@ GType rate_control_get_type() {
       {(int)RateControl::Vbr, "Variable bitrate", "vbr"},
       {(int)RateControl::Cqp, "Constant quantizer (see quantizer)", "cqp"},
       {0, nullptr, nullptr}};
-  if (g_once_init_enter(&type)) g_once_init_leave(&type, g_enum_register_static("GstCcmRateControl", values));
+  if (g_once_init_enter(&type)) g_once_init_leave(&type, g_enum_register_static("GstCcmEncBinRateControl", values));
   return type;
 }
 
@@ -194,6 +194,7 @@ enum {
   PROP_STALL_TIMEOUT,
   PROP_RATE_CONTROLLER,
   PROP_RATE_MESSAGE_INTERVAL,
+  PROP_STATS_INTERVAL,
 };
 
 struct Settings {
@@ -290,12 +291,23 @@ struct Stats {
   // Encoders left behind because they never returned (test encodes included):
   // over the element's life, not reset per stream, since their threads stay.
   std::atomic<guint64> abandoned{0};
+  // The last second, for bitrate-kbps (stream time) and fps (wall-clock time),
+  // and the periodic ccm-stats message (stats-interval).
+  std::atomic<guint> interval_ms{1000};
+  std::mutex window_lock;
+  std::deque<std::pair<GstClockTime, guint64>> window;  // end pts and bytes of each output
+  std::deque<gint64> window_wall_us;                    // when each output left
+  gint64 last_post_us = -1;
   void reset() {
     frames_in = frames_out = bytes_out = key_frames = 0;
     first_in_wall_us = last_out_wall_us = -1;
     first_out_pts = last_out_end = GST_CLOCK_TIME_NONE;
     switches = failovers = frames_reencoded = 0;
     last_switch_ms = start_ms = -1;
+    std::lock_guard lk(window_lock);
+    window.clear();
+    window_wall_us.clear();
+    last_post_us = -1;
   }
 };
 
@@ -358,6 +370,11 @@ struct _GstCcmEncBin {
     GstClockTime frame_duration = GST_CLOCK_TIME_NONE;
     gint64 frame_pixels = 0;  // of the input, for the stall bound
     GstClockTime next_pts = GST_CLOCK_TIME_NONE;
+
+    // Presets (see "presets" below): the properties the application set itself,
+    // which a preset leaves alone, and whether a preset is being loaded.
+    std::set<guint> user_set;
+    bool loading_preset = false;
   }* priv;
 };
 
@@ -375,6 +392,7 @@ struct Session {
   std::thread pusher;
   std::optional<ccm::gst::GpuSessions::Lease> lease;
   std::string setup_report;   // settings line for messages
+  std::vector<std::string> not_set;  // settings the encoder could not take, one line each
 
   // Guarded by the bin's lock.
   bool building = true;       // ccm_enc_bin_make_session is still setting it up (its pusher not started)
@@ -424,8 +442,10 @@ G_DEFINE_TYPE_WITH_CODE(GstCcmEncBin, gst_ccm_enc_bin, GST_TYPE_BIN,
                         GST_DEBUG_CATEGORY_INIT(ccm_enc_bin_debug, "ccmencbin", 0,
                                                 "ccm encoder selection bin"))
 
+// CUDA memory is taken where nvcodec's cudadownload exists (the CAPS query
+// offers it only there, ccm_enc_bin_sink_caps); the template says it can be.
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
-    "sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw"));
+    "sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw; video/x-raw(memory:CUDAMemory)"));
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS,
@@ -876,6 +896,22 @@ void post_selected(Self* self, const Session& sess, const std::vector<std::strin
       "rate-controller", G_TYPE_STRING, chain.rate_kept_by.c_str(), nullptr);
   GValue passed = string_array(passed_over);
   gst_structure_take_value(s, "passed-over", &passed);
+  GValue not_set = string_array(sess.not_set);
+  gst_structure_take_value(s, "not-set", &not_set);
+  // The same for programs: one structure per candidate, its factory and reason apart.
+  GValue details = G_VALUE_INIT;
+  gst_value_array_init(&details, passed_over.size());
+  for (const auto& line : passed_over) {
+    const size_t colon = line.find(": ");
+    const std::string factory = line.substr(0, colon);
+    const std::string why = colon == std::string::npos ? "" : line.substr(colon + 2);
+    GValue v = G_VALUE_INIT;
+    g_value_init(&v, GST_TYPE_STRUCTURE);
+    g_value_take_boxed(&v, gst_structure_new("passed-over", "factory", G_TYPE_STRING, factory.c_str(), "reason",
+                                             G_TYPE_STRING, why.c_str(), nullptr));
+    gst_value_array_append_and_take_value(&details, &v);
+  }
+  gst_structure_take_value(s, "passed-over-details", &details);
   GST_INFO_OBJECT(self, "selected %s (%s): %s", chain.factory.c_str(), device.c_str(), reason.c_str());
   post_message(self, s);
 }
@@ -887,7 +923,7 @@ void post_switched(Self* self, const Chain& from, const Chain& to, const std::st
       to.factory.c_str(), "from-codec", G_TYPE_STRING, ccm::catalog::to_string(from.codec), "codec", G_TYPE_STRING,
       ccm::catalog::to_string(to.codec), "hardware", G_TYPE_BOOLEAN, to.hardware, "device", G_TYPE_STRING,
       gpu_description(to.gpu).c_str(), "gpu", G_TYPE_INT, to.gpu, "reason", G_TYPE_STRING, reason.c_str(),
-      "frames-reencoded", G_TYPE_UINT, frames, "requested", G_TYPE_BOOLEAN, requested, "standby", G_TYPE_BOOLEAN,
+      "frames-reencoded", G_TYPE_UINT64, (guint64)frames, "requested", G_TYPE_BOOLEAN, requested, "standby", G_TYPE_BOOLEAN,
       standby, nullptr);
   GST_INFO_OBJECT(self, "switched %s -> %s (%s), %u frame(s) re-encoded", from.factory.c_str(), to.factory.c_str(),
                   reason.c_str(), frames);
@@ -1190,9 +1226,7 @@ static bool av1parse_breaks_on(Codec codec, const GstVideoInfo& info) {
 }
 
 static GstEvent* bandwidth_estimate_event(double bps) {
-  return gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
-                              gst_structure_new(GST_CCM_BANDWIDTH_ESTIMATE_EVENT, "bitrate", G_TYPE_UINT64,
-                                                (guint64)bps, nullptr));
+  return gst_ccm_bandwidth_estimate_new(GST_EVENT_CUSTOM_UPSTREAM, bps);
 }
 
 static void ccm_enc_bin_follow_estimate(Self* self, double bps, const Session* skip);
@@ -1272,8 +1306,9 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   if (wants_rate_controller(self, c, s) && (c.rate_controller = make("ccmratecontrol"))) {
     // The bin answers allocation queries itself (with the GPU in mind).
     c.rate_kept_by = "ccmratecontrol";
-    g_object_set(c.rate_controller, "target-bitrate", s.bitrate, "dmabuf-pool", FALSE, "message-interval",
-                 s.rate_message_interval, nullptr);
+    // Clamped: ccmratecontrol takes up to 10 Gbit/s, our bitrate any guint.
+    ccm::gst::set_property_from_string(c.rate_controller, "target-bitrate", std::to_string(s.bitrate));
+    g_object_set(c.rate_controller, "dmabuf-pool", FALSE, "message-interval", s.rate_message_interval, nullptr);
     // At 4K and above every other row tells the same story for half the bytes
     // (docs/ratecontrol.md, "Analysis cost").
     if ((gint64)GST_VIDEO_INFO_WIDTH(&vinfo) * GST_VIDEO_INFO_HEIGHT(&vinfo) >= 3840 * 2160)
@@ -1298,6 +1333,7 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   }
   sess->setup_report = join(report.applied, ", ");
   if (!report.skipped.empty()) sess->setup_report += "; not set: " + join(report.skipped, "; ");
+  sess->not_set = report.skipped;
 
   gchar* name = g_strdup_printf("feed%d", sess->id);
   sess->feed = GST_PAD(gst_object_ref_sink(gst_pad_new(name, GST_PAD_SRC)));
@@ -2038,17 +2074,37 @@ static GstFlowReturn ccm_enc_bin_sync_sticky(Self* self, Session* s) {
   return GST_FLOW_OK;
 }
 
+static GstStructure* ccm_enc_bin_stats(Self* self);
+
 static void ccm_enc_bin_count_output(Self* self, GstBuffer* b) {
   auto& st = self->priv->stats;
+  const gint64 now = now_us();
   st.frames_out++;
   st.bytes_out += gst_buffer_get_size(b);
   if (!GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT)) st.key_frames++;
-  st.last_out_wall_us = now_us();
-  if (GST_BUFFER_PTS_IS_VALID(b)) {
-    if (st.first_out_pts.load() == GST_CLOCK_TIME_NONE) st.first_out_pts = GST_BUFFER_PTS(b);
-    const GstClockTime end = GST_BUFFER_PTS(b) + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
-    if (st.last_out_end.load() == GST_CLOCK_TIME_NONE || end > st.last_out_end) st.last_out_end = end;
+  st.last_out_wall_us = now;
+  bool post = false;
+  {
+    std::lock_guard lk(st.window_lock);
+    if (GST_BUFFER_PTS_IS_VALID(b)) {
+      if (st.first_out_pts.load() == GST_CLOCK_TIME_NONE) st.first_out_pts = GST_BUFFER_PTS(b);
+      const GstClockTime end = GST_BUFFER_PTS(b) + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
+      if (st.last_out_end.load() == GST_CLOCK_TIME_NONE || end > st.last_out_end) st.last_out_end = end;
+      st.window.emplace_back(end, gst_buffer_get_size(b));
+      while (!st.window.empty() && st.window.front().first + GST_SECOND <= st.last_out_end) st.window.pop_front();
+    }
+    st.window_wall_us.push_back(now);
+    while (st.window_wall_us.front() + 1000000 <= now) st.window_wall_us.pop_front();
+    // One ccm-stats message every stats-interval of wall-clock time, the first
+    // one interval after the first output.
+    const guint interval = st.interval_ms;
+    if (st.last_post_us < 0) st.last_post_us = now;
+    if (interval > 0 && now - st.last_post_us >= gint64(interval) * 1000) {
+      st.last_post_us = now;
+      post = true;
+    }
   }
+  if (post) post_message(self, ccm_enc_bin_stats(self));
 }
 
 static GstFlowReturn ccm_enc_bin_collect_chain(GstPad* pad, GstObject*, GstBuffer* buffer) {
@@ -2661,18 +2717,30 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
     }
   }
   const guint64 out = st.frames_out, bytes = st.bytes_out;
-  double fps = 0, kbps = 0;
+  double mean_fps = 0, mean_kbps = 0, fps = 0, kbps = 0;
   const gint64 t0 = st.first_in_wall_us, t1 = st.last_out_wall_us;
-  if (t0 >= 0 && t1 > t0 && out > 1) fps = (double)out * 1e6 / (double)(t1 - t0);
+  if (t0 >= 0 && t1 > t0 && out > 1) mean_fps = (double)out * 1e6 / (double)(t1 - t0);
   const guint64 p0 = st.first_out_pts, p1 = st.last_out_end;
   if (p0 != GST_CLOCK_TIME_NONE && p1 != GST_CLOCK_TIME_NONE && p1 > p0)
-    kbps = (double)bytes * 8.0 / ((double)(p1 - p0) / GST_SECOND) / 1000.0;
+    mean_kbps = (double)bytes * 8.0 / ((double)(p1 - p0) / GST_SECOND) / 1000.0;
+  {
+    // The last second, as ccmratecontrol reports it: bits over the last second
+    // of stream time (or the stream so far), frames over the last wall second.
+    std::lock_guard lk(st.window_lock);
+    guint64 window_bytes = 0;
+    for (const auto& [end, size] : st.window) window_bytes += size;
+    if (p0 != GST_CLOCK_TIME_NONE && p1 != GST_CLOCK_TIME_NONE && p1 > p0)
+      kbps = (double)window_bytes * 8.0 / ((double)std::min<guint64>(p1 - p0, GST_SECOND) / GST_SECOND) / 1000.0;
+    if (!st.window_wall_us.empty() && t0 >= 0 && t1 > t0)
+      fps = (double)st.window_wall_us.size() / std::min(1.0, (double)(t1 - t0) / 1e6);
+  }
   return gst_structure_new(
       "ccm-stats", "encoder", G_TYPE_STRING, factory.c_str(), "codec", G_TYPE_STRING, codec.c_str(),
       "rate-controller", G_TYPE_STRING, rate_kept_by.c_str(), "hardware",
       G_TYPE_BOOLEAN, hardware, "frames-in", G_TYPE_UINT64, (guint64)st.frames_in, "frames-out", G_TYPE_UINT64, out,
       "key-frames", G_TYPE_UINT64, (guint64)st.key_frames, "bytes-out", G_TYPE_UINT64, bytes, "bitrate-kbps",
-      G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
+      G_TYPE_DOUBLE, kbps, "fps", G_TYPE_DOUBLE, fps, "mean-bitrate-kbps", G_TYPE_DOUBLE, mean_kbps, "mean-fps",
+      G_TYPE_DOUBLE, mean_fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
       G_TYPE_UINT64, (guint64)st.failovers, "frames-reencoded", G_TYPE_UINT64, (guint64)st.frames_reencoded,
       "last-switch-ms", G_TYPE_DOUBLE, st.last_switch_ms.load(), "start-ms", G_TYPE_DOUBLE, st.start_ms.load(),
       "at-min-qp", G_TYPE_BOOLEAN, at_min_qp, "encoders-abandoned", G_TYPE_UINT64, (guint64)st.abandoned, nullptr);
@@ -2688,7 +2756,7 @@ static void ccm_enc_bin_apply_live_bitrate(Self* self, guint kbps) {
   }
   for (const auto& s : sessions) {
     if (s->chain.rate_controller) {  // it owns the encoder's rate
-      g_object_set(s->chain.rate_controller, "target-bitrate", kbps, nullptr);
+      ccm::gst::set_property_from_string(s->chain.rate_controller, "target-bitrate", std::to_string(kbps));
       continue;
     }
     std::string applied;
@@ -2705,9 +2773,10 @@ static void ccm_enc_bin_apply_live_bitrate(Self* self, guint kbps) {
 // but `skip` (the one the event itself flows through), and, where a session has
 // none, made the encoder's bitrate until the next estimate or `bitrate` change.
 static void ccm_enc_bin_follow_estimate(Self* self, double bps, const Session* skip) {
-  if (!(bps >= 1000 && bps <= 4e12)) {
+  if (!gst_ccm_bandwidth_estimate_valid(bps)) {
     GST_ELEMENT_WARNING(self, STREAM, FAILED, ("ignoring a " GST_CCM_BANDWIDTH_ESTIMATE_EVENT " event"),
-                        ("bitrate must be a number of bit/s, at least 1000 (got %.0f); the target stays", bps));
+                        ("bitrate must be a number of bit/s between %.0f and %.0f (got %.0f); the target stays",
+                         GST_CCM_BANDWIDTH_ESTIMATE_MIN_BPS, GST_CCM_BANDWIDTH_ESTIMATE_MAX_BPS, bps));
     return;
   }
   std::vector<std::shared_ptr<Session>> sessions;
@@ -2733,6 +2802,9 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
   auto* p = self->priv;
   auto& s = p->settings;
   std::unique_lock lock(p->lock);
+  // A preset never overrides what the application set, whatever the order.
+  if (p->loading_preset && p->user_set.count(id)) return;
+  if (!p->loading_preset) p->user_set.insert(id);
   // Settings that choose the encoder: while streaming, a switch at the next frame.
   auto request_switch = [&](const char* what) {
     if (!p->current) return;
@@ -2775,13 +2847,7 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
           lock.lock();
         }
       }
-      if (kbps == 0 && p->current) {
-        lock.unlock();
-        GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("bitrate=0 kbit/s ignored"),
-                            ("the encoder keeps %u kbit/s; set at least 1", s.bitrate));
-        return;
-      }
-      s.bitrate = kbps;
+      s.bitrate = kbps;  // at least 1: GObject refuses 0 (the pspec's range)
       p->bandwidth_estimate_bps = 0;  // the application's word replaces the network's
       lock.unlock();
       ccm_enc_bin_apply_live_bitrate(self, kbps);
@@ -2813,6 +2879,7 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
     case PROP_STALL_TIMEOUT: s.stall_timeout_ms = g_value_get_uint(value); break;
     case PROP_RATE_CONTROLLER: s.rate_controller = (RateController)g_value_get_enum(value); break;
     case PROP_RATE_MESSAGE_INTERVAL: s.rate_message_interval = g_value_get_uint(value); break;
+    case PROP_STATS_INTERVAL: p->stats.interval_ms = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
 }
@@ -2845,6 +2912,7 @@ static void gst_ccm_enc_bin_get_property(GObject* object, guint id, GValue* valu
     case PROP_STALL_TIMEOUT: g_value_set_uint(value, s.stall_timeout_ms); break;
     case PROP_RATE_CONTROLLER: g_value_set_enum(value, (int)s.rate_controller); break;
     case PROP_RATE_MESSAGE_INTERVAL: g_value_set_uint(value, s.rate_message_interval); break;
+    case PROP_STATS_INTERVAL: g_value_set_uint(value, self->priv->stats.interval_ms); break;
     case PROP_ENCODER:
       g_value_set_string(value, self->priv->current ? self->priv->current->chain.factory.c_str() : nullptr);
       break;
@@ -2932,7 +3000,7 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                         codec_choice_get_type(), (int)CodecChoice::Auto, live));
   g_object_class_install_property(gobject_class, PROP_BITRATE,
       g_param_spec_uint("bitrate", "Bitrate", "Target bitrate in kbit/s (applies live while PLAYING)",
-                        0, G_MAXUINT, kDefaultBitrate, live));
+                        1, G_MAXUINT, kDefaultBitrate, live));
   g_object_class_install_property(gobject_class, PROP_RATE_CONTROL,
       g_param_spec_enum("rate-control", "Rate control", "Rate-control mode", rate_control_get_type(),
                         (int)RateControl::Cbr, rw));
@@ -3002,14 +3070,20 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
   g_object_class_install_property(gobject_class, PROP_ENCODER,
       g_param_spec_string("encoder", "Encoder", "Factory name of the encoder element in use (NULL before caps)",
                           nullptr, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+  g_object_class_install_property(gobject_class, PROP_STATS_INTERVAL,
+      g_param_spec_uint("stats-interval", "Stats interval",
+                        "Post the stats as a ccm-stats element message every N ms of wall-clock time while "
+                        "frames come out, whatever the encoder and rate controller (ms; 0 = never)",
+                        0, G_MAXUINT, 1000, live));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
-                         "ccm-stats: encoder, codec, hardware, frames-in, frames-out, key-frames, bytes-out, "
-                         "bitrate-kbps (kbit/s over stream time), fps (output frames per wall-clock second), "
-                         "switches, failovers, frames-reencoded, last-switch-ms, start-ms, at-min-qp (the "
-                         "built-in rate controller's last frame was at the lowest QP allowed: the bitrate may "
-                         "not be reachable), encoders-abandoned (encoders that never returned from a call and "
-                         "were left behind, over the element's life)",
+                         "ccm-stats: encoder, codec, rate-controller, hardware, frames-in, frames-out, key-frames, "
+                         "bytes-out, bitrate-kbps (kbit/s over the last second of stream time), fps (output "
+                         "frames over the last wall-clock second), mean-bitrate-kbps and mean-fps (the same "
+                         "over the whole stream), switches, failovers, frames-reencoded, last-switch-ms, "
+                         "start-ms, at-min-qp (the built-in rate controller's last frame was at the lowest QP "
+                         "allowed: the bitrate may not be reachable), encoders-abandoned (encoders that never "
+                         "returned from a call and were left behind, over the element's life); see docs/ccmencbin.md",
                          GST_TYPE_STRUCTURE, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);
@@ -3033,6 +3107,11 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
 // presets where GStreamer does not look, so the names and values there are added
 // to GStreamer's own: CCM_PRESETS_DIR (the environment variable, else the install
 // folder compiled in). User-saved presets of the same name win.
+//
+// A preset sets only what the application has not set itself: gst-launch's
+// `@preset=` is loaded after every property on the line, whatever the order,
+// and `codec=h264 @preset=screen-share` must keep H.264. set_property records
+// each property the application sets and, while a preset loads, skips those.
 
 namespace {
 
@@ -3069,7 +3148,7 @@ gchar** ccm_enc_bin_get_preset_names(GstPreset* preset) {
   return g_strv_builder_end(all);
 }
 
-gboolean ccm_enc_bin_load_preset(GstPreset* preset, const gchar* name) {
+gboolean load_preset_values(GstPreset* preset, const gchar* name) {
   if (preset_defaults.load_preset(preset, name)) return TRUE;
   GKeyFile* file = installed_presets();
   if (!file) return FALSE;
@@ -3086,6 +3165,18 @@ gboolean ccm_enc_bin_load_preset(GstPreset* preset, const gchar* name) {
     g_strfreev(keys);
   }
   g_key_file_unref(file);
+  return found;
+}
+
+gboolean ccm_enc_bin_load_preset(GstPreset* preset, const gchar* name) {
+  auto* p = GST_CCM_ENC_BIN(preset)->priv;
+  {
+    std::lock_guard lock(p->lock);
+    p->loading_preset = true;
+  }
+  const gboolean found = load_preset_values(preset, name);
+  std::lock_guard lock(p->lock);
+  p->loading_preset = false;
   return found;
 }
 

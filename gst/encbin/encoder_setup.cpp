@@ -17,74 +17,7 @@ namespace {
 using catalog::EncoderEntry;
 using catalog::RateControl;
 
-GParamSpec* find_writable(GstElement* element, std::string_view property) {
-  std::string name(property);
-  GParamSpec* pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), name.c_str());
-  if (!pspec || !(pspec->flags & G_PARAM_WRITABLE) || (pspec->flags & G_PARAM_CONSTRUCT_ONLY))
-    return nullptr;
-  return pspec;
-}
-
-// Clamps a number into the property's range, so 2^32-1 kbit/s gives the element's
-// maximum instead of a GLib critical and an unchanged property.
-template <typename Spec, typename T>
-T clamp_to(GParamSpec* pspec, T v) {
-  auto* s = reinterpret_cast<Spec*>(pspec);
-  return std::clamp<T>(v, s->minimum, s->maximum);
-}
-
-bool set_number(GstElement* element, GParamSpec* pspec, double number) {
-  GValue v = G_VALUE_INIT;
-  g_value_init(&v, pspec->value_type);
-  switch (G_TYPE_FUNDAMENTAL(pspec->value_type)) {
-    case G_TYPE_INT:
-      g_value_set_int(&v, clamp_to<GParamSpecInt, gint>(pspec, (gint)std::clamp(number, -2147483648.0, 2147483647.0)));
-      break;
-    case G_TYPE_UINT:
-      g_value_set_uint(&v, clamp_to<GParamSpecUInt, guint>(pspec, (guint)std::clamp(number, 0.0, 4294967295.0)));
-      break;
-    case G_TYPE_INT64:
-      g_value_set_int64(&v, clamp_to<GParamSpecInt64, gint64>(pspec, (gint64)number));
-      break;
-    case G_TYPE_UINT64:
-      g_value_set_uint64(&v, clamp_to<GParamSpecUInt64, guint64>(pspec, (guint64)std::max(0.0, number)));
-      break;
-    case G_TYPE_LONG:
-      g_value_set_long(&v, clamp_to<GParamSpecLong, glong>(pspec, (glong)number));
-      break;
-    case G_TYPE_ULONG:
-      g_value_set_ulong(&v, clamp_to<GParamSpecULong, gulong>(pspec, (gulong)std::max(0.0, number)));
-      break;
-    case G_TYPE_DOUBLE:
-      g_value_set_double(&v, clamp_to<GParamSpecDouble, gdouble>(pspec, number));
-      break;
-    case G_TYPE_FLOAT:
-      g_value_set_float(&v, clamp_to<GParamSpecFloat, gfloat>(pspec, (gfloat)number));
-      break;
-    default:
-      g_value_unset(&v);
-      return false;
-  }
-  g_object_set_property(G_OBJECT(element), pspec->name, &v);
-  g_value_unset(&v);
-  return true;
-}
-
-// Guesses the unit of an unknown element's bitrate property from its blurb:
-// "kbit/s", "kbps", "Kbps" mean kilobits; any other mention of bits means bit/s.
-guint units_per_kbps_from_blurb(GParamSpec* pspec) {
-  std::string blurb = g_param_spec_get_blurb(pspec) ? g_param_spec_get_blurb(pspec) : "";
-  std::transform(blurb.begin(), blurb.end(), blurb.begin(), ::tolower);
-  if (blurb.find("kbit") != std::string::npos || blurb.find("kbps") != std::string::npos ||
-      blurb.find("kb/s") != std::string::npos)
-    return 1;
-  if (blurb.find("bit") != std::string::npos || blurb.find("bps") != std::string::npos)
-    return 1000;
-  return 1;
-}
-
 // Property names that elements outside the catalogue commonly use.
-constexpr std::string_view kGenericBitrate[] = {"bitrate", "target-bitrate"};
 constexpr std::string_view kGenericKeyframe[] = {"key-int-max", "keyframe-max-dist", "gop-size",
                                                  "keyframe-interval", "max-keyframe-interval"};
 constexpr std::string_view kGenericQp[] = {"quantizer", "qp"};
@@ -128,60 +61,8 @@ class Setter {
 
 }  // namespace
 
-bool set_property_from_string(GstElement* element, std::string_view property,
-                              std::string_view value, std::string* why) {
-  GParamSpec* pspec = find_writable(element, property);
-  if (!pspec) {
-    if (why) *why = std::string(GST_OBJECT_NAME(element)) + " has no writable property '" + std::string(property) + "'";
-    return false;
-  }
-  std::string text(value);
-  switch (G_TYPE_FUNDAMENTAL(pspec->value_type)) {
-    case G_TYPE_INT: case G_TYPE_UINT: case G_TYPE_INT64: case G_TYPE_UINT64:
-    case G_TYPE_LONG: case G_TYPE_ULONG: case G_TYPE_DOUBLE: case G_TYPE_FLOAT: {
-      char* end = nullptr;
-      double number = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end != '\0' || !std::isfinite(number)) {
-        if (why) *why = "'" + text + "' is not a number";
-        return false;
-      }
-      return set_number(element, pspec, number);
-    }
-    default: {
-      GValue v = G_VALUE_INIT;
-      g_value_init(&v, pspec->value_type);
-      if (!gst_value_deserialize(&v, text.c_str())) {
-        g_value_unset(&v);
-        if (why) *why = "'" + text + "' is not a valid value for " + g_type_name(pspec->value_type);
-        return false;
-      }
-      g_object_set_property(G_OBJECT(element), pspec->name, &v);
-      g_value_unset(&v);
-      return true;
-    }
-  }
-}
-
 bool apply_bitrate(GstElement* encoder, const EncoderEntry* entry, guint kbps, std::string* applied) {
-  std::string_view property;
-  guint units = 1;
-  if (entry) {
-    property = entry->bitrate_property;
-    units = entry->bitrate_units_per_kbps;
-  } else {
-    for (auto n : kGenericBitrate)
-      if (GParamSpec* p = find_writable(encoder, n)) {
-        property = n;
-        units = units_per_kbps_from_blurb(p);
-        break;
-      }
-  }
-  if (property.empty()) return false;
-  const unsigned long long value = static_cast<unsigned long long>(kbps) * units;
-  if (!set_property_from_string(encoder, property, std::to_string(value))) return false;
-  if (applied)
-    *applied = std::string(property) + "=" + std::to_string(value) + (units == 1 ? " (kbit/s)" : " (bit/s)");
-  return true;
+  return set_bitrate(encoder, find_bitrate_property(encoder, entry), kbps, applied);
 }
 
 SetupReport configure_encoder(GstElement* encoder, const EncoderEntry* entry,

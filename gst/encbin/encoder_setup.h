@@ -4,6 +4,7 @@
 #pragma once
 
 #include "catalog/catalog.h"
+#include "common/encoder_properties.h"
 
 #include <gst/gst.h>
 
@@ -35,14 +36,9 @@ struct SetupReport {
 SetupReport configure_encoder(GstElement* encoder, const catalog::EncoderEntry* entry,
                               const EncodeSettings& settings);
 
-// Sets only the bitrate (used for live changes). Returns false when the element
-// has no bitrate property we know of.
+// Sets only the bitrate (used for live changes; common/encoder_properties.h
+// holds the rule). Returns false when the element has no bitrate property we know of.
 bool apply_bitrate(GstElement* encoder, const catalog::EncoderEntry* entry, guint kbps,
                    std::string* applied = nullptr);
-
-// Sets `property` from its textual value with range clamping for numbers;
-// false (and the reason in *why) when the property is missing or the value is refused.
-bool set_property_from_string(GstElement* element, std::string_view property,
-                              std::string_view value, std::string* why = nullptr);
 
 }  // namespace ccm::gst

@@ -1,6 +1,6 @@
 #include "memory/ccmdmabufpool.h"
 
-#include "encbin/registry_probe.h"
+#include "common/registry_probe.h"
 #include "memory/ccmdmabufallocator.h"
 #include "memory/video_layout.h"
 

@@ -85,6 +85,7 @@ enum {
   PROP_ANALYSIS_THREADS,
   PROP_DMABUF_POOL,
   PROP_STATS,
+  PROP_QOS,
 };
 
 struct Settings {
@@ -101,6 +102,7 @@ struct Settings {
   guint row_step = 1;
   guint threads = 1;
   bool dmabuf_pool = true;
+  bool qos = true;  // react to QoS events from downstream (never by dropping frames)
 };
 
 // What we remember of a frame between its analysis and its encoded size.
@@ -177,7 +179,13 @@ struct _GstCcmRateController {
   Private* priv;
 };
 
-G_DEFINE_TYPE_WITH_CODE(GstCcmRateController, gst_ccm_rate_controller, GST_TYPE_BASE_TRANSFORM,
+// The GType is named after the element, GstCcmRateControl, so that instances
+// (ccmencbin's rate-control enum is GstCcmEncBinRateControl)
+// are named ccmratecontrol0, ccmratecontrol1... as gst-launch users expect.
+typedef GstCcmRateController GstCcmRateControl;
+typedef GstCcmRateControllerClass GstCcmRateControlClass;
+
+G_DEFINE_TYPE_WITH_CODE(GstCcmRateControl, gst_ccm_rate_controller, GST_TYPE_BASE_TRANSFORM,
                         GST_DEBUG_CATEGORY_INIT(ccm_rate_control_debug, "ccmratecontrol", 0,
                                                 "gst-ccm rate control"))
 
@@ -600,30 +608,15 @@ static gboolean gst_ccm_rate_controller_set_caps(GstBaseTransform* trans, GstCap
   return TRUE;
 }
 
-gboolean gst_ccm_bandwidth_estimate_parse(GstEvent* event, gdouble* bps) {
-  const GstStructure* s = event ? gst_event_get_structure(event) : nullptr;
-  if (!s || !gst_structure_has_name(s, GST_CCM_BANDWIDTH_ESTIMATE_EVENT)) return FALSE;
-  const GValue* v = gst_structure_get_value(s, "bitrate");
-  double value = -1;
-  if (v) {
-    if (G_VALUE_HOLDS_INT(v)) value = g_value_get_int(v);
-    else if (G_VALUE_HOLDS_UINT(v)) value = g_value_get_uint(v);
-    else if (G_VALUE_HOLDS_INT64(v)) value = static_cast<double>(g_value_get_int64(v));
-    else if (G_VALUE_HOLDS_UINT64(v)) value = static_cast<double>(g_value_get_uint64(v));
-    else if (G_VALUE_HOLDS_DOUBLE(v)) value = g_value_get_double(v);
-  }
-  if (bps) *bps = value;
-  return TRUE;
-}
-
 // A bandwidth estimate event: the new target from the next frame.
 static void handle_bandwidth_estimate(GstCcmRateController* self, GstEvent* event) {
   double bps = -1;
   if (!gst_ccm_bandwidth_estimate_parse(event, &bps)) return;
-  if (!(bps >= 1000) || bps > kbps_to_bps(kAbsurdKbps)) {
+  if (!gst_ccm_bandwidth_estimate_valid(bps)) {
     GST_ELEMENT_WARNING(self, STREAM, FAILED, ("ignoring a " GST_CCM_BANDWIDTH_ESTIMATE_EVENT " event"),
-                        ("bitrate must be a number of bit/s between 1000 and %u000 (got %s); the target stays",
-                         kAbsurdKbps, bps < 0 ? "no usable bitrate field" : "a value out of range"));
+                        ("bitrate must be a number of bit/s between %.0f and %.0f (got %s); the target stays",
+                         GST_CCM_BANDWIDTH_ESTIMATE_MIN_BPS, GST_CCM_BANDWIDTH_ESTIMATE_MAX_BPS,
+                         bps < 0 ? "no usable bitrate field" : "a value out of range"));
     return;
   }
   Private* p = self->priv;
@@ -672,6 +665,7 @@ static gboolean gst_ccm_rate_controller_src_event(GstBaseTransform* trans, GstEv
       GstClockTime timestamp;
       gst_event_parse_qos(event, &type, &proportion, &diff, &timestamp);
       std::lock_guard<std::mutex> guard(p->lock);
+      if (!p->settings.qos) break;
       const GstClockTimeDiff budget = static_cast<GstClockTimeDiff>(p->settings.latency_ms) * GST_MSECOND;
       if (diff > budget) {
         // Late beyond the budget: 5% less rate for every such frame, and after a
@@ -793,17 +787,7 @@ static void gst_ccm_rate_controller_set_property(GObject* object, guint id, cons
   Settings& s = p->settings;
   switch (id) {
     case PROP_TARGET_BITRATE: {
-      const guint v = g_value_get_uint(value);
-      if (v == 0 || v > kAbsurdKbps) {
-        const guint keep = s.target_kbps;
-        guard.unlock();
-        GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-                            ("target-bitrate=%u kbit/s %s: keeping %u kbit/s", v,
-                             v == 0 ? "cannot be encoded" : "is beyond any encoder", keep),
-                            ("set target-bitrate between 1 and %u kbit/s", kAbsurdKbps));
-        return;
-      }
-      s.target_kbps = v;
+      s.target_kbps = g_value_get_uint(value);  // 1..kAbsurdKbps: GObject refuses the rest (the pspec's range)
       p->estimate_bps = 0;  // the user's word replaces the last estimate
       break;
     }
@@ -819,6 +803,7 @@ static void gst_ccm_rate_controller_set_property(GObject* object, guint id, cons
     case PROP_ANALYSIS_ROW_STEP: s.row_step = g_value_get_uint(value); break;
     case PROP_ANALYSIS_THREADS: s.threads = g_value_get_uint(value); break;
     case PROP_DMABUF_POOL: s.dmabuf_pool = g_value_get_boolean(value); break;
+    case PROP_QOS: s.qos = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); return;
   }
   if (s.min_kbps > 0 && s.max_kbps > 0 && s.min_kbps > s.max_kbps) {
@@ -856,6 +841,7 @@ static void gst_ccm_rate_controller_get_property(GObject* object, guint id, GVal
     case PROP_ANALYSIS_ROW_STEP: g_value_set_uint(value, s.row_step); break;
     case PROP_ANALYSIS_THREADS: g_value_set_uint(value, s.threads); break;
     case PROP_DMABUF_POOL: g_value_set_boolean(value, s.dmabuf_pool); break;
+    case PROP_QOS: g_value_set_boolean(value, s.qos); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec); break;
   }
 }
@@ -880,9 +866,9 @@ static void gst_ccm_rate_controller_class_init(GstCcmRateControllerClass* klass)
   g_object_class_install_property(
       gobject_class, PROP_TARGET_BITRATE,
       g_param_spec_uint("target-bitrate", "Target bitrate",
-                        "Target rate in kbit/s (0 or more than 10 Gbit/s is refused with a warning); a "
-                        "ccm-bandwidth-estimate event replaces it until the next change",
-                        0, G_MAXUINT, kDefaultTargetKbps, live));
+                        "Target rate in kbit/s (up to 10 Gbit/s); a ccm-bandwidth-estimate event replaces it "
+                        "until the next change",
+                        1, kAbsurdKbps, kDefaultTargetKbps, live));
   g_object_class_install_property(
       gobject_class, PROP_MIN_BITRATE,
       g_param_spec_uint("min-bitrate", "Minimum bitrate",
@@ -944,6 +930,16 @@ static void gst_ccm_rate_controller_class_init(GstCcmRateControllerClass* klass)
                            "Offer upstream a pool of 256-byte aligned DMABuf/memfd frames (ccmdmabufpool) when the "
                            "encoder downstream has no pool of its own",
                            TRUE, static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS)));
+  // GstBaseTransform's own "qos" (drop late frames, off) would tell a lie: we
+  // always read QoS events, to cut the rate and speed the encoder up, and never
+  // drop a frame for them. This one says so, and turns it off.
+  g_object_class_install_property(
+      gobject_class, PROP_QOS,
+      g_param_spec_boolean("qos", "QoS",
+                           "React to QoS events from downstream: frames later than latency-budget cut the rate "
+                           "(5% each, down to 20%) and speed the encoder up; no frame is ever dropped",
+                           TRUE, static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                                          GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property(
       gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",

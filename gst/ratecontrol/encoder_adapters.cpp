@@ -37,11 +37,12 @@ std::optional<int> get_int_property(GstElement* e, const char* name) {
   return out;
 }
 
-SpeedKnob speed_knob_for(std::string_view factory) {
-  if (factory == "ccmx265enc") return {"speed-preset", -1, 0};
-  if (factory == "ccmsvtav1enc") return {"speed-preset", +1, 13};
-  if (factory == "vp9enc" || factory == "vp8enc") return {"cpu-used", +1, 9};
-  if (factory == "av1enc") return {"cpu-used", +1, 10};
+// How the catalogue says each encoder is steered and sped up (EncoderEntry's
+// steering and speed); vp8enc is outside it (ccmencbin makes no VP8) and gets
+// libvpx's rules here, as vp9enc has them there.
+SpeedKnob speed_knob_for(const catalog::EncoderEntry* entry, std::string_view factory) {
+  if (entry) return entry->speed;
+  if (factory == "vp8enc") return {"cpu-used", +1, 9};
   return {};
 }
 
@@ -65,21 +66,6 @@ std::optional<catalog::Codec> codec_from_templates(GstElement* e) {
   return std::nullopt;
 }
 
-// Unit of an unknown element's bitrate property, read from its description as
-// ccmencbin does: "bit/s" or "bits per second" without "kbit" means bit/s.
-uint32_t bitrate_units_from_blurb(GstElement* e, const char* name) {
-  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), name);
-  const char* blurb = spec ? g_param_spec_get_blurb(spec) : nullptr;
-  if (!blurb) return 1;
-  std::string b(blurb);
-  std::transform(b.begin(), b.end(), b.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (b.find("kbit") != std::string::npos || b.find("kbps") != std::string::npos) return 1;
-  if (b.find("bit/s") != std::string::npos || b.find("bits per second") != std::string::npos ||
-      b.find("bps") != std::string::npos)
-    return 1000;
-  return 1;
-}
-
 }  // namespace
 
 const char* to_string(EncoderFamily f) {
@@ -100,24 +86,13 @@ EncoderAdapter::EncoderAdapter(GstElement* encoder, std::string factory, catalog
       codec_(codec),
       family_(family),
       entry_(entry),
-      speed_(speed_knob_for(factory_)) {
-  if (entry_) {
-    bitrate_property_ = std::string(entry_->bitrate_property);
-    bitrate_units_per_kbps_ = entry_->bitrate_units_per_kbps;
-    native_qp_max_ = entry_->qp_max;
-  } else if (has_property(encoder_, "bitrate")) {
-    bitrate_property_ = "bitrate";
-    bitrate_units_per_kbps_ = bitrate_units_from_blurb(encoder_, "bitrate");
-  } else if (has_property(encoder_, "target-bitrate")) {
-    bitrate_property_ = "target-bitrate";
-    bitrate_units_per_kbps_ = bitrate_units_from_blurb(encoder_, "target-bitrate");
-  }
-  if (factory_ == "vp8enc") {
-    bitrate_property_ = "target-bitrate";
-    bitrate_units_per_kbps_ = 1000;
-    native_qp_max_ = 63;
-  }
-  if (!speed_.property.empty() && !has_property(encoder_, speed_.property.c_str())) speed_ = {};
+      speed_(speed_knob_for(entry, factory_)) {
+  // The bitrate's property and unit as ccmencbin sets them (common/encoder_properties.h):
+  // vp8enc's "Target bitrate (in bits/sec)" reads as bit/s there.
+  bitrate_ = find_bitrate_property(encoder_, entry_);
+  if (entry_) native_qp_max_ = entry_->qp_max;
+  if (factory_ == "vp8enc") native_qp_max_ = 63;
+  if (!speed_.property.empty() && !has_property(encoder_, std::string(speed_.property).c_str())) speed_ = {};
 }
 
 EncoderAdapter::~EncoderAdapter() { gst_object_unref(encoder_); }
@@ -135,7 +110,7 @@ std::string EncoderAdapter::limitation() const {
                         "(its own rate control places the bits inside each frame)";
     case EncoderFamily::BitrateOnChange: {
       std::string s = factory_ + " takes no per-frame QP (no GstCcmQpMeta, no live quantizer): ccmratecontrol "
-                                 "only changes its " + bitrate_property_ + " property when the target rate changes";
+                                 "only changes its " + bitrate_.name + " property when the target rate changes";
       if (entry_ && (entry_->bitrate_change == catalog::BitrateChange::Reopen ||
                      entry_->bitrate_change == catalog::BitrateChange::Drain))
         s += std::string(", at most once a second because each change ") +
@@ -154,22 +129,7 @@ void EncoderAdapter::set_int_property(const char* name, long long value) {
   gst_util_set_object_arg(G_OBJECT(encoder_), name, std::to_string(value).c_str());
 }
 
-void EncoderAdapter::set_bitrate_property(double bps) {
-  if (bitrate_property_.empty()) return;
-  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(encoder_), bitrate_property_.c_str());
-  if (!spec) return;
-  double value = bps / 1000.0 * bitrate_units_per_kbps_;
-  // Clamp into the property's range so a large rate does not leave it unchanged
-  // with only a GLib warning.
-  if (G_IS_PARAM_SPEC_UINT(spec)) {
-    auto* u = G_PARAM_SPEC_UINT(spec);
-    value = std::clamp(value, static_cast<double>(u->minimum), static_cast<double>(u->maximum));
-  } else if (G_IS_PARAM_SPEC_INT(spec)) {
-    auto* i = G_PARAM_SPEC_INT(spec);
-    value = std::clamp(value, static_cast<double>(i->minimum), static_cast<double>(i->maximum));
-  }
-  set_int_property(bitrate_property_.c_str(), std::llround(value));
-}
+void EncoderAdapter::set_bitrate_property(double bps) { set_bitrate(encoder_, bitrate_, bps / 1000.0); }
 
 void EncoderAdapter::take_control(double bitrate_bps) {
   if (family_ == EncoderFamily::QpMeta && has_property(encoder_, "rate-control")) {
@@ -263,12 +223,13 @@ int EncoderAdapter::set_speed_boost(int steps) {
   if (speed_.property.empty()) return 0;
   steps = std::max(0, steps);
   if (steps == boost_) return boost_;
-  if (!user_speed_) user_speed_ = get_int_property(encoder_, speed_.property.c_str());
+  const std::string speed_property(speed_.property);
+  if (!user_speed_) user_speed_ = get_int_property(encoder_, speed_property.c_str());
   if (!user_speed_) return 0;
   int value = *user_speed_ + speed_.direction * steps;
   value = speed_.direction > 0 ? std::min(value, std::max(speed_.fastest, *user_speed_))
                                : std::max(value, std::min(speed_.fastest, *user_speed_));
-  set_int_property(speed_.property.c_str(), value);
+  set_int_property(speed_property.c_str(), value);
   boost_ = std::abs(value - *user_speed_);
   if (boost_ == 0) user_speed_.reset();
   return boost_;
@@ -375,21 +336,18 @@ std::unique_ptr<EncoderAdapter> make_adapter(GstElement* encoder) {
   const catalog::EncoderEntry* entry = catalog::find(factory);
   std::optional<catalog::Codec> codec = entry ? std::optional(entry->codec) : codec_from_templates(encoder);
   EncoderFamily family = EncoderFamily::None;
-  if (factory == "ccmx265enc" || factory == "ccmsvtav1enc") {
-    family = EncoderFamily::QpMeta;
-  } else if (factory == "vp9enc" || factory == "vp8enc") {
-    // libvpx applies min/max-quantizer through its config-set call on the next frame.
-    family = EncoderFamily::Quantizer;
-    // Not av1enc: libaom 3.6 (Debian 12) aborts the process in CBR
-    // (rc_pick_q_and_bounds_no_stats_cbr: "q <= worst_quality && q >= best_quality")
-    // once min = max quantizer moves while it encodes small frames; it gets its
-    // target-bitrate instead, which it takes live.
-  } else if (factory == "x264enc") {
-    family = EncoderFamily::Bitrate;
-  } else if ((entry && !entry->bitrate_property.empty()) || has_property(encoder, "bitrate") ||
-             has_property(encoder, "target-bitrate")) {
-    family = EncoderFamily::BitrateOnChange;
+  const bool has_bitrate = (entry && !entry->bitrate_property.empty()) || has_property(encoder, "bitrate") ||
+                           has_property(encoder, "target-bitrate");
+  switch (entry ? entry->steering : catalog::Steering::BitrateOnChange) {
+    case catalog::Steering::QpMeta: family = EncoderFamily::QpMeta; break;
+    case catalog::Steering::Quantizer: family = EncoderFamily::Quantizer; break;
+    case catalog::Steering::Bitrate: family = EncoderFamily::Bitrate; break;
+    case catalog::Steering::BitrateOnChange:
+      if (has_bitrate) family = EncoderFamily::BitrateOnChange;
+      break;
   }
+  // vp8enc (outside the catalogue): libvpx's quantizer steering, as vp9enc's entry says.
+  if (!entry && factory == "vp8enc") family = EncoderFamily::Quantizer;
   if (!codec) {
     codec = catalog::Codec::H264;  // QP scale only matters for per-frame families
     if (family == EncoderFamily::QpMeta || family == EncoderFamily::Quantizer) family = EncoderFamily::BitrateOnChange;

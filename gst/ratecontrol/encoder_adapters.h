@@ -21,17 +21,14 @@
 #include <string>
 
 #include "catalog/catalog.h"
+#include "common/encoder_properties.h"
 
 namespace ccm::gst {
 
 enum class EncoderFamily { QpMeta, Quantizer, Bitrate, BitrateOnChange, None };
 const char* to_string(EncoderFamily f);
 
-struct SpeedKnob {
-  std::string property;  // "" = none
-  int direction = 0;     // +1: a larger value is faster; -1: a smaller one
-  int fastest = 0;       // the value beyond which we do not go
-};
+using catalog::SpeedKnob;  // the catalogue's word: property, direction, fastest value
 
 // What we learnt about one encoder element. Owns a ref on it.
 class EncoderAdapter {
@@ -77,8 +74,7 @@ class EncoderAdapter {
   catalog::Codec codec_;
   EncoderFamily family_;
   const catalog::EncoderEntry* entry_;  // nullptr for elements the catalogue lacks
-  std::string bitrate_property_;
-  uint32_t bitrate_units_per_kbps_ = 1;
+  BitrateProperty bitrate_;  // where its bitrate goes, and in which unit
   int native_qp_max_ = 51;  // the element's quantizer scale (255 for q-index elements)
   int last_qp_ = -1;
   double last_rate_bps_ = 0;

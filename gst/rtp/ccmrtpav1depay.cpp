@@ -1,5 +1,8 @@
-/*
- * ccmrtpav1depay: AV1 RTP depayloader (AOMedia AV1 RTP payload format).
+/**
+ * SECTION:element-ccmrtpav1depay
+ * @title: ccmrtpav1depay
+ *
+ * AV1 RTP depayloader (AOMedia AV1 RTP payload format).
  *
  * Packets of one RTP timestamp become one temporal unit (obu-stream,
  * alignment=tu) that starts with a temporal delimiter and has every OBU's size
@@ -8,8 +11,15 @@
  * key frame starts a new coded video sequence, so the decoder never sees a
  * frame whose references are missing.
  *
- *   gst-launch-1.0 udpsrc caps="application/x-rtp,media=video,encoding-name=AV1,clock-rate=90000" \
- *     ! rtpjitterbuffer ! ccmrtpav1depay ! av1parse ! av1dec ! autovideosink
+ * ## Example launch line
+ * Payload and back in one pipeline, decoded by libaom:
+ * |[
+ * gst-launch-1.0 videotestsrc num-buffers=60 ! ccmencbin codec=av1 ! ccmrtpav1pay ! ccmrtpav1depay ! av1parse ! av1dec ! fakesink
+ * ]|
+ * Receiving what ccmrtpav1pay sends to port 5000:
+ * |[
+ * gst-launch-1.0 udpsrc port=5000 caps="application/x-rtp,media=video,encoding-name=AV1,clock-rate=90000" ! rtpjitterbuffer ! ccmrtpav1depay ! av1parse ! av1dec ! autovideosink
+ * ]|
  */
 #include "rtp/ccmrtpav1depay.h"
 

@@ -1,5 +1,8 @@
-/*
- * ccmrtpav1pay: AV1 RTP payloader (AOMedia AV1 RTP payload format).
+/**
+ * SECTION:element-ccmrtpav1pay
+ * @title: ccmrtpav1pay
+ *
+ * AV1 RTP payloader (AOMedia AV1 RTP payload format).
  *
  * One temporal unit in, its packets out as one buffer list: OBUs without their
  * size field, small OBUs aggregated, large ones fragmented to the MTU, the marker
@@ -8,7 +11,10 @@
  * not sent. Upstream force-key-unit events (PLI/FIR from rtpsession) pass through
  * to the encoder unchanged.
  *
- *   gst-launch-1.0 videotestsrc ! ccmencbin codec=av1 ! ccmrtpav1pay ! udpsink port=5000
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 videotestsrc num-buffers=60 ! ccmencbin codec=av1 ! ccmrtpav1pay ! udpsink host=127.0.0.1 port=5000
+ * ]|
  */
 #include "rtp/ccmrtpav1pay.h"
 

@@ -79,6 +79,7 @@ PROGRAMS = {
     "clang": "clang",
     "clang++": "clang",
     "valgrind": "valgrind",
+    "nm": "binutils",
     "SvtAv1EncApp": "svt-av1",
     "apt-get": "apt",
     "pkg-config": "pkg-config",

@@ -222,7 +222,7 @@ int cmd_pipeline(int w, int h, int frames, bool pool, guint alignment) {
   // ccmencbin's own figure: output frames per second from the first input to
   // the last output, without pipeline start-up and encoder selection.
   double encbin_fps = 0;
-  if (stats) gst_structure_get_double(stats, "fps", &encbin_fps);
+  if (stats) gst_structure_get_double(stats, "mean-fps", &encbin_fps);
   if (stats) gst_structure_free(stats);
   std::printf("{\"bench\":\"pipeline\",\"pool\":%s,\"alignment\":%u,\"width\":%d,\"height\":%d,\"frames\":%d,\"seconds\":%.3f,"
               "\"fps\":%.2f,\"encbin_fps\":%.2f,\"cpu_seconds\":%.3f,\"minor_faults\":%ld,\"major_faults\":%ld,"

@@ -16,7 +16,7 @@
 #include "catalog/rank.h"
 #include "encbin/encoder_setup.h"
 #include "encbin/probe.h"
-#include "encbin/registry_probe.h"
+#include "common/registry_probe.h"
 
 #include <gst/gst.h>
 
@@ -268,7 +268,7 @@ void bench_failover(bool standby) {
   std::vector<double> inside, gaps;
   long lost = 0;
   int bad = 0;
-  guint reencoded = 0;
+  guint64 reencoded = 0;
   for (int i = 0; i < g_trials; i++) {
     fresh_cache();
     ccm::test::set_double_behaviour("testdouble_h265", {});
@@ -282,13 +282,13 @@ void bench_failover(bool standby) {
     if (!t.error.empty()) std::printf("error: %s\n", t.error.c_str());
     inside.push_back(dbl(t.stats, "last-switch-ms"));
     gaps.push_back(longest_gap_ms(t));
-    if (t.switched) gst_structure_get_uint(t.switched, "frames-reencoded", &reencoded);
+    if (t.switched) gst_structure_get_uint64(t.switched, "frames-reencoded", &reencoded);
     const auto [l, b] = losses(t, 200);
     lost += l;
     bad += b;
   }
   std::printf("| failover %s | failure -> first buffer of x265enc %.1f ms | longest gap %.1f ms (frame interval 33.3) | "
-              "frames re-encoded %u, lost %ld, timestamp steps off %d |\n",
+              "frames re-encoded %" G_GUINT64_FORMAT ", lost %ld, timestamp steps off %d |\n",
               standby ? "with standby" : "without standby", median(inside), median(gaps), reencoded, lost, bad);
 }
 

@@ -178,6 +178,49 @@ TEST(EncBin, SelectedMessageExplainsPassedOver) {
     if (line.rfind("nvh265enc", 0) == 0) saw_nvenc = true;
   }
   EXPECT_TRUE(saw_nvenc);
+  // The same for programs: a structure per candidate, and not-set as a list.
+  const GValue* details = gst_structure_get_value(s, "passed-over-details");
+  ASSERT_NE(details, nullptr);
+  ASSERT_TRUE(GST_VALUE_HOLDS_ARRAY(details));
+  ASSERT_EQ(gst_value_array_get_size(details), gst_value_array_get_size(passed));
+  bool saw_nvenc_detail = false;
+  for (guint i = 0; i < gst_value_array_get_size(details); i++) {
+    const GstStructure* d = gst_value_get_structure(gst_value_array_get_value(details, i));
+    EXPECT_FALSE(str_field(d, "reason").empty());
+    if (str_field(d, "factory") == "nvh265enc") saw_nvenc_detail = true;
+  }
+  EXPECT_TRUE(saw_nvenc_detail);
+  const GValue* not_set = gst_structure_get_value(s, "not-set");
+  ASSERT_NE(not_set, nullptr);
+  EXPECT_TRUE(GST_VALUE_HOLDS_ARRAY(not_set));
+}
+
+// ccm-stats comes as a message every stats-interval whatever keeps the rate,
+// with the same fields and types as the stats property.
+TEST(EncBin, StatsMessageEverySecondWhateverTheRateController) {
+  for (const char* rc : {"ccm", "encoder"}) {
+    auto r = run_pipeline(std::string("videotestsrc is-live=true num-buffers=24 ! video/x-raw,width=160,height=120,"
+                                      "framerate=30/1 ! ccmencbin name=enc codec=h264 stats-interval=200 "
+                                      "rate-controller=") + rc + " ! fakesink");
+    ASSERT_TRUE(r.eos) << rc << ": " << r.error;
+    // 0.8 s of live frames, one message every 0.2 s after the first output.
+    EXPECT_GE(r.count("ccm-stats"), 2) << rc;
+    const GstStructure* m = r.message("ccm-stats");
+    ASSERT_NE(m, nullptr) << rc;
+    for (const GstStructure* st : {m, (const GstStructure*)r.stats}) {
+      ASSERT_NE(st, nullptr);
+      EXPECT_EQ(gst_structure_get_field_type(st, "frames-out"), G_TYPE_UINT64);
+      EXPECT_EQ(gst_structure_get_field_type(st, "frames-reencoded"), G_TYPE_UINT64);
+      EXPECT_EQ(gst_structure_get_field_type(st, "bitrate-kbps"), G_TYPE_DOUBLE);
+      EXPECT_EQ(gst_structure_get_field_type(st, "mean-bitrate-kbps"), G_TYPE_DOUBLE);
+      EXPECT_EQ(gst_structure_get_field_type(st, "fps"), G_TYPE_DOUBLE);
+    }
+    double kbps = 0, fps = 0;
+    gst_structure_get_double(m, "bitrate-kbps", &kbps);
+    gst_structure_get_double(m, "fps", &fps);
+    EXPECT_GT(kbps, 0) << rc;
+    EXPECT_GT(fps, 5) << rc;
+  }
 }
 
 // ---- property mapping: unified units into each encoder's own ------------------
@@ -336,6 +379,21 @@ INSTANTIATE_TEST_SUITE_P(Catalogue, CqpMapping, ::testing::ValuesIn(kMappings),
 
 // Elements the catalogue does not know are configured through what they have:
 // avenc_h264_omx's bitrate blurb says bits/s.
+// The unit of an unknown encoder's bitrate, read from its description: one
+// rule for ccmencbin and ccmratecontrol (common/encoder_properties).
+TEST(EncoderProperties, BitrateUnitFromTheDescription) {
+  const std::pair<const char*, guint> cases[] = {
+      {"Bitrate in kbit/sec", 1},           {"Bitrate (kbps)", 1},      {"Target bitrate in Kbps", 1},
+      {"Target bitrate (in bits/sec)", 1000}, {"bitrate in bits", 1000}, {"Bitrate in bit/s", 1000},
+      {"Bitrate in bps", 1000},             {"Target quality", 1}};
+  for (const auto& [blurb, units] : cases) {
+    GParamSpec* p = g_param_spec_uint("bitrate", "Bitrate", blurb, 0, G_MAXUINT, 0, G_PARAM_READWRITE);
+    g_param_spec_ref_sink(p);
+    EXPECT_EQ(ccm::gst::units_per_kbps_from_blurb(p), units) << blurb;
+    g_param_spec_unref(p);
+  }
+}
+
 TEST(EncoderSetup, UnknownElementByItsOwnProperties) {
   GstElement* e = gst_element_factory_make("avenc_h264_omx", nullptr);
   if (!e) GTEST_SKIP() << "avenc_h264_omx not installed";
@@ -364,11 +422,22 @@ TEST(EncBin, CandidatesOverrideOrder) {
 
 // ---- bad input: an element error that names the cause and the fix -------------
 
-TEST(EncBinErrors, BitrateZero) {
-  auto r = run_pipeline("videotestsrc num-buffers=2 ! ccmencbin name=enc bitrate=0 ! fakesink");
-  ASSERT_FALSE(r.eos);
-  EXPECT_NE(r.error.find("bitrate=0"), std::string::npos) << r.error;
-  EXPECT_NE(r.error.find("at least 1"), std::string::npos) << r.error;
+// The ranges are the valid values: gst-inspect shows 1 as the least bitrate,
+// and GObject refuses 0 (keeping the bitrate) before the element sees it.
+TEST(EncBinErrors, BitrateZeroIsOutOfRange) {
+  GstElement* e = gst_element_factory_make("ccmencbin", nullptr);
+  gst_object_ref_sink(e);
+  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), "bitrate");
+  ASSERT_NE(spec, nullptr);
+  EXPECT_EQ(G_PARAM_SPEC_UINT(spec)->minimum, 1u);
+  g_object_set(e, "bitrate", 700u, nullptr);
+  GValue zero = G_VALUE_INIT;
+  g_value_init(&zero, G_TYPE_UINT);  // 0: GLib warns "out of range" and leaves the property
+  g_object_set_property(G_OBJECT(e), "bitrate", &zero);
+  guint kbps = 0;
+  g_object_get(e, "bitrate", &kbps, nullptr);
+  EXPECT_EQ(kbps, 700u);
+  gst_object_unref(e);
 }
 
 TEST(EncBinErrors, HardwareOnlyWithoutHardware) {
@@ -494,6 +563,30 @@ TEST(EncBinErrors, NoEncoderNamesThePackage) {
   EXPECT_NE(r.error.find("gstreamer1.0-plugins-bad"), std::string::npos) << r.error;
 }
 
+// ---- what gst-inspect shows -----------------------------------------------------
+
+// The sink template names CUDA memory, which ccmencbin takes where cudadownload
+// exists (the CAPS query offers it only there).
+TEST(EncBinInspect, SinkTemplateNamesCudaMemory) {
+  GstElementFactory* f = gst_element_factory_find("ccmencbin");
+  ASSERT_NE(f, nullptr);
+  bool cuda = false, system = false;
+  for (const GList* l = gst_element_factory_get_static_pad_templates(f); l; l = l->next) {
+    auto* t = static_cast<GstStaticPadTemplate*>(l->data);
+    if (t->direction != GST_PAD_SINK) continue;
+    GstCaps* caps = gst_static_caps_get(&t->static_caps);
+    for (guint i = 0; i < gst_caps_get_size(caps); ++i) {
+      GstCapsFeatures* features = gst_caps_get_features(caps, i);
+      if (gst_caps_features_contains(features, "memory:CUDAMemory")) cuda = true;
+      if (gst_caps_features_is_equal(features, GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)) system = true;
+    }
+    gst_caps_unref(caps);
+  }
+  gst_object_unref(f);
+  EXPECT_TRUE(system);
+  EXPECT_TRUE(cuda);
+}
+
 // ---- presets --------------------------------------------------------------------
 
 TEST(EncBinPresets, ShippedPresetsLoad) {
@@ -523,6 +616,59 @@ TEST(EncBinPresets, ShippedPresetsLoad) {
   EXPECT_EQ(maxq, 40);
   EXPECT_FALSE(hdr);
   gst_object_unref(e);
+}
+
+// gst-launch loads `@preset=` after every property on the line, whatever the
+// order: what the user set must survive it, and what the preset names applies.
+TEST(EncBinPresets, PresetKeepsWhatTheUserSet) {
+  for (const char* line : {"ccmencbin name=enc @preset=screen-share codec=h264 bitrate=900",
+                           "ccmencbin name=enc codec=h264 bitrate=900 @preset=screen-share"}) {
+    GError* error = nullptr;
+    GstElement* e = gst_parse_launch(line, &error);
+    ASSERT_NE(e, nullptr) << line << ": " << (error ? error->message : "");
+    ASSERT_EQ(error, nullptr) << line << ": " << error->message;
+    guint bitrate = 0, keyframes = 0;
+    gboolean low_latency = FALSE;
+    g_object_get(e, "bitrate", &bitrate, "keyframe-interval", &keyframes, "low-latency", &low_latency, nullptr);
+    GValue cv = G_VALUE_INIT;
+    g_value_init(&cv, g_object_class_find_property(G_OBJECT_GET_CLASS(e), "codec")->value_type);
+    g_object_get_property(G_OBJECT(e), "codec", &cv);
+    gchar* nick = gst_value_serialize(&cv);
+    g_value_unset(&cv);
+    EXPECT_STREQ(nick, "h264") << line;
+    EXPECT_EQ(bitrate, 900u) << line;
+    EXPECT_EQ(keyframes, 300u) << line << ": what the user left alone comes from the preset";
+    g_free(nick);
+    gst_object_unref(e);
+  }
+}
+
+// A preset stores only values it means: no codec=auto, hardware=auto or -1
+// ("unset"), which would undo a choice made by an earlier preset.
+TEST(EncBinPresets, PresetsStoreNoUnsetValues) {
+  const char* dir = g_getenv("GST_PRESET_PATH");
+  if (!dir || !*dir) dir = g_getenv("CCM_PRESETS_DIR");  // element_presets_installed
+  ASSERT_TRUE(dir && *dir) << "the suite points GST_PRESET_PATH or CCM_PRESETS_DIR at presets/";
+  gchar* path = g_build_filename(dir, "GstCcmEncBin.prs", nullptr);
+  GKeyFile* file = g_key_file_new();
+  ASSERT_TRUE(g_key_file_load_from_file(file, path, G_KEY_FILE_NONE, nullptr)) << path;
+  gchar** groups = g_key_file_get_groups(file, nullptr);
+  int values = 0;
+  for (gchar** g = groups; *g; g++) {
+    if (g_str_equal(*g, "_presets_")) continue;
+    gchar** keys = g_key_file_get_keys(file, *g, nullptr, nullptr);
+    for (gchar** k = keys; *k; k++, values++) {
+      gchar* value = g_key_file_get_value(file, *g, *k, nullptr);
+      EXPECT_STRNE(value, "auto") << *g << ": " << *k;
+      EXPECT_STRNE(value, "-1") << *g << ": " << *k;
+      g_free(value);
+    }
+    g_strfreev(keys);
+  }
+  EXPECT_GT(values, 20);
+  g_strfreev(groups);
+  g_key_file_unref(file);
+  g_free(path);
 }
 
 }  // namespace

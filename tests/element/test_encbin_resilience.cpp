@@ -255,8 +255,8 @@ TEST_P(Failover, DiesMidStreamEveryFrameOutDecodesCleanly) {
   EXPECT_EQ(str_field(sw, "from"), dbl);
   EXPECT_EQ(str_field(sw, "to"), c.real);
   EXPECT_NE(str_field(sw, "reason").find("device lost"), std::string::npos) << str_field(sw, "reason");
-  guint reencoded = 0;
-  gst_structure_get_uint(sw, "frames-reencoded", &reencoded);
+  guint64 reencoded = 0;
+  gst_structure_get_uint64(sw, "frames-reencoded", &reencoded);
   EXPECT_GE(reencoded, 1u);
   EXPECT_EQ(u64_field(r.stats, "frames-out"), (guint64)c.frames);
   auto p = probe_file(out);
@@ -574,8 +574,8 @@ TEST_F(HotSwitch, CandidatesSameCodecIntoOneFile) {
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr);
   EXPECT_EQ(str_field(sw, "from"), "x265enc");
-  guint reencoded = 99;
-  gst_structure_get_uint(sw, "frames-reencoded", &reencoded);
+  guint64 reencoded = 99;
+  gst_structure_get_uint64(sw, "frames-reencoded", &reencoded);
   EXPECT_EQ(reencoded, 0u);  // drained, nothing lost
   auto p = probe_file(write_segment(c, "video/x-h265", "same-codec"));
   EXPECT_TRUE(p.ok) << p.decoder_errors;

@@ -561,6 +561,58 @@ TEST_F(X265Enc, Hdr10MetadataFromCapsReachesTheBitstream) {
   EXPECT_TRUE(has("color_primaries=\"bt2020\"")) << json;
 }
 
+// speed-preset by name, as x265enc takes it (`speed-preset=ultrafast`), and by
+// its number 0-9 as before (1 = superfast).
+TEST(X265EncProperties, SpeedPresetByNameAsX265enc) {
+  GstElement* e = gst_element_factory_make("ccmx265enc", nullptr);
+  ASSERT_NE(e, nullptr);
+  gst_object_ref_sink(e);
+  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), "speed-preset");
+  ASSERT_NE(spec, nullptr);
+  ASSERT_TRUE(G_IS_PARAM_SPEC_ENUM(spec));
+  auto nick = [&] {
+    GValue v = G_VALUE_INIT;
+    g_value_init(&v, spec->value_type);
+    g_object_get_property(G_OBJECT(e), "speed-preset", &v);
+    const GEnumValue* ev = g_enum_get_value(G_PARAM_SPEC_ENUM(spec)->enum_class, g_value_get_enum(&v));
+    g_value_unset(&v);
+    return std::string(ev ? ev->value_nick : "?");
+  };
+  EXPECT_EQ(nick(), "ultrafast") << "the default";
+  gst_util_set_object_arg(G_OBJECT(e), "speed-preset", "veryslow");
+  EXPECT_EQ(nick(), "veryslow");
+  gst_util_set_object_arg(G_OBJECT(e), "speed-preset", "1");
+  EXPECT_EQ(nick(), "superfast") << "numbers keep their old meaning";
+  gint number = -1;
+  g_object_get(e, "speed-preset", &number, nullptr);
+  EXPECT_EQ(number, 1);
+  // Every name x265enc takes, ccmx265enc takes (x265enc's "No preset" aside).
+  if (GstElement* upstream = gst_element_factory_make("x265enc", nullptr)) {
+    gst_object_ref_sink(upstream);
+    GParamSpec* theirs = g_object_class_find_property(G_OBJECT_GET_CLASS(upstream), "speed-preset");
+    ASSERT_NE(theirs, nullptr);
+    GEnumClass* klass = G_PARAM_SPEC_ENUM(theirs)->enum_class;
+    int names = 0;
+    for (guint i = 0; i < klass->n_values; ++i) {
+      const char* name = klass->values[i].value_nick;
+      if (klass->values[i].value == 0) continue;  // "No preset"
+      EXPECT_NE(g_enum_get_value_by_nick(G_PARAM_SPEC_ENUM(spec)->enum_class, name), nullptr) << name;
+      ++names;
+    }
+    EXPECT_EQ(names, 10);
+    gst_object_unref(upstream);
+  }
+  gst_object_unref(e);
+  // gst-launch syntax.
+  GError* error = nullptr;
+  GstElement* parsed = gst_parse_launch("ccmx265enc name=enc speed-preset=faster", &error);
+  ASSERT_EQ(error, nullptr) << error->message;
+  gint faster = -1;
+  g_object_get(parsed, "speed-preset", &faster, nullptr);
+  EXPECT_EQ(faster, 3);
+  gst_object_unref(parsed);
+}
+
 TEST_F(X265Enc, EosDrainsEveryFrameWithLookahead) {
   const Clip& clip = cars_small();
   EncodeOptions o;

@@ -127,6 +127,35 @@ TEST(Catalog, RateControlValuesAndQuantizerRanges) {
   EXPECT_EQ(rc_value(*find("av1enc"), RateControl::Cbr), "cbr");
 }
 
+// How ccmratecontrol steers each encoder, and what it turns when frames are late,
+// is catalogue data (ratecontrol/encoder_adapters reads it).
+TEST(Catalog, SteeringAndSpeedKnobs) {
+  struct Want {
+    const char* factory;
+    Steering steering;
+    const char* speed;
+    int direction, fastest;
+  };
+  for (const Want& w : {Want{"ccmx265enc", Steering::QpMeta, "speed-preset", -1, 0},
+                        Want{"ccmsvtav1enc", Steering::QpMeta, "speed-preset", +1, 13},
+                        Want{"vp9enc", Steering::Quantizer, "cpu-used", +1, 9},
+                        Want{"av1enc", Steering::BitrateOnChange, "cpu-used", +1, 10},
+                        Want{"x264enc", Steering::Bitrate, "", 0, 0}}) {
+    const EncoderEntry* e = find(w.factory);
+    ASSERT_NE(e, nullptr) << w.factory;
+    EXPECT_EQ(e->steering, w.steering) << w.factory << ": " << to_string(e->steering);
+    EXPECT_EQ(e->speed.property, w.speed) << w.factory;
+    EXPECT_EQ(e->speed.direction, w.direction) << w.factory;
+    EXPECT_EQ(e->speed.fastest, w.fastest) << w.factory;
+  }
+  // Hardware encoders: their bitrate when the target changes, no speed knob.
+  for (const EncoderEntry& e : entries())
+    if (e.hardware()) {
+      EXPECT_EQ(e.steering, Steering::BitrateOnChange) << e.factory;
+      EXPECT_TRUE(e.speed.property.empty()) << e.factory;
+    }
+}
+
 TEST(Catalog, NoDuplicateFactoryInAnyVersion) {
   for (GstVersion v : {GstVersion{1, 22}, GstVersion{1, 24}, GstVersion{1, 26}}) {
     std::set<std::string_view> seen;

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "common/bandwidth_estimate.h"
 #include "config.h"
 #include "rtp/bandwidth.h"
 
@@ -737,9 +738,7 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
     // ccmencbin hands the estimate to its rate control; a change under 3% is noise.
     if (std::fabs(target - peer->last_target_bps) > 0.03 * peer->last_target_bps) {
       GstPad* src = gst_element_get_static_pad(peer->encoder, "src");
-      GstEvent* event = gst_event_new_custom(
-          GST_EVENT_CUSTOM_UPSTREAM, gst_structure_new("ccm-bandwidth-estimate", "bitrate", G_TYPE_UINT,
-                                                       static_cast<guint>(target), nullptr));
+      GstEvent* event = gst_ccm_bandwidth_estimate_new(GST_EVENT_CUSTOM_UPSTREAM, target);
       if (!gst_pad_send_event(src, event))
         GST_INFO("viewer %u: the encoder did not take the bandwidth estimate", peer->id);
       gst_object_unref(src);
@@ -1002,11 +1001,16 @@ void Server::remove_peer(guint id, const char* why) {
 
 // ---- HTTP ------------------------------------------------------------------
 
+// The page beside this program: the source tree's for the binary in the build
+// tree, the installed copy for the installed binary (even where the source tree
+// it was built from is still there).
 std::string Server::page_dir() const {
   if (!options_.page_dir.empty()) return options_.page_dir;
   if (const char* env = g_getenv("CCM_WEBRTC_PAGE_DIR")) return env;
-  if (g_file_test(CCM_WEBRTC_PAGE_SOURCE_DIR "/index.html", G_FILE_TEST_EXISTS)) return CCM_WEBRTC_PAGE_SOURCE_DIR;
-  return CCM_WEBRTC_PAGE_INSTALL_DIR;
+  gchar* exe = g_file_read_link("/proc/self/exe", nullptr);
+  const bool in_build_tree = exe && g_str_has_prefix(exe, CCM_BUILD_ROOT "/");
+  g_free(exe);
+  return in_build_tree ? CCM_WEBRTC_PAGE_SOURCE_DIR : CCM_WEBRTC_PAGE_INSTALL_DIR;
 }
 
 void Server::on_http(SoupServer*, SoupServerMessage* msg, const char* path, GHashTable*, gpointer data) {

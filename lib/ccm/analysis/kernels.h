@@ -1,6 +1,10 @@
 // Internal: the per-band kernels behind analyse_frame. One call covers a band of
 // up to 16 rows and `blocks` whole 16-pixel-wide blocks; the scalar code handles
 // the partial block at the right edge for every ISA.
+//
+// Intrinsics per ISA and a dispatch chosen once from hw/cpu, not Highway: the
+// CPUID facts are needed anyway, and a Highway port is to be measured before it
+// lands (docs/architecture.md, "Libraries we use").
 #pragma once
 
 #include <cstddef>

@@ -251,6 +251,8 @@ constexpr EncoderEntry kEntries[] = {
         .bframes_property = "",
         .threads_property = "threads",
         .key_unit = KeyUnit::Event,
+        .steering = Steering::QpMeta,
+        .speed = {"speed-preset", +1, 13},
         .low_latency = kCcmLowLatency,
         .always = {},
         .traps = "gst-ccm's own SVT-AV1 1.4 element (docs/encoders.md). With low-latency (default) the "
@@ -311,6 +313,12 @@ constexpr EncoderEntry kEntries[] = {
         .bframes_property = "",
         .threads_property = "threads",
         .key_unit = KeyUnit::Unsupported,
+        // Not Quantizer: libaom 3.6 (Debian 12) aborts the process in CBR
+        // (rc_pick_q_and_bounds_no_stats_cbr: "q <= worst_quality && q >= best_quality")
+        // once min = max quantizer moves while it encodes small frames; it gets its
+        // target-bitrate instead, which it takes live.
+        .steering = Steering::BitrateOnChange,
+        .speed = {"cpu-used", +1, 10},
         .low_latency = kAomLowLatency,
         .always = kAomAlways,
         .traps = "libaom. Debian's defaults min-quantizer=max-quantizer=0 give near-lossless output; "
@@ -563,6 +571,8 @@ constexpr EncoderEntry kEntries[] = {
         .bframes_property = "",
         .threads_property = "threads",
         .key_unit = KeyUnit::Event,
+        .steering = Steering::QpMeta,
+        .speed = {"speed-preset", -1, 0},
         .low_latency = kCcmLowLatency,
         .always = {},
         .traps = "gst-ccm's own x265 element (docs/encoders.md): bitrate changes in place on the next "
@@ -676,6 +686,9 @@ constexpr EncoderEntry kEntries[] = {
         .bframes_property = "",
         .threads_property = "threads",
         .key_unit = KeyUnit::Event,
+        // libvpx applies min/max-quantizer through its config-set call on the next frame.
+        .steering = Steering::Quantizer,
+        .speed = {"cpu-used", +1, 9},
         .low_latency = kVp9LowLatency,
         .always = {},
         .traps = "target-bitrate is in bit/s (0 = derived from bits-per-pixel). Defaults are for "
@@ -921,6 +934,7 @@ constexpr EncoderEntry kEntries[] = {
         .bframes_property = "bframes",
         .threads_property = "threads",
         .key_unit = KeyUnit::Event,
+        .steering = Steering::Bitrate,
         .low_latency = kX264LowLatency,
         .always = {},
         .traps = "pass=cbr is ABR with a VBV of vbv-buf-capacity ms. There is no one-pass VBR: "
@@ -1017,6 +1031,16 @@ const char* to_string(RateControl rc) {
     case RateControl::Cbr: return "cbr";
     case RateControl::Vbr: return "vbr";
     case RateControl::Cqp: return "cqp";
+  }
+  return "?";
+}
+
+const char* to_string(Steering s) {
+  switch (s) {
+    case Steering::BitrateOnChange: return "bitrate-on-change";
+    case Steering::QpMeta: return "qp-meta";
+    case Steering::Quantizer: return "quantizer";
+    case Steering::Bitrate: return "bitrate";
   }
   return "?";
 }

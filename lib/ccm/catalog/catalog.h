@@ -54,6 +54,23 @@ enum class KeyUnit {
   Unsupported,  // ignores them (libaom av1enc in 1.22): only the keyframe interval works
 };
 
+// How ccmratecontrol steers an encoder frame by frame.
+enum class Steering {
+  BitrateOnChange,  // its bitrate property, only when the target changes (any element with one)
+  QpMeta,           // a GstCcmQpMeta on every frame (our own encoders)
+  Quantizer,        // min/max quantizer per frame (libvpx applies them on the next frame)
+  Bitrate,          // its bitrate property frame by frame (taken live, without an IDR)
+};
+const char* to_string(Steering s);
+
+// The property that trades quality for speed: which way is faster (+1: larger
+// values, -1: smaller) and its fastest value. Empty property: none.
+struct SpeedKnob {
+  std::string_view property;
+  int direction = 0;
+  int fastest = 0;
+};
+
 struct GstVersion {
   int major = 1, minor = 22;
   friend constexpr auto operator<=>(const GstVersion&, const GstVersion&) = default;
@@ -110,6 +127,8 @@ struct EncoderEntry {
   std::string_view threads_property;
 
   KeyUnit key_unit = KeyUnit::Event;
+  Steering steering = Steering::BitrateOnChange;  // how ccmratecontrol steers it
+  SpeedKnob speed;                                // what ccmratecontrol turns when frames are late
 
   std::span<const Setting> low_latency;  // applied when low-latency=true
   std::span<const Setting> always;       // trap fixes applied always (before user settings)

@@ -10,6 +10,10 @@
 //   N: first packet of a coded video sequence (a key frame with its sequence header)
 // OBUs travel without their obu_size field (obu_has_size_field = 0, as the format
 // recommends); temporal delimiters, tile lists and padding are not sent.
+//
+// Our own OBU header and leb128 reading, not GstAV1Parser: this needs only
+// those, and stays free of GStreamer for libccm and the fuzz target
+// (docs/architecture.md, "Libraries we use").
 #pragma once
 
 #include <cstddef>

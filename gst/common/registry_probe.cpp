@@ -1,4 +1,4 @@
-#include "encbin/registry_probe.h"
+#include "common/registry_probe.h"
 
 #include <gst/gst.h>
 

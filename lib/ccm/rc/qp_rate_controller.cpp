@@ -1,9 +1,9 @@
-#include "enc/qp_rate_controller.h"
+#include "rc/qp_rate_controller.h"
 
 #include <algorithm>
 #include <cmath>
 
-namespace ccm::enc {
+namespace ccm::rc {
 
 namespace {
 
@@ -116,4 +116,4 @@ void QpRateController::on_encoded(double bits, bool key, int qp) {
   }
 }
 
-}  // namespace ccm::enc
+}  // namespace ccm::rc

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <deque>
 
-namespace ccm::enc {
+namespace ccm::rc {
 
 class QpRateController {
  public:
@@ -68,4 +68,4 @@ class QpRateController {
   std::deque<Pending> in_flight_;
 };
 
-}  // namespace ccm::enc
+}  // namespace ccm::rc
