@@ -163,9 +163,11 @@ constexpr int kAutoKeyframeSeconds = 10;
 // A session that takes longer than this over one frame, or leaves frames
 // without output for this long while frames keep going in, is taken for dead.
 constexpr guint kDefaultStallTimeoutMs = 2000;
-// A probe waits this long for the test frame's output; an encoder that has not
-// returned from the test encode by then is left behind (probe.h).
+// A probe waits this long for the test frame's output once the frame is in; an
+// encoder that has not returned from the whole test encode within the second bound
+// is left behind (probe.h).
 constexpr auto kProbeTimeout = std::chrono::milliseconds(3000);
+constexpr auto kProbeGiveUp = std::chrono::milliseconds(10000);
 // Shutting down (PAUSED to READY), a retired encoder that has not stopped within
 // this long is left behind: its thread stays blocked, its memory is not freed.
 // An encoder already seen stalled inside a push is not waited for at all.
@@ -814,7 +816,7 @@ ccm::gst::ProbeResult probe_candidate(const ccm::catalog::Candidate& cand, Codec
   const std::string key = ccm::gst::probe_key(cand.factory, codec, device_of(cand));
   if (auto hit = cache.lookup(key)) return *hit;
   auto result = ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, kProbeTimeout,
-                                        cancelled);
+                                        cancelled, kProbeGiveUp);
   if (result.cancelled) return result;  // no answer: asked again next time
   cache.store(key, result);
   GST_INFO("test encode with %s: %s (%.1f ms)", cand.factory.c_str(), result.ok ? "ok" : result.reason.c_str(),

@@ -133,9 +133,10 @@ double ms_since(gint64 t0) { return double(g_get_monotonic_time() - t0) / 1000.0
 namespace {
 
 // The test encode itself, in the probe's own thread. Every wait it makes is bounded
-// by `deadline` or `stop`; the calls into the encoder (push, state changes) are not,
-// which is why it runs where the caller can leave it behind.
-ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_point deadline,
+// by `timeout` (for the output, once the frame is in), `give_up` or `stop`; the calls
+// into the encoder (push, state changes) are not, which is why it runs where the
+// caller can leave it behind.
+ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_point give_up,
                         std::chrono::milliseconds timeout, const std::atomic<bool>& stop) {
   const gint64 t0 = g_get_monotonic_time();
   ProbeResult result;
@@ -211,6 +212,7 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
 
   // Encoders with an output thread of their own answer later: wait for the first
   // buffer or the drain, watching the bus for an error meanwhile.
+  const auto deadline = std::min(give_up, std::chrono::steady_clock::now() + timeout);
   std::string error;
   {
     std::unique_lock lock(outcome.lock);
@@ -243,7 +245,7 @@ struct ProbeRun {
 }  // namespace
 
 ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout,
-                          const std::function<bool()>& cancelled) {
+                          const std::function<bool()>& cancelled, std::chrono::milliseconds give_up) {
   init_debug();
   const gint64 t0 = g_get_monotonic_time();
   GstElement* encoder = make();
@@ -253,7 +255,7 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     return result;
   }
   gst_object_ref_sink(encoder);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = std::chrono::steady_clock::now() + give_up;
   // A well-behaved encoder closes in a few ms after its answer; past this grace it is left behind.
   constexpr auto kCloseGrace = std::chrono::milliseconds(250);
   auto run = std::make_shared<ProbeRun>();
@@ -302,7 +304,7 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     r.reason = "did not return from its test encode when the stream stopped: left behind";
   } else {
     r.abandoned = true;
-    r.reason = "did not return from its test encode within " + std::to_string(timeout.count()) +
+    r.reason = "did not return from its test encode within " + std::to_string(give_up.count()) +
                " ms (wedged): left behind";
   }
   GST_WARNING("%s", r.reason.c_str());
