@@ -59,6 +59,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -146,6 +147,10 @@ std::optional<Codec> to_codec(CodecChoice c) {
 // ---- defaults -------------------------------------------------------------------
 
 constexpr guint kDefaultBitrate = 2000;  // kbit/s
+// Above any encoder's range (x264enc's 2048000 kbit/s is the widest); more is a
+// mistake, most often a negative number from gst-launch read as unsigned
+// (bitrate=-5 arrives as 4294967291): clamped here with a warning.
+constexpr guint kMaxBitrate = 2048000;  // kbit/s
 constexpr guint kDefaultQuantizer = 28;
 // Variable-framerate input (framerate=0/1) is given this nominal rate for encoders
 // that refuse 0/1 (x265enc) or need a rate for their bit budget; timestamps stay real.
@@ -158,8 +163,15 @@ constexpr int kAutoKeyframeSeconds = 10;
 // A session that takes longer than this over one frame, or leaves frames
 // without output for this long while frames keep going in, is taken for dead.
 constexpr guint kDefaultStallTimeoutMs = 2000;
-// A probe waits this long for the test frame's output.
+// A probe waits this long for the test frame's output once the frame is in; an
+// encoder that has not returned from the whole test encode within the second bound
+// is left behind (probe.h).
 constexpr auto kProbeTimeout = std::chrono::milliseconds(3000);
+constexpr auto kProbeGiveUp = std::chrono::milliseconds(10000);
+// Shutting down (PAUSED to READY), a retired encoder that has not stopped within
+// this long is left behind: its thread stays blocked, its memory is not freed.
+// An encoder already seen stalled inside a push is not waited for at all.
+constexpr auto kShutdownBound = std::chrono::milliseconds(3000);
 
 enum {
   PROP_0,
@@ -254,6 +266,9 @@ struct Chain {
   std::string rate_kept_by = "encoder";
   GstElement* encoder = nullptr;
   GstElement* parser = nullptr;
+  // After an H.264/H.265 parser, for downstream that takes no byte-stream (matroskamux,
+  // mp4mux): avc3/hev1, parameter sets in band, so another encoder can take over.
+  GstElement* stream_filter = nullptr;
   const ccm::catalog::EncoderEntry* entry = nullptr;
   std::string factory;
   Codec codec = Codec::H264;
@@ -261,7 +276,7 @@ struct Chain {
   int gpu = -1;
   std::vector<GstElement*> elements() const {
     std::vector<GstElement*> out;
-    for (GstElement* e : {download, convert, format_filter, rate_controller, encoder, parser})
+    for (GstElement* e : {download, convert, format_filter, rate_controller, encoder, parser, stream_filter})
       if (e) out.push_back(e);
     return out;
   }
@@ -275,6 +290,9 @@ struct Stats {
   std::atomic<guint64> first_out_pts{GST_CLOCK_TIME_NONE}, last_out_end{GST_CLOCK_TIME_NONE};
   std::atomic<guint64> switches{0}, failovers{0}, frames_reencoded{0};
   std::atomic<double> last_switch_ms{-1}, start_ms{-1};
+  // Encoders left behind because they never returned (test encodes included):
+  // over the element's life, not reset per stream, since their threads stay.
+  std::atomic<guint64> abandoned{0};
   // The last second, for bitrate-kbps (stream time) and fps (wall-clock time),
   // and the periodic ccm-stats message (stats-interval).
   std::atomic<guint> interval_ms{1000};
@@ -332,6 +350,8 @@ struct _GstCcmEncBin {
     double bandwidth_estimate_bps = 0;            // last ccm-bandwidth-estimate; 0 = none since `bitrate`
     bool flushing = false;
     bool final_eos = false;                       // upstream's EOS is on its way through
+    std::string settings_warning;                 // set before there was a bus: posted at the start
+    std::atomic<bool> shutting_down{false};       // PAUSED to READY: walks and test encodes give up
     bool fatal = false;                           // no candidate left; the error was posted
     std::atomic<bool> switch_requested{false};
     std::string switch_reason;
@@ -342,6 +362,8 @@ struct _GstCcmEncBin {
     struct Reaper {
       std::thread thread;
       std::shared_ptr<std::atomic<bool>> done;
+      std::string factory;
+      bool wedged = false;  // seen stalled inside a push: not waited for
     };
     std::vector<Reaper> reapers;
 
@@ -375,6 +397,7 @@ struct Session {
   std::vector<std::string> not_set;  // settings the encoder could not take, one line each
 
   // Guarded by the bin's lock.
+  bool building = true;       // ccm_enc_bin_make_session is still setting it up (its pusher not started)
   std::deque<Item> queue;
   bool busy = false;          // the pusher is inside a push
   gint64 busy_since = 0;
@@ -384,7 +407,7 @@ struct Session {
   bool failed = false;
   std::string failure;
   bool drained = false;       // the EOS we pushed came out
-  bool stall_reported = false;
+  gint64 stall_reported = -1; // when a stall with no candidate left was warned about
   bool warming = false;          // a warm-up frame is inside; its output is not for downstream
   bool switch_measured = false;  // last-switch-ms taken
   bool produced = false;      // at least one output buffer
@@ -676,6 +699,32 @@ bool encoder_takes_size(GstElement* encoder, GstCaps* input_caps, GstCaps* forma
   return !refused;
 }
 
+// The smallest frame the encoder's sink template takes, when `w`x`h` is below it:
+// "takes frames of at least 4x4, not 1x1"; "" when the size is not too small.
+// Elements refuse such frames at linking, which would otherwise only say "could
+// not be linked".
+std::string below_minimum_size(GstElement* encoder, int w, int h) {
+  GstPad* pad = gst_element_get_static_pad(encoder, "sink");
+  if (!pad) return {};
+  GstCaps* templ = gst_pad_get_pad_template_caps(pad);
+  gst_object_unref(pad);
+  auto min_of = [](const GValue* v) {
+    if (v && GST_VALUE_HOLDS_INT_RANGE(v)) return gst_value_get_int_range_min(v);
+    if (v && G_VALUE_HOLDS_INT(v)) return g_value_get_int(v);
+    return 1;
+  };
+  int min_w = G_MAXINT, min_h = G_MAXINT;
+  for (guint i = 0; i < gst_caps_get_size(templ); i++) {
+    const GstStructure* st = gst_caps_get_structure(templ, i);
+    min_w = std::min(min_w, min_of(gst_structure_get_value(st, "width")));
+    min_h = std::min(min_h, min_of(gst_structure_get_value(st, "height")));
+  }
+  gst_caps_unref(templ);
+  if (min_w == G_MAXINT || (w >= min_w && h >= min_h)) return {};
+  return "takes frames of at least " + std::to_string(min_w) + "x" + std::to_string(min_h) + ", not " +
+         std::to_string(w) + "x" + std::to_string(h);
+}
+
 gint64 now_us() { return g_get_monotonic_time(); }
 
 constexpr const char* kCudaMemory = "memory:CUDAMemory";
@@ -767,12 +816,14 @@ GstElement* create_encoder(const ccm::catalog::Candidate& cand, Codec codec, con
 }
 
 ccm::gst::ProbeResult probe_candidate(const ccm::catalog::Candidate& cand, Codec codec, const Settings& s,
-                                      GstCaps* caps) {
+                                      GstCaps* caps, const std::function<bool()>& cancelled) {
   if (!s.probe) return ccm::gst::ProbeResult{.ok = true, .cached = true};
   const ccm::gst::ProbeCache cache(ccm::gst::ProbeCache::default_path());
   const std::string key = ccm::gst::probe_key(cand.factory, codec, device_of(cand));
   if (auto hit = cache.lookup(key)) return *hit;
-  auto result = ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, kProbeTimeout);
+  auto result = ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, kProbeTimeout,
+                                        cancelled, kProbeGiveUp);
+  if (result.cancelled) return result;  // no answer: asked again next time
   cache.store(key, result);
   GST_INFO("test encode with %s: %s (%.1f ms)", cand.factory.c_str(), result.ok ? "ok" : result.reason.c_str(),
            result.ms);
@@ -947,15 +998,34 @@ static void ccm_enc_bin_pusher(Self* self, std::shared_ptr<Session> s) {
   gst_object_unref(self);
 }
 
+// An encoder that never returned is left behind: said on the bus, counted in stats.
+// `finalizing`: no message (it would take a reference on an object being finalized).
+static void ccm_enc_bin_left_behind(Self* self, const std::string& factory, const std::string& why,
+                                    bool finalizing = false) {
+  self->priv->stats.abandoned++;
+  if (finalizing) {
+    GST_WARNING("%s did not return and was left behind: %s", factory.c_str(), why.c_str());
+    return;
+  }
+  GST_ELEMENT_WARNING(self, CORE, STATE_CHANGE,
+                      ("%s did not return and was left behind: %s", factory.c_str(), why.c_str()),
+                      ("its thread stays blocked and its memory is not freed until the process ends; "
+                       "%" G_GUINT64_FORMAT " encoder(s) left behind by this element",
+                       self->priv->stats.abandoned.load()));
+}
+
 // Takes a session out of the bin and out of service. Its pusher is unblocked
 // with a flush; a thread of its own joins it and sets the elements to NULL, so
 // an encoder that hangs never hangs the stream. Lock not held.
 static void ccm_enc_bin_retire(Self* self, const std::shared_ptr<Session>& s) {
   auto* p = self->priv;
+  bool wedged = false;
   {
     std::lock_guard out(p->output_lock);
     std::lock_guard lk(p->lock);
     if (s->retired) return;
+    const gint64 bound = stall_bound_us(p);
+    wedged = s->busy && !s->in_downstream && bound > 0 && now_us() - s->busy_since > bound;
     s->retired = true;
     s->stop = true;
     std::erase(p->attached, s);
@@ -990,12 +1060,13 @@ static void ccm_enc_bin_retire(Self* self, const std::shared_ptr<Session>& s) {
     *done = true;
   });
   std::lock_guard lk(p->lock);
-  p->reapers.push_back({std::move(reaper), done});
+  p->reapers.push_back({std::move(reaper), done, s->chain.factory, wedged});
 }
 
 // Waits for retired sessions to be gone; one that stays stuck past `bound` (an
-// element that never returns) is left behind with an error in the log.
-static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound) {
+// element that never returns), or one already seen stalled inside a push, is left
+// behind: its thread detached, a warning naming it, counted in stats.
+static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound, bool finalizing) {
   auto* p = self->priv;
   std::vector<Self::Private::Reaper> reapers;
   {
@@ -1003,15 +1074,21 @@ static void ccm_enc_bin_join_reapers(Self* self, std::chrono::milliseconds bound
     reapers.swap(p->reapers);
   }
   const auto deadline = std::chrono::steady_clock::now() + bound;
+  auto waiting = [&] {
+    return std::any_of(reapers.begin(), reapers.end(), [](const auto& r) { return !*r.done && !r.wedged; });
+  };
+  while (waiting() && std::chrono::steady_clock::now() < deadline) g_usleep(2000);
   for (auto& r : reapers) {
-    while (!*r.done && std::chrono::steady_clock::now() < deadline) g_usleep(2000);
     if (*r.done) {
       r.thread.join();
-    } else {
-      GST_ERROR_OBJECT(self, "an encoder did not return within %lld ms of being shut down; leaving it behind",
-                       (long long)bound.count());
-      r.thread.detach();
+      continue;
     }
+    r.thread.detach();
+    ccm_enc_bin_left_behind(self, r.factory,
+                            r.wedged ? std::string("it stalled inside a push and never came back")
+                                     : "it did not stop within " + std::to_string(bound.count()) +
+                                           " ms of being shut down",
+                            finalizing);
   }
 }
 
@@ -1054,14 +1131,106 @@ static bool wants_rate_controller(Self* self, Chain& c, const Settings& s) {
   }
 }
 
+// The in-band stream format of H.264/H.265 (avc3, hev1) when downstream takes it
+// but no byte-stream (matroskamux, mp4mux, qtmux); nullptr otherwise, where the
+// parser's own negotiation is kept (byte-stream carries parameter sets in band).
+// Parsers (and queues) downstream convert to whatever follows them, and would
+// turn a failover's new parameter sets into new caps: what follows them decides.
+// The sink pad of the first element past them (a new reference), nullptr when unlinked.
+static GstPad* pad_past_parsers(GstPad* srcpad) {
+  GstPad* pad = gst_pad_get_peer(srcpad);  // a sink pad downstream
+  for (int hops = 0; pad && hops < 8; hops++) {
+    GstElement* element = gst_pad_get_parent_element(pad);
+    GstElementFactory* factory = element ? gst_element_get_factory(element) : nullptr;
+    const gchar* klass = factory ? gst_element_factory_get_metadata(factory, GST_ELEMENT_METADATA_KLASS) : nullptr;
+    const bool see_through =
+        klass && (strstr(klass, "Parser") || g_str_equal(GST_OBJECT_NAME(factory), "queue"));
+    GstPad* next = see_through ? ccm::gst::only_pad(element, GST_PAD_SRC) : nullptr;
+    GstPad* next_peer = next ? gst_pad_get_peer(next) : nullptr;
+    if (next) gst_object_unref(next);
+    if (element) gst_object_unref(element);
+    if (!next_peer) break;
+    gst_object_unref(pad);
+    pad = next_peer;
+  }
+  return pad;
+}
+
+static GstCaps* caps_past_parsers(GstPad* srcpad) {
+  GstPad* pad = pad_past_parsers(srcpad);
+  if (!pad) return nullptr;
+  GstCaps* caps = gst_pad_query_caps(pad, nullptr);
+  gst_object_unref(pad);
+  return caps;
+}
+
+// The muxer downstream (past parsers and queues) that already took a stream, by
+// name, or "": none of GStreamer 1.22's muxers takes another codec mid-stream
+// (matroskamux, webmmux, mp4mux: "Caps changes are not supported"; mpegtsmux:
+// "Stream type change ... not supported"), so a codec switch would end the recording.
+static std::string muxer_downstream(GstPad* srcpad) {
+  GstPad* pad = pad_past_parsers(srcpad);
+  if (!pad) return {};
+  std::string name;
+  GstElement* element = gst_pad_get_parent_element(pad);
+  GstElementFactory* factory = element ? gst_element_get_factory(element) : nullptr;
+  const gchar* klass = factory ? gst_element_factory_get_metadata(factory, GST_ELEMENT_METADATA_KLASS) : nullptr;
+  if (klass && strstr(klass, "Muxer") && gst_pad_has_current_caps(pad)) name = GST_OBJECT_NAME(element);
+  if (element) gst_object_unref(element);
+  gst_object_unref(pad);
+  return name;
+}
+
+static const char* in_band_stream_format(GstPad* srcpad, Codec codec) {
+  if (codec != Codec::H264 && codec != Codec::H265) return nullptr;
+  const char* in_band = codec == Codec::H264 ? "avc3" : "hev1";
+  Ref<GstCaps> peer(caps_past_parsers(srcpad));
+  if (!peer || gst_caps_is_any(peer.get())) return nullptr;
+  auto takes = [&](const char* format) {
+    Ref<GstCaps> c(gst_caps_new_simple(ccm::catalog::caps_name(codec), "stream-format", G_TYPE_STRING, format,
+                                       "alignment", G_TYPE_STRING, "au", nullptr));
+    return gst_caps_can_intersect(peer.get(), c.get());
+  };
+  return !takes("byte-stream") && takes(in_band) ? in_band : nullptr;
+}
+
+// Whether caps from another encoder of the same stream describe a stream
+// downstream can go on taking under its current caps: the same codec, size and
+// stream format, with the parameter sets in band (byte-stream, avc3, hev1, AV1's
+// OBU stream, VP9), differing only in what the stream itself carries at its next
+// key frame (codec_data, profile, level, tier). Muxers that refuse any caps change
+// (matroskamux, webmmux, mp4mux) then keep recording.
+static bool same_stream_in_band(GstCaps* next, GstCaps* current) {
+  if (gst_caps_get_size(next) != 1 || gst_caps_get_size(current) != 1) return false;
+  const GstStructure* a = gst_caps_get_structure(next, 0);
+  const GstStructure* b = gst_caps_get_structure(current, 0);
+  if (!gst_structure_has_name(a, gst_structure_get_name(b))) return false;
+  const char* format = gst_structure_get_string(b, "stream-format");
+  const bool in_band = gst_structure_has_name(b, "video/x-vp9") || gst_structure_has_name(b, "video/x-av1") ||
+                       (format && (g_str_equal(format, "byte-stream") || g_str_equal(format, "avc3") ||
+                                   g_str_equal(format, "hev1")));
+  if (!in_band) return false;
+  GstStructure* x = gst_structure_copy(a);
+  GstStructure* y = gst_structure_copy(b);
+  for (GstStructure* st : {x, y}) gst_structure_remove_fields(st, "codec_data", "profile", "level", "tier", nullptr);
+  const bool same = gst_structure_is_equal(x, y);
+  gst_structure_free(x);
+  gst_structure_free(y);
+  return same;
+}
+
 // GStreamer 1.22's av1parse takes SVT-AV1's frames at 7680x2160 but rejects them
 // at 6144x3456 and 7680x4320 ("Parse obu need more data", then "No valid frames
 // found"), while dav1d and ffmpeg decode them: past 7680x2160 AV1 goes out unparsed
-// (1.24 is not checked here; it keeps the parser).
+// (1.24 is not checked here; it keeps the parser). Width counts on its own: it
+// rejects libaom's 8192x16 too, while 7696x16 and 16x8192 pass, so frames wider
+// than 7680 go out unparsed as well.
 static bool av1parse_breaks_on(Codec codec, const GstVideoInfo& info) {
   constexpr gint64 kLargestParsed = 7680 * 2160;
+  constexpr gint kWidestParsed = 7680;
   return codec == Codec::AV1 && ccm::gst::running_gst_version() < ccm::catalog::GstVersion{1, 24} &&
-         gint64(GST_VIDEO_INFO_WIDTH(&info)) * GST_VIDEO_INFO_HEIGHT(&info) > kLargestParsed;
+         (gint64(GST_VIDEO_INFO_WIDTH(&info)) * GST_VIDEO_INFO_HEIGHT(&info) > kLargestParsed ||
+          GST_VIDEO_INFO_WIDTH(&info) > kWidestParsed);
 }
 
 static GstEvent* bandwidth_estimate_event(double bps) {
@@ -1124,6 +1293,9 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   if (!input && full_chroma)
     return discard("cannot encode an odd size (4:2:0 " + std::string(ccm::catalog::to_string(codec)) +
                    " cannot carry it, and the element takes no 4:4:4)");
+  if (std::string small = below_minimum_size(c.encoder, GST_VIDEO_INFO_WIDTH(&vinfo), GST_VIDEO_INFO_HEIGHT(&vinfo));
+      !small.empty())
+    return discard(small);
   {
     // The size as the encoder would get it (the converter keeps it).
     Ref<GstCaps> sized(gst_caps_copy(input_caps));
@@ -1157,6 +1329,15 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   } else if (!(c.parser = make(ccm::catalog::parser_factory(codec)))) {
     GST_WARNING_OBJECT(self, "%s missing (gstreamer1.0-plugins-bad): output is not parsed",
                        ccm::catalog::parser_factory(codec));
+  } else if (const char* format = in_band_stream_format(self->srcpad, codec)) {
+    // Parameter sets with every key frame, and a stream format that says so: a
+    // muxer keeps the first encoder's header (codec_data) and the stream carries
+    // each encoder's own, so a failover or switch needs no caps change downstream.
+    g_object_set(c.parser, "config-interval", -1, nullptr);
+    c.stream_filter = make("capsfilter");
+    Ref<GstCaps> caps(gst_caps_new_simple(ccm::catalog::caps_name(codec), "stream-format", G_TYPE_STRING, format,
+                                          "alignment", G_TYPE_STRING, "au", nullptr));
+    g_object_set(c.stream_filter, "caps", caps.get(), nullptr);
   }
   sess->setup_report = join(report.applied, ", ");
   if (!report.skipped.empty()) sess->setup_report += "; not set: " + join(report.skipped, "; ");
@@ -1243,8 +1424,18 @@ static std::shared_ptr<Session> ccm_enc_bin_make_session(Self* self, const ccm::
   if (!failure.empty()) return undo(failure);
   if (!caps_ok) return undo("refused the input caps");
 
-  gst_object_ref(self);  // released by the pusher
-  sess->pusher = std::thread(ccm_enc_bin_pusher, self, sess);
+  {
+    // A stop (PAUSED to READY) may have retired it meanwhile: its reaper has the
+    // elements then, and a pusher started now would never be joined.
+    std::lock_guard lk(p->lock);
+    if (sess->retired) {
+      *why = "not started: the stream is stopping";
+      return nullptr;
+    }
+    gst_object_ref(self);  // released by the pusher
+    sess->pusher = std::thread(ccm_enc_bin_pusher, self, sess);
+    sess->building = false;
+  }
   return sess;
 }
 
@@ -1266,6 +1457,10 @@ static std::shared_ptr<Session> ccm_enc_bin_walk(Self* self, std::vector<ccm::ca
     }
     const ccm::catalog::Candidate cand = cands.front();
     cands.erase(cands.begin());
+    if (p->shutting_down) {
+      passed.push_back(cand.factory + ": not tried, the stream is stopping");
+      continue;
+    }
     {
       std::lock_guard lk(p->lock);
       if (p->failed.contains(cand.factory)) {
@@ -1273,7 +1468,8 @@ static std::shared_ptr<Session> ccm_enc_bin_walk(Self* self, std::vector<ccm::ca
         continue;
       }
     }
-    const auto probe = probe_candidate(cand, codec, s, caps);
+    const auto probe = probe_candidate(cand, codec, s, caps, [p] { return p->shutting_down.load(); });
+    if (probe.abandoned) ccm_enc_bin_left_behind(self, cand.factory, probe.reason);
     if (!probe.ok) {
       passed.push_back(cand.factory + ": test encode failed" + (probe.cached ? " (cached)" : "") + ": " + probe.reason);
       continue;
@@ -1366,6 +1562,7 @@ static bool ccm_enc_bin_fail_over(Self* self, const std::shared_ptr<Session>& fa
       all = join(p->failures, "; ");
     }
     p->cond.notify_all();
+    if (p->shutting_down) return false;  // stopped while choosing the next one
     GST_ELEMENT_ERROR(self, STREAM, ENCODE,
                       ("every encoder failed (%s); no candidate is left", all.c_str()),
                       ("failures in this stream: %s; not tried: %s", all.c_str(),
@@ -1410,17 +1607,30 @@ static bool ccm_enc_bin_wait(Self* self, std::unique_lock<std::mutex>& lk, Done 
     std::string why;
     auto cur = p->current;
     if (!healthy(p, *cur, now_us(), &why)) {
-      // A slow encoder is better than none: a stall only moves on when there
-      // is somewhere to move to; errors always do (and end the stream without one).
+      // A slow encoder is better than none: with nowhere to move to, a stall is
+      // a warning first, and the end of the stream (an error naming the encoder)
+      // only once it has lasted as long again; errors always move on (and end
+      // the stream without a candidate left).
       if (!cur->failed && !ccm_enc_bin_has_alternative(p, *cur)) {
-        if (!cur->stall_reported) {
-          cur->stall_reported = true;
-          GST_WARNING_OBJECT(self, "%s is %s, and no other candidate is left: waiting for it",
-                             cur->chain.factory.c_str(), why.c_str());
+        const gint64 now = now_us();
+        const gint64 grace = stall_bound_us(p) * (cur->produced ? 1 : 3);
+        if (cur->stall_reported < 0) {
+          cur->stall_reported = now;
+          const std::string factory = cur->chain.factory;
+          lk.unlock();
+          GST_ELEMENT_WARNING(self, STREAM, ENCODE,
+                              ("%s is %s, and no other candidate is left: waiting %" G_GINT64_FORMAT
+                               " ms more before giving up on it", factory.c_str(), why.c_str(), grace / 1000),
+                              ("stall-timeout=0 waits for ever"));
+          lk.lock();
+          continue;
         }
-        if (done()) return true;
-        p->cond.wait_for(lk, std::chrono::milliseconds(5));
-        continue;
+        if (now - cur->stall_reported <= grace) {
+          if (done()) return true;
+          p->cond.wait_for(lk, std::chrono::milliseconds(5));
+          continue;
+        }
+        why += ", and still after " + std::to_string(grace / 1000) + " ms more";
       }
       lk.unlock();
       const bool ok = ccm_enc_bin_fail_over(self, cur, why);
@@ -1428,6 +1638,7 @@ static bool ccm_enc_bin_wait(Self* self, std::unique_lock<std::mutex>& lk, Done 
       if (!ok) return false;
       continue;
     }
+    cur->stall_reported = -1;
     if (done()) return true;
     p->cond.wait_for(lk, std::chrono::milliseconds(5));
   }
@@ -1546,6 +1757,15 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
     s = p->settings;
   }
 
+  std::string settings_warning;
+  {
+    std::lock_guard lk(p->lock);
+    settings_warning.swap(p->settings_warning);
+  }
+  if (!settings_warning.empty())
+    GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("%s", settings_warning.c_str()),
+                        ("set bitrate in kbit/s, 1 to %u", kMaxBitrate));
+
   if (s.rate_control != RateControl::Cqp && s.bitrate == 0) {
     GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("bitrate=0 kbit/s cannot be encoded"),
                       ("set bitrate to at least 1 (kbit/s), or use rate-control=cqp with a quantizer"));
@@ -1631,6 +1851,7 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
     for (const auto& line : passed) failures.push_back(std::string(ccm::catalog::to_string(plan.codec)) + " " + line);
   }
 
+  if (p->shutting_down) return false;  // stopped while choosing: not the encoders' fault
   // Nothing usable: name the fix.
   std::string fix;
   if (s.hardware == HardwarePolicy::HardwareOnly) {
@@ -1641,17 +1862,31 @@ static bool ccm_enc_bin_start(Self* self, GstCaps* input_caps) {
     gst_video_info_from_caps(&vinfo, input_caps);
     for (const Plan& pl : plans) {
       if (!fix.empty()) fix += "; ";
+      if (pl.ranking.candidates.empty() && !s.candidates.empty()) {
+        // The user's list named nothing usable: say which names and why, not a package.
+        std::vector<std::string> why;
+        for (const auto& po : pl.ranking.passed_over) why.push_back(po.factory + ": " + po.reason);
+        fix += "candidates=" + s.candidates + " names no usable " + ccm::catalog::to_string(pl.codec) +
+               " encoder (" + join(why, "; ") +
+               "); check the names with gst-inspect-1.0, or leave candidates empty for the catalogue's order";
+        continue;
+      }
       if (pl.ranking.candidates.empty()) {  // nothing installed: the package is the fix
         fix += std::string("for ") + ccm::catalog::to_string(pl.codec) + " install " +
                std::string(ccm::catalog::debian_package_for(pl.codec));
         continue;
       }
-      // Installed, and each refused this input: say so, the reasons are in the debug text.
-      std::vector<std::string> names;
+      // Installed, and each refused this input: say so, the reasons are in the debug text;
+      // a frame below an encoder's smallest size is said here, with the size.
+      std::vector<std::string> names, too_small;
       for (const auto& c : pl.ranking.candidates) names.push_back(c.factory);
+      for (const auto& f : failures)
+        if (f.find("takes frames of at least") != std::string::npos) too_small.push_back(f);
       fix += "none of " + join(names, ", ") + " takes " + std::to_string(GST_VIDEO_INFO_WIDTH(&vinfo)) + "x" +
              std::to_string(GST_VIDEO_INFO_HEIGHT(&vinfo)) + " " +
-             gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vinfo)) + " (see why below)";
+             gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vinfo)) +
+             (too_small.empty() ? " (see why below)"
+                                : " (" + join(too_small, "; ") + "): scale it up first (videoscale)");
     }
   }
   std::string codecs;
@@ -1692,6 +1927,15 @@ static void ccm_enc_bin_switch(Self* self) {
                            ccm::catalog::to_string(codec), ccm::catalog::caps_name(codec),
                            ccm::catalog::to_string(old->chain.codec)),
                           ("downstream accepts %s", downstream_caps_string(self->srcpad).c_str()));
+      return;
+    }
+    if (const std::string muxer = muxer_downstream(self->srcpad); !muxer.empty()) {
+      GST_ELEMENT_WARNING(self, CORE, NEGOTIATION,
+                          ("codec=%s requested but %s cannot change codec mid-stream: keeping %s",
+                           ccm::catalog::to_string(codec), muxer.c_str(),
+                           ccm::catalog::to_string(old->chain.codec)),
+                          ("a muxer takes one codec per stream; to switch codecs, give each codec an output of "
+                           "its own (see docs/ccmencbin.md, What downstream must take)"));
       return;
     }
   }
@@ -1741,8 +1985,9 @@ static void ccm_enc_bin_switch(Self* self) {
 }
 
 // Everything back to before the first caps (PAUSED to READY, finalize).
-static void ccm_enc_bin_teardown(Self* self) {
+static void ccm_enc_bin_teardown(Self* self, bool finalizing = false) {
   auto* p = self->priv;
+  if (finalizing) p->shutting_down = true;  // a standby still being built gives up now
   {
     std::lock_guard lk(p->lock);
     p->standby_generation++;
@@ -1754,7 +1999,7 @@ static void ccm_enc_bin_teardown(Self* self) {
     sessions = p->attached;
   }
   for (const auto& s : sessions) ccm_enc_bin_retire(self, s);
-  ccm_enc_bin_join_reapers(self, std::chrono::milliseconds(5000));
+  ccm_enc_bin_join_reapers(self, kShutdownBound, finalizing);
   std::lock_guard lk(p->lock);
   p->current = nullptr;
   p->standby = nullptr;
@@ -1814,7 +2059,10 @@ static GstFlowReturn ccm_enc_bin_sync_sticky(Self* self, Session* s) {
           GstCaps *a = nullptr, *b = nullptr;
           gst_event_parse_caps(mine, &a);
           gst_event_parse_caps(theirs, &b);
-          same = gst_caps_is_equal(a, b);
+          same = gst_caps_is_equal(a, b) || same_stream_in_band(a, b);
+          if (same && !gst_caps_is_equal(a, b))
+            GST_INFO_OBJECT(self, "%s: downstream keeps its caps %" GST_PTR_FORMAT " (parameter sets in band); "
+                            "the new encoder's are %" GST_PTR_FORMAT, s->chain.factory.c_str(), b, a);
           break;
         }
         case GST_EVENT_SEGMENT: {
@@ -2257,6 +2505,11 @@ static GstBuffer* ccm_enc_bin_complete_timestamps(Self* self, GstBuffer* buffer)
 static GstFlowReturn ccm_enc_bin_sink_chain(GstPad*, GstObject* parent, GstBuffer* buffer) {
   Self* self = GST_CCM_ENC_BIN(parent);
   auto* p = self->priv;
+  if (p->shutting_down) {
+    // Stopping: the sessions are gone already (see change_state), which is no error.
+    gst_buffer_unref(buffer);
+    return GST_FLOW_FLUSHING;
+  }
   if (!ccm_enc_bin_is_built(self)) {
     gst_buffer_unref(buffer);
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("data arrived before caps"),
@@ -2270,8 +2523,8 @@ static GstFlowReturn ccm_enc_bin_sink_chain(GstPad*, GstObject* parent, GstBuffe
 
   std::unique_lock lk(p->lock);
   GstFlowReturn ret = GST_FLOW_OK;
-  if (p->fatal || !p->current) ret = GST_FLOW_ERROR;
-  else if (p->flushing) ret = GST_FLOW_FLUSHING;
+  if (p->flushing) ret = GST_FLOW_FLUSHING;
+  else if (p->fatal || !p->current) ret = GST_FLOW_ERROR;
   else if (p->final_eos) ret = GST_FLOW_EOS;
   if (ret != GST_FLOW_OK) {
     gst_buffer_unref(buffer);
@@ -2508,7 +2761,7 @@ static GstStructure* ccm_enc_bin_stats(Self* self) {
       G_TYPE_DOUBLE, mean_fps, "switches", G_TYPE_UINT64, (guint64)st.switches, "failovers",
       G_TYPE_UINT64, (guint64)st.failovers, "frames-reencoded", G_TYPE_UINT64, (guint64)st.frames_reencoded,
       "last-switch-ms", G_TYPE_DOUBLE, st.last_switch_ms.load(), "start-ms", G_TYPE_DOUBLE, st.start_ms.load(),
-      "at-min-qp", G_TYPE_BOOLEAN, at_min_qp, nullptr);
+      "at-min-qp", G_TYPE_BOOLEAN, at_min_qp, "encoders-abandoned", G_TYPE_UINT64, (guint64)st.abandoned, nullptr);
 }
 
 // ---- GObject --------------------------------------------------------------------
@@ -2595,8 +2848,24 @@ static void gst_ccm_enc_bin_set_property(GObject* object, guint id, const GValue
       request_switch("codec");
       break;
     case PROP_BITRATE: {
-      const guint kbps = g_value_get_uint(value);  // at least 1: GObject refuses 0 (the pspec's range)
-      s.bitrate = kbps;
+      guint kbps = g_value_get_uint(value);
+      if (kbps > kMaxBitrate) {
+        const std::string note =
+            "bitrate=" + std::to_string(kbps) + " kbit/s is out of range" +
+            (kbps > (guint)G_MAXINT ? " (" + std::to_string((gint)kbps) + " read as unsigned?)" : std::string()) +
+            ": clamped to " + std::to_string(kMaxBitrate) + " kbit/s";
+        kbps = kMaxBitrate;
+        GST_WARNING_OBJECT(self, "%s", note.c_str());
+        if (!p->current) {
+          p->settings_warning = note;  // gst-launch sets properties before there is a bus
+        } else {
+          lock.unlock();
+          GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("%s", note.c_str()), ("set bitrate in kbit/s, 1 to %u",
+                                                                               kMaxBitrate));
+          lock.lock();
+        }
+      }
+      s.bitrate = kbps;  // at least 1: GObject refuses 0 (the pspec's range)
       p->bandwidth_estimate_bps = 0;  // the application's word replaces the network's
       lock.unlock();
       ccm_enc_bin_apply_live_bitrate(self, kbps);
@@ -2680,17 +2949,26 @@ static GstStateChangeReturn gst_ccm_enc_bin_change_state(GstElement* element, Gs
     p->final_eos = false;
     p->fatal = false;
     p->standby_generation = 0;
+    p->shutting_down = false;
   }
   if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
-    // Unblock the streaming thread (waiting on a session) and every session's pusher.
+    // Unblock the streaming thread (waiting on a session, or in a test encode)
+    // and every session's pusher, and take every session out of the bin before
+    // the bin changes its children's state: an encoder that never returns (a
+    // wedged driver call) would hold that state change, and this one, for ever.
+    // Retired sessions are stopped by threads of their own (ccm_enc_bin_retire).
+    // A session still being built is left to the bin and to the teardown below
+    // (its builder uses its elements; the stream lock and the standby join wait for it).
     std::vector<std::shared_ptr<Session>> sessions;
     {
       std::lock_guard lk(p->lock);
       p->flushing = true;
-      sessions = p->attached;
+      p->shutting_down = true;
+      for (const auto& s : p->attached)
+        if (!s->building) sessions.push_back(s);
     }
     p->cond.notify_all();
-    for (const auto& s : sessions) gst_pad_push_event(s->feed, gst_event_new_flush_start());
+    for (const auto& s : sessions) ccm_enc_bin_retire(self, s);
   }
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_ccm_enc_bin_parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE) return ret;
@@ -2701,7 +2979,7 @@ static GstStateChangeReturn gst_ccm_enc_bin_change_state(GstElement* element, Gs
 
 static void gst_ccm_enc_bin_finalize(GObject* object) {
   Self* self = GST_CCM_ENC_BIN(object);
-  ccm_enc_bin_teardown(self);
+  ccm_enc_bin_teardown(self, true);
   delete self->priv;
   G_OBJECT_CLASS(gst_ccm_enc_bin_parent_class)->finalize(object);
 }
@@ -2822,7 +3100,8 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                          "frames over the last wall-clock second), mean-bitrate-kbps and mean-fps (the same "
                          "over the whole stream), switches, failovers, frames-reencoded, last-switch-ms, "
                          "start-ms, at-min-qp (the built-in rate controller's last frame was at the lowest QP "
-                         "allowed: the bitrate may not be reachable); see docs/ccmencbin.md",
+                         "allowed: the bitrate may not be reachable), encoders-abandoned (encoders that never "
+                         "returned from a call and were left behind, over the element's life); see docs/ccmencbin.md",
                          GST_TYPE_STRUCTURE, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <ctime>
@@ -12,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 GST_DEBUG_CATEGORY_STATIC(ccm_probe_debug);
@@ -128,15 +130,16 @@ double ms_since(gint64 t0) { return double(g_get_monotonic_time() - t0) / 1000.0
 
 }  // namespace
 
-ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout) {
-  init_debug();
+namespace {
+
+// The test encode itself, in the probe's own thread. Every wait it makes is bounded
+// by `timeout` (for the output, once the frame is in), `give_up` or `stop`; the calls
+// into the encoder (push, state changes) are not, which is why it runs where the
+// caller can leave it behind.
+ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_point give_up,
+                        std::chrono::milliseconds timeout, const std::atomic<bool>& stop) {
   const gint64 t0 = g_get_monotonic_time();
   ProbeResult result;
-  GstElement* encoder = make();
-  if (!encoder) {
-    result.reason = "could not be created";
-    return result;
-  }
   GstElement* pipeline = gst_pipeline_new("ccm-probe");
   GstElement* convert = gst_element_factory_make("videoconvert", nullptr);
   gst_bin_add_many(GST_BIN(pipeline), convert, encoder, nullptr);
@@ -209,11 +212,11 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
 
   // Encoders with an output thread of their own answer later: wait for the first
   // buffer or the drain, watching the bus for an error meanwhile.
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = std::min(give_up, std::chrono::steady_clock::now() + timeout);
   std::string error;
   {
     std::unique_lock lock(outcome.lock);
-    while (!outcome.got_buffer && !outcome.eos && std::chrono::steady_clock::now() < deadline) {
+    while (!outcome.got_buffer && !outcome.eos && !stop && std::chrono::steady_clock::now() < deadline) {
       outcome.cond.wait_for(lock, std::chrono::milliseconds(5));
       lock.unlock();
       error = first_error(bus);
@@ -227,6 +230,85 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     return finish(outcome.eos ? "test encode gave no output" : "no output within " + std::to_string(timeout.count()) + " ms");
   if (!outcome.first_is_key) return finish("the first output of the test encode was not a key frame");
   return finish("");
+}
+
+// What the probe's thread and its caller share; the thread keeps it alive when
+// the caller has left it behind.
+struct ProbeRun {
+  std::mutex lock;
+  std::condition_variable cond;
+  bool done = false;
+  ProbeResult result;
+  std::atomic<bool> stop{false};
+};
+
+}  // namespace
+
+ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout,
+                          const std::function<bool()>& cancelled, std::chrono::milliseconds give_up) {
+  init_debug();
+  const gint64 t0 = g_get_monotonic_time();
+  GstElement* encoder = make();
+  if (!encoder) {
+    ProbeResult result;
+    result.reason = "could not be created";
+    return result;
+  }
+  gst_object_ref_sink(encoder);
+  const auto deadline = std::chrono::steady_clock::now() + give_up;
+  // A well-behaved encoder closes in a few ms after its answer; past this grace it is left behind.
+  constexpr auto kCloseGrace = std::chrono::milliseconds(250);
+  auto run = std::make_shared<ProbeRun>();
+  std::thread worker([run, encoder, deadline, timeout] {
+    ProbeResult r = test_encode(encoder, deadline, timeout, run->stop);
+    gst_object_unref(encoder);
+    {
+      std::lock_guard lk(run->lock);
+      run->result = std::move(r);
+      run->done = true;
+    }
+    run->cond.notify_all();
+  });
+  bool was_cancelled = false;
+  std::unique_lock lk(run->lock);
+  while (!run->done) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline + kCloseGrace) break;
+    if (!was_cancelled && cancelled && cancelled()) {
+      was_cancelled = true;
+      run->stop = true;  // its own waits end now; give it the grace to close
+      const auto until = std::min(deadline + kCloseGrace, now + kCloseGrace);
+      run->cond.wait_until(lk, until, [&] { return run->done; });
+      break;
+    }
+    run->cond.wait_for(lk, std::chrono::milliseconds(5));
+  }
+  if (run->done) {
+    lk.unlock();
+    worker.join();
+    ProbeResult r = run->result;
+    if (was_cancelled && !r.ok) {
+      r.cancelled = true;
+      r.reason = "not finished: the stream is stopping";
+    }
+    return r;
+  }
+  lk.unlock();
+  run->stop = true;
+  worker.detach();  // stuck inside the encoder: it and its pipeline stay behind
+  ProbeResult r;
+  r.ms = ms_since(t0);
+  if (was_cancelled) {
+    r.cancelled = true;
+    r.abandoned = true;
+    r.reason = "did not return from its test encode when the stream stopped: left behind";
+  } else {
+    r.abandoned = true;
+    r.reason = "did not return from its test encode within " + std::to_string(give_up.count()) +
+               " ms (wedged): left behind";
+  }
+  GST_WARNING("%s", r.reason.c_str());
+  return r;
 }
 
 // ---- the cache -------------------------------------------------------------------

@@ -26,17 +26,28 @@ namespace ccm::gst {
 
 struct ProbeResult {
   bool ok = false;
-  std::string reason;   // why it failed; "" when ok
-  double ms = 0;        // how long the test encode took (when it ran)
-  bool cached = false;  // answered from the cache
+  std::string reason;      // why it failed; "" when ok
+  double ms = 0;           // how long the test encode took (when it ran)
+  bool cached = false;     // answered from the cache
+  bool abandoned = false;  // the encoder did not return within the bound: its thread was left behind
+  bool cancelled = false;  // given up because the caller stopped (not an answer: not to be cached)
 };
 
 // Creates and configures the encoder for a probe (floating reference); nullptr
 // when the element cannot be created.
 using EncoderMaker = std::function<GstElement*()>;
 
-// Test-encodes one 320x240 frame. Blocks up to `timeout` for the output.
-ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
+// Test-encodes one 320x240 frame, in a thread of its own, waiting up to `timeout`
+// for the output once the frame is in. The call returns within `give_up` (plus up
+// to 250 ms for a well-behaved encoder to close) whatever the encoder does: one that
+// has not returned by then (a driver call that never returns, in its open, the push,
+// a state change or its drain) fails the probe and is left behind with its thread
+// and pipeline (`abandoned`). `give_up` is generous: opening an encoder on a loaded
+// machine (libvpx under ASan) takes seconds. `cancelled`, polled every few ms, gives
+// up early (the caller is shutting down). `make` is called in the calling thread.
+ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000),
+                          const std::function<bool()>& cancelled = {},
+                          std::chrono::milliseconds give_up = std::chrono::milliseconds(10000));
 
 // The cache key: "<factory>|<codec>|<device>|<registry signature>".
 std::string probe_key(std::string_view factory, catalog::Codec codec, std::string_view device);

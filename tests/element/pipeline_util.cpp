@@ -154,6 +154,28 @@ RunResult run_pipeline(const std::string& description, const RunOptions& options
   return result;
 }
 
+void at_frame(GstElement* pipeline, int n, std::function<void(GstElement*)> fn) {
+  GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+  GstPad* pad = gst_element_get_static_pad(enc, "sink");
+  struct Hook {
+    int n;
+    int seen = 0;
+    GstElement* enc;
+    std::function<void(GstElement*)> fn;
+  };
+  auto* hook = new Hook{n, 0, enc, std::move(fn)};
+  gst_pad_add_probe(
+      pad, GST_PAD_PROBE_TYPE_BUFFER,
+      [](GstPad*, GstPadProbeInfo*, gpointer data) -> GstPadProbeReturn {
+        auto* h = static_cast<Hook*>(data);
+        if (h->seen++ == h->n) h->fn(h->enc);
+        return GST_PAD_PROBE_OK;
+      },
+      hook, [](gpointer data) { delete static_cast<Hook*>(data); });
+  gst_object_unref(pad);
+  gst_object_unref(enc);
+}
+
 GstElement* element_in_bin(GstElement* pipeline, const char* bin_name, const char* factory) {
   GstElement* bin = gst_bin_get_by_name(GST_BIN(pipeline), bin_name);
   if (!bin) return nullptr;

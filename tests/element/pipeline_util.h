@@ -43,6 +43,10 @@ RunResult run_pipeline(const std::string& description, const RunOptions& options
 RunResult run_pipeline(const std::string& description, int timeout_s = 120,
                        const std::function<void(GstElement* pipeline)>& on_playing = {});
 
+// Calls `fn(enc)` in the streaming thread just before frame `n` (from 0) enters the
+// element named "enc" (ccmencbin): live property changes at a known frame.
+void at_frame(GstElement* pipeline, int n, std::function<void(GstElement* enc)> fn);
+
 // The element made by `factory` inside the bin named `bin_name` in `pipeline` (a new
 // reference; nullptr when there is none): the encoder ccmencbin chose, for one.
 GstElement* element_in_bin(GstElement* pipeline, const char* bin_name, const char* factory);

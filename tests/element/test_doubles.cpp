@@ -6,6 +6,8 @@
 #include <cstring>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -17,6 +19,9 @@ namespace {
 
 struct Registry {
   std::mutex lock;
+  std::condition_variable wedge_released;  // wedged doubles wait on it (with `lock`)
+  bool released = false;
+  int wedged = 0;
   std::map<std::string, DoubleBehaviour> behaviours;
   std::map<std::string, int> instances;
   std::map<std::string, int> open_sessions;
@@ -51,6 +56,7 @@ struct HardwareDouble {
   DoubleBehaviour behaviour;
   int frames;
   bool session_open;
+  std::atomic<bool> wedged;
 };
 
 struct HardwareDoubleClass {
@@ -111,8 +117,22 @@ void close_session(HardwareDouble* self) {
   r.open_sessions[*self->factory]--;
 }
 
+// Blocks until release_wedged_doubles(): the driver call that never returns.
+void wedge(HardwareDouble* self) {
+  auto& r = registry();
+  std::unique_lock lk(r.lock);
+  if (!self->wedged.exchange(true)) r.wedged++;
+  r.wedge_released.wait(lk, [&] { return r.released; });
+}
+
 gboolean double_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
   auto* self = reinterpret_cast<HardwareDouble*>(parent);
+  if ((self->behaviour.wedge_after >= 0 || self->behaviour.wedge_on_stop) &&
+      (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_START || GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP)) {
+    // A driver that never looks at a flush: the encoder inside never hears of it.
+    gst_event_unref(event);
+    return TRUE;
+  }
   if (GST_EVENT_TYPE(event) == GST_EVENT_CAPS && !self->session_open) {
     bool refuse = self->behaviour.refuse_open;
     std::string why = "told to refuse";
@@ -155,6 +175,11 @@ GstFlowReturn double_sink_chain(GstPad* pad, GstObject* parent, GstBuffer* buffe
     while (!GST_PAD_IS_FLUSHING(pad)) g_usleep(2000);
     return GST_FLOW_FLUSHING;
   }
+  if (b.wedge_after >= 0 && n >= b.wedge_after) {
+    wedge(self);
+    gst_buffer_unref(buffer);
+    return GST_FLOW_FLUSHING;
+  }
   if (b.stall_after >= 0 && n >= b.stall_after) {
     gst_buffer_unref(buffer);
     return GST_FLOW_OK;
@@ -164,6 +189,8 @@ GstFlowReturn double_sink_chain(GstPad* pad, GstObject* parent, GstBuffer* buffe
 
 GstStateChangeReturn double_change_state(GstElement* element, GstStateChange transition) {
   auto* self = reinterpret_cast<HardwareDouble*>(element);
+  // Closing a device whose call never returned never returns either.
+  if (self->wedged || (self->behaviour.wedge_on_stop && transition == GST_STATE_CHANGE_PAUSED_TO_READY)) wedge(self);
   const GstStateChangeReturn ret = bin_class->change_state(element, transition);
   if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
     close_session(self);
@@ -176,6 +203,7 @@ void double_finalize(GObject* object) {
   auto* self = reinterpret_cast<HardwareDouble*>(object);
   close_session(self);
   delete self->factory;
+  self->behaviour.~DoubleBehaviour();
   G_OBJECT_CLASS(bin_class)->finalize(object);
 }
 
@@ -213,9 +241,10 @@ void double_instance_init(GTypeInstance* instance, gpointer klass) {
   // The factory name this instance was made from: the type name minus our prefix.
   std::string type_name = g_type_name(G_TYPE_FROM_CLASS(klass));
   self->factory = new std::string(type_name.substr(type_name.find('_') + 1));
-  self->behaviour = behaviour_for(*self->factory);
+  new (&self->behaviour) DoubleBehaviour(behaviour_for(*self->factory));  // GObject gives raw memory
   self->frames = 0;
   self->session_open = false;
+  new (&self->wedged) std::atomic<bool>(false);
   {
     auto& r = registry();
     std::lock_guard lk(r.lock);
@@ -230,6 +259,13 @@ void double_instance_init(GTypeInstance* instance, gpointer klass) {
           gst_util_set_object_arg(G_OBJECT(self->inner), std::string(setting.property).c_str(),
                                   std::string(setting.value).c_str());
   }
+  gchar** settings = g_strsplit(self->behaviour.inner_settings.c_str(), " ", -1);
+  for (gchar** kv = settings; *kv; kv++) {
+    gchar** parts = g_strsplit(*kv, "=", 2);
+    if (parts[0] && parts[1]) gst_util_set_object_arg(G_OBJECT(self->inner), parts[0], parts[1]);
+    g_strfreev(parts);
+  }
+  g_strfreev(settings);
   gst_bin_add(GST_BIN(self), self->inner);
   for (const char* name : {"sink", "src"}) {
     GstPad* target = gst_element_get_static_pad(self->inner, name);
@@ -301,6 +337,8 @@ bool parse_double_behaviours(std::string_view spec) {
       else if (key == "stall-after") b.stall_after = value;
       else if (key == "hang-after") b.hang_after = value;
       else if (key == "slow-ms") b.slow_ms = value;
+      else if (key == "wedge-after") b.wedge_after = value;
+      else if (key == "wedge-on-stop") b.wedge_on_stop = true;
       else if (!key.empty()) ok = false;
       g_strfreev(kv);
     }
@@ -314,6 +352,21 @@ bool parse_double_behaviours(std::string_view spec) {
   }
   g_strfreev(entries);
   return ok;
+}
+
+void release_wedged_doubles() {
+  auto& r = registry();
+  {
+    std::lock_guard lk(r.lock);
+    r.released = true;
+  }
+  r.wedge_released.notify_all();
+}
+
+int wedged_doubles() {
+  auto& r = registry();
+  std::lock_guard lk(r.lock);
+  return r.wedged;
 }
 
 int double_instances(const std::string& factory) {

@@ -10,6 +10,8 @@
 // instance is created (so a running instance keeps its own), from
 // set_double_behaviour() or from the environment variable CCM_TEST_DOUBLES,
 // e.g. "nvh265enc:fail-after=50;vah265enc:refuse;nvh265device1enc:max-sessions=2,slow-ms=3".
+// Registered under a name of its own ("ccmtestwedgeenc", a name no real element has)
+// a double with wedge-after is the encoder that never comes back.
 #pragma once
 
 #include <gst/gst.h>
@@ -26,6 +28,19 @@ struct DoubleBehaviour {
   int stall_after = -1;      // "stall-after=N": later frames are taken and never come out (a hung output thread)
   int hang_after = -1;       // "hang-after=N": frame N+1 blocks inside the push until the element is flushed
   int slow_ms = 0;           // "slow-ms=N": every frame takes N ms longer
+  // "wedge-after=N": frame N+1 (counted per instance, a test encode's frame included)
+  // blocks inside the push for ever, as a driver call that never returns: flushes are
+  // swallowed (never reach the encoder inside), and every state change of the element
+  // after that blocks too. Only release_wedged_doubles() (or the end of the process)
+  // frees it, so a test can leave it behind and still exit.
+  int wedge_after = -1;
+  // "wedge-on-stop": going down from PAUSED blocks for ever (a device close that never
+  // returns), whatever came before; freed as wedge-after is.
+  bool wedge_on_stop = false;
+  // Settings of the encoder inside, after the catalogue's ("speed-preset=slow"): a
+  // double whose stream differs from the real encoder's (parameter sets, codec_data,
+  // profile), as another vendor's would. Space-separated property=value.
+  std::string inner_settings;
 };
 
 // Registers `factory_name` (e.g. "nvh265enc") as a test double wrapping
@@ -35,6 +50,10 @@ struct DoubleBehaviour {
 bool register_hardware_double(const char* factory_name, const char* inner_factory, GstPlugin* plugin = nullptr);
 
 void set_double_behaviour(const std::string& factory, const DoubleBehaviour& behaviour);
+// Frees every wedged double (wedge-after, wedge-on-stop) of the process, for good; and
+// how many have wedged so far.
+void release_wedged_doubles();
+int wedged_doubles();
 void clear_double_behaviours();
 // Parses the CCM_TEST_DOUBLES syntax and sets what it names; false on a syntax error.
 bool parse_double_behaviours(std::string_view spec);

@@ -271,6 +271,16 @@ TEST(EncBinSizes, Av1At8kComesOut) {
   EXPECT_EQ(p.height, 4320);
 }
 
+// Wider than 7680 (8192x16): 1.22's av1parse rejects libaom's frames there too
+// ("No valid frames found"), so AV1 goes out unparsed, every frame.
+TEST(EncBinSizes, Av1Wider8192ComesOut) {
+  auto r = run_pipeline("videotestsrc num-buffers=3 ! video/x-raw,width=8192,height=16,framerate=30/1 ! "
+                        "ccmencbin name=enc codec=av1 candidates=av1enc ! fakesink", 120);
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 3u);
+}
+
 // low-latency=false reaches encoders whose own switch is on by default (ours).
 TEST(EncBinSettings, LowLatencyOffReachesOurEncoders) {
   for (const char* factory : {"ccmx265enc", "ccmsvtav1enc"}) {
@@ -557,6 +567,35 @@ TEST(EncBinErrors, InstalledEncodersThatRefuseTheInputAreNamed) {
   EXPECT_NE(r.error.find("none of openh264enc takes 33x33 I420"), std::string::npos) << r.error;
   EXPECT_EQ(r.error.find("install"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("odd size"), std::string::npos) << "the debug text says why: " << r.error;
+}
+
+TEST(EncBinErrors, CandidateThatDoesNotExistIsNamed) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! ccmencbin name=enc codec=h265 candidates=doesnotexist ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("candidates=doesnotexist names no usable h265 encoder (doesnotexist: no such element"),
+            std::string::npos) << r.error;
+  EXPECT_EQ(r.error.find("install"), std::string::npos) << r.error;
+}
+
+// 1x1 AV1: the error says the smallest frame each encoder takes, not "could not be linked".
+TEST(EncBinErrors, BelowTheEncodersMinimumSizeNamesIt) {
+  auto r = run_pipeline("videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=1,height=1 ! "
+                        "ccmencbin name=enc codec=av1 ! fakesink");
+  ASSERT_FALSE(r.eos);
+  EXPECT_NE(r.error.find("av1enc: takes frames of at least 4x4, not 1x1"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("videoscale"), std::string::npos) << r.error;
+}
+
+// bitrate=-5 from gst-launch arrives as 4294967291: clamped, with a warning that says so.
+TEST(EncBinErrors, NegativeBitrateIsClampedWithAWarning) {
+  auto r = run_pipeline("videotestsrc num-buffers=5 ! video/x-raw,width=64,height=48 ! "
+                        "ccmencbin name=enc codec=h264 bitrate=-5 ! fakesink");
+  ASSERT_TRUE(r.eos) << r.error;
+  std::string all;
+  for (const auto& w : r.warnings) all += w + "\n";
+  EXPECT_NE(all.find("bitrate=4294967291 kbit/s is out of range (-5 read as unsigned?): clamped to 2048000"),
+            std::string::npos) << all;
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), 5u);
 }
 
 // Larger than any encoder takes: refused at the caps, before an encoder reserves memory for it.

@@ -33,6 +33,7 @@ using ccm::test::temp_path;
 
 namespace {
 
+using ccm::test::at_frame;
 using ccm::test::passed_over;
 using ccm::test::str_field;
 using ccm::test::sysfs_fixture;
@@ -52,29 +53,6 @@ Run run(const std::string& description, const std::function<void(GstElement*)>& 
   options.timeout_s = timeout_s;
   options.before_play = setup;
   return ccm::test::run_pipeline(description, options);
-}
-
-// Calls `fn(enc)` in the streaming thread just before frame `n` (from 0) enters ccmencbin.
-void at_frame(GstElement* pipeline, int n, std::function<void(GstElement*)> fn) {
-  GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
-  GstPad* pad = gst_element_get_static_pad(enc, "sink");
-  struct Hook {
-    int n;
-    int seen = 0;
-    GstElement* enc;
-    std::function<void(GstElement*)> fn;
-  };
-  auto* hook = new Hook{n, 0, enc, std::move(fn)};
-  gst_pad_add_probe(
-      pad, GST_PAD_PROBE_TYPE_BUFFER,
-      [](GstPad*, GstPadProbeInfo*, gpointer data) -> GstPadProbeReturn {
-        auto* h = static_cast<Hook*>(data);
-        if (h->seen++ == h->n) h->fn(h->enc);
-        return GST_PAD_PROBE_OK;
-      },
-      hook, [](gpointer data) { delete static_cast<Hook*>(data); });
-  gst_object_unref(pad);
-  gst_object_unref(enc);
 }
 
 // Fresh probe cache and GPU session folder for each test.
@@ -288,6 +266,56 @@ TEST_P(Failover, DiesMidStreamEveryFrameOutDecodesCleanly) {
 
 INSTANTIATE_TEST_SUITE_P(Codecs, Failover, ::testing::ValuesIn(kCodecs),
                          [](const auto& info) { return std::string(info.param.codec); });
+
+// ---- failover into the muxers users record with ------------------------------------
+
+// A "hardware" double whose stream differs from the encoder that takes over (other
+// parameter sets, codec_data and profile: its encoder inside runs another preset)
+// dies mid-stream; the file recorded through a real muxer holds every frame and
+// decodes cleanly.
+struct MuxCase {
+  const char* name;
+  const char* codec;
+  const char* real;
+  const char* inner_settings;  // of the double's encoder: a stream unlike the real one's
+  const char* tail;            // after ccmencbin
+  const char* ext;
+};
+
+const MuxCase kMuxCases[] = {
+    {"h265_matroskamux", "h265", "x265enc", "speed-preset=slower", "matroskamux", "mkv"},
+    {"h265_parse_matroskamux", "h265", "x265enc", "speed-preset=slower", "h265parse ! matroskamux", "mkv"},
+    {"h265_mp4mux", "h265", "x265enc", "speed-preset=slower", "mp4mux", "mp4"},
+    {"h265_mp4mux_fragmented", "h265", "x265enc", "speed-preset=slower", "mp4mux fragment-duration=500", "mp4"},
+    {"h265_mpegtsmux", "h265", "x265enc", "speed-preset=slower", "mpegtsmux", "ts"},
+    {"h264_matroskamux", "h264", "x264enc", "speed-preset=medium", "matroskamux", "mkv"},
+    {"h264_mp4mux", "h264", "x264enc", "speed-preset=medium", "mp4mux", "mp4"},
+    {"h264_mpegtsmux", "h264", "x264enc", "speed-preset=medium", "mpegtsmux", "ts"},
+};
+
+class FailoverIntoMuxer : public Fresh, public ::testing::WithParamInterface<MuxCase> {};
+
+TEST_P(FailoverIntoMuxer, EveryFrameRecordedAndDecodable) {
+  const MuxCase& c = GetParam();
+  register_generic_doubles();
+  const std::string dbl = std::string("testdouble_") + c.codec;
+  ccm::test::set_double_behaviour(dbl, {.fail_after = 30, .inner_settings = c.inner_settings});
+  const std::string out = temp_path(std::string("mux-") + c.name + "." + c.ext);
+  constexpr int kFrames = 90;
+  auto r = run(source(kFrames, false, 352, 288) + "ccmencbin name=enc codec=" + c.codec + " candidates=" + dbl + "," +
+               c.real + " ! " + c.tail + " ! filesink location=" + out, {}, 120);
+  ASSERT_TRUE(r.eos) << r.error;
+  const GstStructure* sw = r.message("ccm-encoder-switched");
+  ASSERT_NE(sw, nullptr);
+  EXPECT_EQ(str_field(sw, "from"), dbl);
+  EXPECT_EQ(u64_field(r.stats, "frames-out"), (guint64)kFrames);
+  auto p = probe_file(out);
+  EXPECT_TRUE(p.ok) << p.decoder_errors;
+  EXPECT_EQ(p.frames, kFrames);
+}
+
+INSTANTIATE_TEST_SUITE_P(Muxers, FailoverIntoMuxer, ::testing::ValuesIn(kMuxCases),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 using FailoverKinds = Fresh;
 
@@ -552,6 +580,25 @@ TEST_F(HotSwitch, CandidatesSameCodecIntoOneFile) {
   auto p = probe_file(write_segment(c, "video/x-h265", "same-codec"));
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, 120);
+}
+
+// A muxer takes one codec per stream: the switch is refused before it happens, with
+// a warning, and the recording goes on whole.
+TEST_F(HotSwitch, CodecChangeIntoAMuxerIsRefusedBeforehand) {
+  const std::string out = temp_path("switch-refused.mkv");
+  auto r = run(source(60) + "ccmencbin name=enc codec=h265 ! matroskamux ! filesink location=" + out,
+               [&](GstElement* pipeline) {
+                 at_frame(pipeline, 20, [](GstElement* enc) { gst_util_set_object_arg(G_OBJECT(enc), "codec", "vp9"); });
+               });
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_EQ(r.count("ccm-encoder-switched"), 0);
+  ASSERT_FALSE(r.warnings.empty());
+  EXPECT_NE(r.warnings.front().find("matroskamux0 cannot change codec mid-stream: keeping h265"), std::string::npos)
+      << r.warnings.front();
+  auto p = probe_file(out);
+  EXPECT_TRUE(p.ok) << p.decoder_errors;
+  EXPECT_EQ(p.frames, 60);
+  EXPECT_EQ(p.codec, "hevc");
 }
 
 TEST_F(HotSwitch, DownstreamRefusesTheNewCodec) {
