@@ -66,6 +66,7 @@ constexpr double kStructureClamp = 1.7;   // |ln multiplier| at most (x5.5)
 // with a running mean over 8 an encoder's per-frame noise (ln sigma 0.3) stays
 // below kStructureMinSpread; SVT-AV1's base layer (ln +1 and more) does not.
 constexpr int kStructureKnown = 8;
+constexpr double kEarlyBurstRoom = 1.5;
 constexpr double kStructureMinSpread = 0.3;  // ln: a position 35% off the mean  // frames an encoder may hold (or drop) before we forget them
 
 }  // namespace
@@ -393,10 +394,13 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
   const double err = bits - p.accounted;
   // Only where the encoder holds frames (decided, not reported: the QP had moved
   // on before this report); an encoder that reports at once is followed by the model.
-  // Not before the structure is known: a layered encoder's first base-layer
-  // pictures are no burst.
-  if (!p.key && !p.still && p.position >= 0 && structure_seen_[p.position] >= kStructureKnown &&
-      bits > kBurstShares * avg * p.structure && !pending_.empty()) {
+  // Against the position's share once the structure is known; before, a frame
+  // may cost kEarlyBurstRoom times what the bucket allows an average one (a layered
+  // encoder's base layer does) before it counts: without a floor in the first
+  // frames SVT-AV1 on grain (docs/examples/live_8k_hdr.c's source) spent 1.8x.
+  const double burst_room = structure_seen_[p.position >= 0 ? p.position : 0] >= kStructureKnown ? p.structure
+                                                                                               : kEarlyBurstRoom;
+  if (!p.key && !p.still && bits > kBurstShares * avg * burst_room && !pending_.empty()) {
     burst_floor_qp_ = std::max(burst_floor_qp_, p.qp + 1);
     burst_frames_ = 0;
   }
