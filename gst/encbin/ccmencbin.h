@@ -1,4 +1,5 @@
-// ccmencbin: one encoder element for every machine. See ccmencbin.cpp.
+// ccmencbin: one encoder element for every machine. See ccmencbin.cpp; its jobs
+// are in the other files of gst/encbin/ (encbin_private.h lists its state).
 #pragma once
 
 #include <gst/gst.h>
