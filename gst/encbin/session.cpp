@@ -436,9 +436,8 @@ void remove_from_bin(Self* self, const std::shared_ptr<Session>& sess) {
   }
 }
 
-// The network's latest word, and the stream so far (stream-start, caps, segment),
-// pushed in so the encoder opens now: errors show here, not on the first frame.
-// "" or why the session cannot start.
+// The session's first events: the latest bandwidth estimate, then the stream so
+// far. "" or why the session cannot start.
 std::string start_stream(Self* self, Session& sess, GstCaps* input_caps) {
   auto* p = self->priv;
   if (sess.chain.rate_controller) {
