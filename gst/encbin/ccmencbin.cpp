@@ -163,11 +163,7 @@ constexpr int kAutoKeyframeSeconds = 10;
 // A session that takes longer than this over one frame, or leaves frames
 // without output for this long while frames keep going in, is taken for dead.
 constexpr guint kDefaultStallTimeoutMs = 2000;
-// A probe waits this long for the test frame's output once the frame is in; an
-// encoder that has not returned from the whole test encode within the second bound
-// is left behind (probe.h).
-constexpr auto kProbeTimeout = std::chrono::milliseconds(3000);
-constexpr auto kProbeGiveUp = std::chrono::milliseconds(10000);
+// A test encode is bounded by the same stall bound (probe.h says how).
 // Shutting down (PAUSED to READY), a retired encoder that has not stopped within
 // this long is left behind: its thread stays blocked, its memory is not freed.
 // An encoder already seen stalled inside a push is not waited for at all.
@@ -816,13 +812,14 @@ GstElement* create_encoder(const ccm::catalog::Candidate& cand, Codec codec, con
 }
 
 ccm::gst::ProbeResult probe_candidate(const ccm::catalog::Candidate& cand, Codec codec, const Settings& s,
-                                      GstCaps* caps, const std::function<bool()>& cancelled) {
+                                      GstCaps* caps, std::chrono::milliseconds bound,
+                                      const std::function<bool()>& cancelled) {
   if (!s.probe) return ccm::gst::ProbeResult{.ok = true, .cached = true};
   const ccm::gst::ProbeCache cache(ccm::gst::ProbeCache::default_path());
   const std::string key = ccm::gst::probe_key(cand.factory, codec, device_of(cand));
   if (auto hit = cache.lookup(key)) return *hit;
-  auto result = ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, kProbeTimeout,
-                                        cancelled, kProbeGiveUp);
+  auto result =
+      ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, bound, cancelled);
   if (result.cancelled) return result;  // no answer: asked again next time
   cache.store(key, result);
   GST_INFO("test encode with %s: %s (%.1f ms)", cand.factory.c_str(), result.ok ? "ok" : result.reason.c_str(),
@@ -1468,7 +1465,12 @@ static std::shared_ptr<Session> ccm_enc_bin_walk(Self* self, std::vector<ccm::ca
         continue;
       }
     }
-    const auto probe = probe_candidate(cand, codec, s, caps, [p] { return p->shutting_down.load(); });
+    std::chrono::milliseconds bound;
+    {
+      std::lock_guard lk(p->lock);
+      bound = std::chrono::milliseconds(stall_bound_us(p) / 1000);
+    }
+    const auto probe = probe_candidate(cand, codec, s, caps, bound, [p] { return p->shutting_down.load(); });
     if (probe.abandoned) ccm_enc_bin_left_behind(self, cand.factory, probe.reason);
     if (!probe.ok) {
       passed.push_back(cand.factory + ": test encode failed" + (probe.cached ? " (cached)" : "") + ": " + probe.reason);
@@ -3072,7 +3074,7 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
       g_param_spec_uint("stall-timeout", "Stall timeout",
                         "An encoder that gives no output for this long while frames go in, or spends this long "
                         "on one frame, is taken for dead (ms for frames up to 1080p, proportionally longer for "
-                        "larger ones; 0 = never)",
+                        "larger ones; 0 = never); also each call of a candidate's test encode",
                         0, G_MAXUINT, kDefaultStallTimeoutMs, rw));
   g_object_class_install_property(gobject_class, PROP_RATE_CONTROLLER,
       g_param_spec_enum("rate-controller", "Rate controller",

@@ -1,8 +1,10 @@
 #include "encbin/probe.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -132,13 +135,21 @@ double ms_since(gint64 t0) { return double(g_get_monotonic_time() - t0) / 1000.0
 
 namespace {
 
-// The test encode itself, in the probe's own thread. Every wait it makes is bounded
-// by `timeout` (for the output, once the frame is in), `give_up` or `stop`; the calls
-// into the encoder (push, state changes) are not, which is why it runs where the
-// caller can leave it behind.
-ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_point give_up,
-                        std::chrono::milliseconds timeout, const std::atomic<bool>& stop) {
+// What the probe's thread says of itself to the caller watching it.
+struct Watch {
+  std::atomic<bool> inside{true};     // in a call into the encoder (not in the probe's own wait)
+  std::atomic<unsigned> returned{0};  // calls into the encoder that have returned: progress
+  std::atomic<bool> stop{false};      // the caller has given up: end the probe's own waits
+};
+
+// The test encode itself, in the probe's own thread. Its own wait (for the output,
+// once the frame is in) is bounded by `output_wait` (0: none) and `stop`; the calls
+// into the encoder (push, events, state changes) are not, which is why it runs where
+// the caller can watch it and leave it behind.
+ProbeResult test_encode(GstElement* encoder, std::chrono::milliseconds output_wait, Watch& watch) {
   const gint64 t0 = g_get_monotonic_time();
+  const auto progress = [&] { watch.returned++; };
+  const std::atomic<bool>& stop = watch.stop;
   ProbeResult result;
   GstElement* pipeline = gst_pipeline_new("ccm-probe");
   GstElement* convert = gst_element_factory_make("videoconvert", nullptr);
@@ -156,6 +167,8 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
   GstPad* encoder_src = gst_element_get_static_pad(encoder, "src");
 
   auto finish = [&](std::string reason) {
+    progress();
+    watch.inside = true;
     gst_element_set_state(pipeline, GST_STATE_NULL);
     gst_pad_set_active(src, FALSE);
     gst_pad_set_active(sink, FALSE);
@@ -178,14 +191,17 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
 
   if (!encoder_src) return finish("has no src pad");
   if (!gst_element_link(convert, encoder)) return finish("takes no raw video videoconvert can make");
+  progress();
   if (gst_pad_link(src, convert_sink) != GST_PAD_LINK_OK || gst_pad_link(encoder_src, sink) != GST_PAD_LINK_OK)
     return finish("could not be linked");
   gst_pad_set_active(src, TRUE);
   gst_pad_set_active(sink, TRUE);
+  progress();
   if (gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     const std::string why = first_error(bus);
     return finish("could not start" + (why.empty() ? std::string() : ": " + why));
   }
+  progress();
 
   gchar* stream_id = g_strdup_printf("ccm-probe-%p", (void*)pipeline);
   gst_pad_push_event(src, gst_event_new_stream_start(stream_id));
@@ -195,6 +211,7 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
                                       "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, nullptr);
   const bool caps_ok = gst_pad_push_event(src, gst_event_new_caps(caps));
   gst_caps_unref(caps);
+  progress();
   GstSegment segment;
   gst_segment_init(&segment, GST_FORMAT_TIME);
   gst_pad_push_event(src, gst_event_new_segment(&segment));
@@ -202,21 +219,26 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
     const std::string why = first_error(bus);
     return finish("refused the test frame's caps" + (why.empty() ? std::string() : ": " + why));
   }
+  progress();
   const GstFlowReturn flow = gst_pad_push(src, probe_frame());
+  progress();
   if (flow != GST_FLOW_OK) {
     const std::string why = first_error(bus);
     return finish(std::string("test encode failed (") + gst_flow_get_name(flow) + ")" +
                   (why.empty() ? std::string() : ": " + why));
   }
   gst_pad_push_event(src, gst_event_new_eos());
+  progress();
+  watch.inside = false;
 
   // Encoders with an output thread of their own answer later: wait for the first
   // buffer or the drain, watching the bus for an error meanwhile.
-  const auto deadline = std::min(give_up, std::chrono::steady_clock::now() + timeout);
+  const auto deadline = std::chrono::steady_clock::now() + output_wait;
   std::string error;
   {
     std::unique_lock lock(outcome.lock);
-    while (!outcome.got_buffer && !outcome.eos && !stop && std::chrono::steady_clock::now() < deadline) {
+    while (!outcome.got_buffer && !outcome.eos && !stop &&
+           (output_wait.count() == 0 || std::chrono::steady_clock::now() < deadline)) {
       outcome.cond.wait_for(lock, std::chrono::milliseconds(5));
       lock.unlock();
       error = first_error(bus);
@@ -227,7 +249,8 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
   if (error.empty()) error = first_error(bus);
   if (!error.empty()) return finish("test encode failed: " + error);
   if (!outcome.got_buffer)
-    return finish(outcome.eos ? "test encode gave no output" : "no output within " + std::to_string(timeout.count()) + " ms");
+    return finish(outcome.eos ? "test encode gave no output"
+                              : "no output within " + std::to_string(output_wait.count()) + " ms");
   if (!outcome.first_is_key) return finish("the first output of the test encode was not a key frame");
   return finish("");
 }
@@ -239,13 +262,75 @@ struct ProbeRun {
   std::condition_variable cond;
   bool done = false;
   ProbeResult result;
-  std::atomic<bool> stop{false};
+  Watch watch;
 };
+
+// Below this share of one CPU a thread inside a call is blocked, not working.
+constexpr double kIdleCpuShare = 0.05;
+// A well-behaved encoder closes in a few ms once told to stop.
+constexpr auto kCloseGrace = std::chrono::milliseconds(250);
+// Stopping, a call blocked this long (or `bound` when shorter) is taken for wedged:
+// a stop stays short whatever the bound (32 s at 8K, none for 0).
+constexpr auto kStopBound = std::chrono::milliseconds(2000);
+
+// The caller's view of the probe's thread: how long it has been inside the current
+// call into the encoder, and how much CPU its thread spent there.
+class CallClock {
+ public:
+  explicit CallClock(std::thread& worker) { have_cpu_ = pthread_getcpuclockid(worker.native_handle(), &cpu_) == 0; }
+  // Restarts the clock when the thread has returned from a call (or is in the probe's own wait).
+  void observe(const Watch& w, std::chrono::steady_clock::time_point now) {
+    const unsigned returned = w.returned;
+    if (w.inside && returned == seen_ && started_) return;
+    seen_ = returned;
+    started_ = true;
+    since_ = now;
+    cpu_since_ns_ = cpu_ns();
+  }
+  std::chrono::milliseconds inside_for(std::chrono::steady_clock::time_point now) const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(now - since_);
+  }
+  // Blocked rather than working over the current call (no CPU clock: taken for
+  // working); over its first 50 ms, not yet seen working.
+  bool idle(std::chrono::steady_clock::time_point now) const {
+    if (!have_cpu_) return false;
+    const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now - since_);
+    if (wall < std::chrono::milliseconds(50)) return true;
+    return double(cpu_ns() - cpu_since_ns_) < kIdleCpuShare * double(wall.count());
+  }
+
+ private:
+  gint64 cpu_ns() const {
+    timespec ts{};
+    if (!have_cpu_ || clock_gettime(cpu_, &ts) != 0) return 0;
+    return gint64(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  }
+  clockid_t cpu_{};
+  bool have_cpu_ = false;
+  bool started_ = false;
+  unsigned seen_ = 0;
+  std::chrono::steady_clock::time_point since_{};
+  gint64 cpu_since_ns_ = 0;
+};
+
+// Why a probe's thread is taken for wedged (see probe.h), or "" while it is not.
+std::string wedged(const CallClock& clock, const Watch& w, std::chrono::milliseconds bound,
+                   std::chrono::steady_clock::time_point now) {
+  if (bound.count() == 0 || !w.inside) return "";
+  const auto in_call = clock.inside_for(now);
+  if (in_call >= bound && clock.idle(now))
+    return "did not return from a call of its test encode within " + std::to_string(bound.count()) +
+           " ms, its thread idle (wedged): left behind";
+  if (in_call >= 3 * bound)
+    return "did not return from a call of its test encode within " + std::to_string(3 * bound.count()) +
+           " ms (wedged): left behind";
+  return "";
+}
 
 }  // namespace
 
-ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout,
-                          const std::function<bool()>& cancelled, std::chrono::milliseconds give_up) {
+ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds bound,
+                          const std::function<bool()>& cancelled) {
   init_debug();
   const gint64 t0 = g_get_monotonic_time();
   GstElement* encoder = make();
@@ -255,12 +340,9 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     return result;
   }
   gst_object_ref_sink(encoder);
-  const auto deadline = std::chrono::steady_clock::now() + give_up;
-  // A well-behaved encoder closes in a few ms after its answer; past this grace it is left behind.
-  constexpr auto kCloseGrace = std::chrono::milliseconds(250);
   auto run = std::make_shared<ProbeRun>();
-  std::thread worker([run, encoder, deadline, timeout] {
-    ProbeResult r = test_encode(encoder, deadline, timeout, run->stop);
+  std::thread worker([run, encoder, output_wait = 3 * bound] {
+    ProbeResult r = test_encode(encoder, output_wait, run->watch);
     gst_object_unref(encoder);
     {
       std::lock_guard lk(run->lock);
@@ -269,16 +351,28 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     }
     run->cond.notify_all();
   });
-  bool was_cancelled = false;
+  CallClock clock(worker);
+  std::optional<std::chrono::steady_clock::time_point> cancelled_at;
+  std::string wedge;
+  bool left_busy = false;  // stopped while still working: finishes in the background
+  auto verdict_bound = bound;
   std::unique_lock lk(run->lock);
   while (!run->done) {
     const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline + kCloseGrace) break;
-    if (!was_cancelled && cancelled && cancelled()) {
-      was_cancelled = true;
-      run->stop = true;  // its own waits end now; give it the grace to close
-      const auto until = std::min(deadline + kCloseGrace, now + kCloseGrace);
-      run->cond.wait_until(lk, until, [&] { return run->done; });
+    clock.observe(run->watch, now);
+    wedge = wedged(clock, run->watch, verdict_bound, now);
+    if (!wedge.empty()) break;
+    if (!cancelled_at && cancelled && cancelled()) {
+      cancelled_at = now;
+      run->watch.stop = true;  // its own waits end now
+      if (verdict_bound.count() == 0 || verdict_bound > kStopBound) verdict_bound = kStopBound;
+    }
+    // Stopping: a thread still working in a call past the grace is not wedged (it
+    // would be spurious to count it), only slow: it is left to finish on its own.
+    // One blocked in a call waits for the verdict above (kStopBound at most); one in
+    // the probe's own wait ends it at once.
+    if (cancelled_at && now - *cancelled_at >= kCloseGrace && run->watch.inside && !clock.idle(now)) {
+      left_busy = true;
       break;
     }
     run->cond.wait_for(lk, std::chrono::milliseconds(5));
@@ -287,26 +381,25 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     lk.unlock();
     worker.join();
     ProbeResult r = run->result;
-    if (was_cancelled && !r.ok) {
+    if (cancelled_at && !r.ok) {
       r.cancelled = true;
       r.reason = "not finished: the stream is stopping";
     }
     return r;
   }
   lk.unlock();
-  run->stop = true;
-  worker.detach();  // stuck inside the encoder: it and its pipeline stay behind
+  run->watch.stop = true;
+  worker.detach();  // inside the encoder: it and its pipeline stay behind
   ProbeResult r;
   r.ms = ms_since(t0);
-  if (was_cancelled) {
-    r.cancelled = true;
-    r.abandoned = true;
-    r.reason = "did not return from its test encode when the stream stopped: left behind";
-  } else {
-    r.abandoned = true;
-    r.reason = "did not return from its test encode within " + std::to_string(give_up.count()) +
-               " ms (wedged): left behind";
+  r.cancelled = cancelled_at.has_value();
+  if (left_busy) {
+    r.reason = "not finished: the stream is stopping (still working: it finishes in the background)";
+    GST_INFO("%s", r.reason.c_str());
+    return r;
   }
+  r.abandoned = true;
+  r.reason = wedge;
   GST_WARNING("%s", r.reason.c_str());
   return r;
 }
