@@ -17,11 +17,6 @@
 namespace {
 
 namespace fs = std::filesystem;
-using ccm::test::at_frame;
-using ccm::test::probe_file;
-using ccm::test::str_field;
-using ccm::test::temp_path;
-using ccm::test::u64_field;
 
 constexpr int kFrames = 60;
 constexpr int kChangeAt = 20;
@@ -107,13 +102,14 @@ TEST_P(IntoAnotherStream, EveryFrameRecordedAndDecodable) {
   ccm::test::set_double_behaviour(hostile, {.settings_per_start = c.settings_per_start});
   ccm::test::set_double_behaviour(dying, {.fail_after = kChangeAt});
   const int starts_before = ccm::test::double_starts(hostile);
-  const std::string out = temp_path(std::string("streams-") + c.name + "." + c.ext);
+  const std::string out = ccm::test::temp_path(std::string("streams-") + c.name + "." + c.ext);
   const std::string first = c.failover ? dying + "," + hostile : std::string(c.real);
   ccm::test::RunOptions options;
   options.timeout_s = 120;
   if (!c.failover)
     options.before_play = [&hostile](GstElement* pipeline) {
-      at_frame(pipeline, kChangeAt, [hostile](GstElement* enc) { g_object_set(enc, "candidates", hostile.c_str(), nullptr); });
+      ccm::test::at_frame(pipeline, kChangeAt,
+                          [hostile](GstElement* enc) { g_object_set(enc, "candidates", hostile.c_str(), nullptr); });
     };
   auto r = ccm::test::run_pipeline(
       "videotestsrc pattern=ball num-buffers=" + std::to_string(kFrames) +
@@ -123,11 +119,11 @@ TEST_P(IntoAnotherStream, EveryFrameRecordedAndDecodable) {
   ASSERT_TRUE(r.eos) << r.error;
   const GstStructure* sw = r.message("ccm-encoder-switched");
   ASSERT_NE(sw, nullptr) << "no encoder change";
-  EXPECT_EQ(str_field(sw, "to"), hostile);
+  EXPECT_EQ(ccm::test::str_field(sw, "to"), hostile);
   // Its test encode and its session: two starts, two stream configurations.
   EXPECT_GE(ccm::test::double_starts(hostile) - starts_before, 2);
-  EXPECT_EQ(u64_field(r.stats, "frames-out"), (guint64)kFrames);
-  const auto p = probe_file(out);
+  EXPECT_EQ(ccm::test::u64_field(r.stats, "frames-out"), (guint64)kFrames);
+  const auto p = ccm::test::probe_file(out);
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, kFrames);
   EXPECT_EQ(p.codec, std::string(c.codec) == "h265" ? "hevc" : c.codec);
