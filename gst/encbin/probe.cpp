@@ -1,20 +1,20 @@
 #include "encbin/probe.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -265,62 +265,125 @@ struct ProbeRun {
   Watch watch;
 };
 
-// Below this share of one CPU a thread inside a call is blocked, not working.
-constexpr double kIdleCpuShare = 0.05;
+// Busy (running or ready to run) less than this share of the time, summed over the
+// probe's and the encoder's threads, a probe inside a call is blocked, not working.
+constexpr double kIdleBusyShare = 0.05;
 // A well-behaved encoder closes in a few ms once told to stop.
 constexpr auto kCloseGrace = std::chrono::milliseconds(250);
 // Stopping, a call blocked this long (or `bound` when shorter) is taken for wedged:
 // a stop stays short whatever the bound (32 s at 8K, none for 0).
 constexpr auto kStopBound = std::chrono::milliseconds(2000);
 
-// The caller's view of the probe's thread: how long it has been inside the current
-// call into the encoder, and how much CPU its thread spent there.
+// Time the threads of this process born since it was made spent running or ready
+// to run (waiting for a CPU: on a loaded machine most of a working thread's time):
+// the probe's thread and those the encoder starts in its open (x265's pool,
+// libvpx's, a driver's), whose work the probe's thread often only waits for
+// (x265enc's push: 300 ms with the probe's thread blocked). A thread blocked in a
+// call that never returns adds nothing. Threads that end keep their share. From
+// /proc/self/task/*/schedstat (ns on the CPU, ns waiting for one).
+class NewThreadsBusy {
+ public:
+  NewThreadsBusy() {
+    for (const long tid : tids()) old_.insert(tid);
+  }
+  // The sum in ns; -1 when /proc cannot be read (no verdict on idleness then).
+  gint64 ns() {
+    const std::vector<long> now = tids();
+    if (now.empty()) return -1;
+    for (const long tid : now)
+      if (!old_.contains(tid)) {
+        const gint64 busy = busy_of(tid);
+        if (busy < 0) return -1;
+        gint64& last = seen_[tid];
+        last = std::max(last, busy);
+      }
+    gint64 sum = 0;
+    for (const auto& [tid, busy] : seen_) sum += busy;
+    return sum;
+  }
+
+ private:
+  static std::vector<long> tids() {
+    std::vector<long> out;
+    GDir* dir = g_dir_open("/proc/self/task", 0, nullptr);
+    if (!dir) return out;
+    while (const gchar* name = g_dir_read_name(dir)) out.push_back(std::atol(name));
+    g_dir_close(dir);
+    return out;
+  }
+  static gint64 busy_of(long tid) {
+    gchar* text = nullptr;
+    const std::string path = "/proc/self/task/" + std::to_string(tid) + "/schedstat";
+    if (!g_file_get_contents(path.c_str(), &text, nullptr, nullptr)) return 0;  // ended meanwhile
+    long long running = 0, waiting = 0;
+    const bool ok = std::sscanf(text, "%lld %lld", &running, &waiting) == 2;
+    g_free(text);
+    return ok ? gint64(running + waiting) : -1;
+  }
+  std::set<long> old_;
+  std::map<long, gint64> seen_;
+};
+
+// The caller's view of the probe: how long its thread has been inside the current
+// call into the encoder, and how long it and the encoder's threads were busy there.
 class CallClock {
  public:
-  explicit CallClock(std::thread& worker) { have_cpu_ = pthread_getcpuclockid(worker.native_handle(), &cpu_) == 0; }
   // Restarts the clock when the thread has returned from a call (or is in the probe's own wait).
   void observe(const Watch& w, std::chrono::steady_clock::time_point now) {
     const unsigned returned = w.returned;
     if (w.inside && returned == seen_ && started_) return;
+    // What tells slow from wedged, for the calls that take long (GST_DEBUG=ccmprobe:5).
+    if (started_ && now - since_ > std::chrono::milliseconds(100))
+      GST_DEBUG("a call of the test encode took %lld ms, the encoder's threads busy %.0f%% of it",
+                (long long)inside_for(now).count(), 100.0 * cpu_share(now));
     seen_ = returned;
     started_ = true;
     since_ = now;
-    cpu_since_ns_ = cpu_ns();
+    sampled_ = {};
+    cpu_since_ns_ = cpu_ns(now);
   }
   std::chrono::milliseconds inside_for(std::chrono::steady_clock::time_point now) const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(now - since_);
   }
-  // Blocked rather than working over the current call (no CPU clock: taken for
+  // Blocked rather than working over the current call (no CPU figures: taken for
   // working); over its first 50 ms, not yet seen working.
-  bool idle(std::chrono::steady_clock::time_point now) const {
-    if (!have_cpu_) return false;
-    const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now - since_);
-    if (wall < std::chrono::milliseconds(50)) return true;
-    return double(cpu_ns() - cpu_since_ns_) < kIdleCpuShare * double(wall.count());
+  bool idle(std::chrono::steady_clock::time_point now) {
+    if (now - since_ < std::chrono::milliseconds(50)) return true;
+    const double share = cpu_share(now);
+    return share >= 0 && share < kIdleBusyShare;
   }
 
  private:
-  gint64 cpu_ns() const {
-    timespec ts{};
-    if (!have_cpu_ || clock_gettime(cpu_, &ts) != 0) return 0;
-    return gint64(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  // Busy time over wall time since the call began (1 = one thread all the time); -1 unknown.
+  double cpu_share(std::chrono::steady_clock::time_point now) {
+    const gint64 cpu = cpu_ns(now);
+    const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now - since_).count();
+    if (cpu < 0 || cpu_since_ns_ < 0 || wall <= 0) return -1;
+    return double(cpu - cpu_since_ns_) / double(wall);
   }
-  clockid_t cpu_{};
-  bool have_cpu_ = false;
+  // Read from /proc at most every 20 ms (the watcher polls every 5 ms).
+  gint64 cpu_ns(std::chrono::steady_clock::time_point now) {
+    if (now - sampled_ >= std::chrono::milliseconds(20)) {
+      sampled_ = now;
+      cpu_ = threads_.ns();
+    }
+    return cpu_;
+  }
+  NewThreadsBusy threads_;
   bool started_ = false;
   unsigned seen_ = 0;
-  std::chrono::steady_clock::time_point since_{};
-  gint64 cpu_since_ns_ = 0;
+  std::chrono::steady_clock::time_point since_{}, sampled_{};
+  gint64 cpu_since_ns_ = 0, cpu_ = -1;
 };
 
 // Why a probe's thread is taken for wedged (see probe.h), or "" while it is not.
-std::string wedged(const CallClock& clock, const Watch& w, std::chrono::milliseconds bound,
+std::string wedged(CallClock& clock, const Watch& w, std::chrono::milliseconds bound,
                    std::chrono::steady_clock::time_point now) {
   if (bound.count() == 0 || !w.inside) return "";
   const auto in_call = clock.inside_for(now);
   if (in_call >= bound && clock.idle(now))
     return "did not return from a call of its test encode within " + std::to_string(bound.count()) +
-           " ms, its thread idle (wedged): left behind";
+           " ms, idle (wedged): left behind";
   if (in_call >= 3 * bound)
     return "did not return from a call of its test encode within " + std::to_string(3 * bound.count()) +
            " ms (wedged): left behind";
@@ -341,6 +404,7 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds bo
   }
   gst_object_ref_sink(encoder);
   auto run = std::make_shared<ProbeRun>();
+  CallClock clock;  // before the thread: every thread born from here on is the probe's
   std::thread worker([run, encoder, output_wait = 3 * bound] {
     ProbeResult r = test_encode(encoder, output_wait, run->watch);
     gst_object_unref(encoder);
@@ -351,7 +415,6 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds bo
     }
     run->cond.notify_all();
   });
-  CallClock clock(worker);
   std::optional<std::chrono::steady_clock::time_point> cancelled_at;
   std::string wedge;
   bool left_busy = false;  // stopped while still working: finishes in the background

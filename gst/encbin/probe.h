@@ -40,14 +40,15 @@ using EncoderMaker = std::function<GstElement*()>;
 // Test-encodes one 320x240 frame in a thread of its own. `bound` is ccmencbin's
 // stall-timeout (scaled as for the stream; 0 = no bound) and governs the whole probe:
 // - a call into the encoder (its start, the caps that configure it, the frame's push,
-//   its drain, its stop) that has not returned after `bound` while its thread has
-//   been idle (under 5% of one CPU: blocked, as in a driver call that never returns)
-//   is a wedge: the probe fails at once and the encoder is left behind, with its
-//   thread and pipeline (`abandoned`);
-// - one still working (its thread on the CPU: libvpx opening under ASan on a loaded
-//   machine) is slow, not dead, and gets 3x `bound`, as a stream's encoder before its
-//   first output; the clock restarts each time a call returns, so a slow open is
-//   not charged to the encode;
+//   its drain, its stop) that has not returned after `bound` while idle (the probe's
+//   thread and the threads born since it started, the encoder's own, running or
+//   ready to run under 5% of the time: blocked, as in a driver call that never
+//   returns) is a wedge: the probe fails at once and the encoder is left behind,
+//   with its thread and pipeline (`abandoned`);
+// - one still working (libvpx opening under ASan on a loaded machine, x265's pool
+//   encoding while the push waits for it) is slow, not dead, and gets 3x `bound`, as
+//   a stream's encoder before its first output; the clock restarts each time a call
+//   returns, so a slow open is not charged to the encode;
 // - the output, once the frame is in, is waited for 3x `bound` ("no output within").
 // `cancelled`, polled every few ms, gives up early (the caller is stopping): a test
 // encode that does not finish within 250 ms is then left to finish in the background

@@ -208,7 +208,7 @@ class Wedge : public ::testing::Test {
 };
 
 // 1. Wedged in its test encode (empty probe cache): passed over once its push has
-// not returned for stall-timeout (2 s) with its thread idle; the next candidate
+// not returned for stall-timeout (2 s) with its threads idle; the next candidate
 // encodes every frame.
 TEST_F(Wedge, InItsTestEncode) {
   ccm::test::set_double_behaviour(kWedge, {.wedge_after = 0});
@@ -220,7 +220,7 @@ TEST_F(Wedge, InItsTestEncode) {
   const GstStructure* sel = o.message("ccm-encoder-selected");
   EXPECT_EQ(str_field(sel, "factory"), "x265enc");
   EXPECT_NE(passed_over(sel).find(std::string(kWedge) + ": test encode failed: did not return from a call of its "
-                                  "test encode within 2000 ms, its thread idle (wedged)"), std::string::npos)
+                                  "test encode within 2000 ms, idle (wedged)"), std::string::npos)
       << passed_over(sel);
   // 2 s to give the wedge up, then x265enc's test encode and 30 small frames (it was 10 s and more).
   EXPECT_LT(o.run_s, 5.0);
