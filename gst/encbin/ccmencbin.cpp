@@ -456,7 +456,7 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
       g_param_spec_uint("stall-timeout", "Stall timeout",
                         "An encoder that gives no output for this long while frames go in, or spends this long "
                         "on one frame, is taken for dead (ms for frames up to 1080p, proportionally longer for "
-                        "larger ones; 0 = never)",
+                        "larger ones; 0 = never); also each call of a candidate's test encode",
                         0, G_MAXUINT, kDefaultStallTimeoutMs, rw));
   g_object_class_install_property(gobject_class, PROP_RATE_CONTROLLER,
       g_param_spec_enum("rate-controller", "Rate controller",

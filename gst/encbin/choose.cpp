@@ -28,13 +28,14 @@ std::vector<std::string> split_candidates(const std::string& text) {
 }
 
 ccm::gst::ProbeResult probe_candidate(const ccm::catalog::Candidate& cand, Codec codec, const Settings& s,
-                                      GstCaps* caps, const std::function<bool()>& cancelled) {
+                                      GstCaps* caps, std::chrono::milliseconds bound,
+                                      const std::function<bool()>& cancelled) {
   if (!s.probe) return ccm::gst::ProbeResult{.ok = true, .cached = true};
   const ccm::gst::ProbeCache cache(ccm::gst::ProbeCache::default_path());
   const std::string key = ccm::gst::probe_key(cand.factory, codec, device_of(cand));
   if (auto hit = cache.lookup(key)) return *hit;
-  auto result = ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, kProbeTimeout,
-                                        cancelled, kProbeGiveUp);
+  auto result =
+      ccm::gst::probe_encoder([&] { return create_encoder(cand, codec, s, caps, nullptr); }, bound, cancelled);
   if (result.cancelled) return result;  // no answer: asked again next time
   cache.store(key, result);
   GST_INFO("test encode with %s: %s (%.1f ms)", cand.factory.c_str(), result.ok ? "ok" : result.reason.c_str(),
@@ -87,7 +88,12 @@ std::shared_ptr<Session> ccm_enc_bin_walk(Self* self, std::vector<ccm::catalog::
         continue;
       }
     }
-    const auto probe = probe_candidate(cand, codec, s, caps, [p] { return p->shutting_down.load(); });
+    std::chrono::milliseconds bound;
+    {
+      std::lock_guard lk(p->lock);
+      bound = std::chrono::milliseconds(stall_bound_us(p) / 1000);
+    }
+    const auto probe = probe_candidate(cand, codec, s, caps, bound, [p] { return p->shutting_down.load(); });
     if (probe.abandoned) ccm_enc_bin_left_behind(self, cand.factory, probe.reason);
     if (!probe.ok) {
       passed.push_back(cand.factory + ": test encode failed" + (probe.cached ? " (cached)" : "") + ": " + probe.reason);

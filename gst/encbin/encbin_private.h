@@ -73,11 +73,7 @@ constexpr int kAutoKeyframeSeconds = 10;
 // A session that takes longer than this over one frame, or leaves frames
 // without output for this long while frames keep going in, is taken for dead.
 constexpr guint kDefaultStallTimeoutMs = 2000;
-// A probe waits this long for the test frame's output once the frame is in; an
-// encoder that has not returned from the whole test encode within the second bound
-// is left behind (probe.h).
-constexpr auto kProbeTimeout = std::chrono::milliseconds(3000);
-constexpr auto kProbeGiveUp = std::chrono::milliseconds(10000);
+// A test encode is bounded by the same stall bound (probe.h says how).
 // Shutting down (PAUSED to READY), a retired encoder that has not stopped within
 // this long is left behind: its thread stays blocked, its memory is not freed.
 // An encoder already seen stalled inside a push is not waited for at all.

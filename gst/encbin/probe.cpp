@@ -8,10 +8,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -132,13 +135,21 @@ double ms_since(gint64 t0) { return double(g_get_monotonic_time() - t0) / 1000.0
 
 namespace {
 
-// The test encode itself, in the probe's own thread. Every wait it makes is bounded
-// by `timeout` (for the output, once the frame is in), `give_up` or `stop`; the calls
-// into the encoder (push, state changes) are not, which is why it runs where the
-// caller can leave it behind.
-ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_point give_up,
-                        std::chrono::milliseconds timeout, const std::atomic<bool>& stop) {
+// What the probe's thread says of itself to the caller watching it.
+struct Watch {
+  std::atomic<bool> inside{true};     // in a call into the encoder (not in the probe's own wait)
+  std::atomic<unsigned> returned{0};  // calls into the encoder that have returned: progress
+  std::atomic<bool> stop{false};      // the caller has given up: end the probe's own waits
+};
+
+// The test encode itself, in the probe's own thread. Its own wait (for the output,
+// once the frame is in) is bounded by `output_wait` (0: none) and `stop`; the calls
+// into the encoder (push, events, state changes) are not, which is why it runs where
+// the caller can watch it and leave it behind.
+ProbeResult test_encode(GstElement* encoder, std::chrono::milliseconds output_wait, Watch& watch) {
   const gint64 t0 = g_get_monotonic_time();
+  const auto progress = [&] { watch.returned++; };
+  const std::atomic<bool>& stop = watch.stop;
   ProbeResult result;
   GstElement* pipeline = gst_pipeline_new("ccm-probe");
   GstElement* convert = gst_element_factory_make("videoconvert", nullptr);
@@ -156,6 +167,8 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
   GstPad* encoder_src = gst_element_get_static_pad(encoder, "src");
 
   auto finish = [&](std::string reason) {
+    progress();
+    watch.inside = true;
     gst_element_set_state(pipeline, GST_STATE_NULL);
     gst_pad_set_active(src, FALSE);
     gst_pad_set_active(sink, FALSE);
@@ -178,14 +191,17 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
 
   if (!encoder_src) return finish("has no src pad");
   if (!gst_element_link(convert, encoder)) return finish("takes no raw video videoconvert can make");
+  progress();
   if (gst_pad_link(src, convert_sink) != GST_PAD_LINK_OK || gst_pad_link(encoder_src, sink) != GST_PAD_LINK_OK)
     return finish("could not be linked");
   gst_pad_set_active(src, TRUE);
   gst_pad_set_active(sink, TRUE);
+  progress();
   if (gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     const std::string why = first_error(bus);
     return finish("could not start" + (why.empty() ? std::string() : ": " + why));
   }
+  progress();
 
   gchar* stream_id = g_strdup_printf("ccm-probe-%p", (void*)pipeline);
   gst_pad_push_event(src, gst_event_new_stream_start(stream_id));
@@ -195,6 +211,7 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
                                       "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, nullptr);
   const bool caps_ok = gst_pad_push_event(src, gst_event_new_caps(caps));
   gst_caps_unref(caps);
+  progress();
   GstSegment segment;
   gst_segment_init(&segment, GST_FORMAT_TIME);
   gst_pad_push_event(src, gst_event_new_segment(&segment));
@@ -202,21 +219,26 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
     const std::string why = first_error(bus);
     return finish("refused the test frame's caps" + (why.empty() ? std::string() : ": " + why));
   }
+  progress();
   const GstFlowReturn flow = gst_pad_push(src, probe_frame());
+  progress();
   if (flow != GST_FLOW_OK) {
     const std::string why = first_error(bus);
     return finish(std::string("test encode failed (") + gst_flow_get_name(flow) + ")" +
                   (why.empty() ? std::string() : ": " + why));
   }
   gst_pad_push_event(src, gst_event_new_eos());
+  progress();
+  watch.inside = false;
 
   // Encoders with an output thread of their own answer later: wait for the first
   // buffer or the drain, watching the bus for an error meanwhile.
-  const auto deadline = std::min(give_up, std::chrono::steady_clock::now() + timeout);
+  const auto deadline = std::chrono::steady_clock::now() + output_wait;
   std::string error;
   {
     std::unique_lock lock(outcome.lock);
-    while (!outcome.got_buffer && !outcome.eos && !stop && std::chrono::steady_clock::now() < deadline) {
+    while (!outcome.got_buffer && !outcome.eos && !stop &&
+           (output_wait.count() == 0 || std::chrono::steady_clock::now() < deadline)) {
       outcome.cond.wait_for(lock, std::chrono::milliseconds(5));
       lock.unlock();
       error = first_error(bus);
@@ -227,7 +249,8 @@ ProbeResult test_encode(GstElement* encoder, std::chrono::steady_clock::time_poi
   if (error.empty()) error = first_error(bus);
   if (!error.empty()) return finish("test encode failed: " + error);
   if (!outcome.got_buffer)
-    return finish(outcome.eos ? "test encode gave no output" : "no output within " + std::to_string(timeout.count()) + " ms");
+    return finish(outcome.eos ? "test encode gave no output"
+                              : "no output within " + std::to_string(output_wait.count()) + " ms");
   if (!outcome.first_is_key) return finish("the first output of the test encode was not a key frame");
   return finish("");
 }
@@ -239,13 +262,138 @@ struct ProbeRun {
   std::condition_variable cond;
   bool done = false;
   ProbeResult result;
-  std::atomic<bool> stop{false};
+  Watch watch;
 };
+
+// Busy (running or ready to run) less than this share of the time, summed over the
+// probe's and the encoder's threads, a probe inside a call is blocked, not working.
+constexpr double kIdleBusyShare = 0.05;
+// A well-behaved encoder closes in a few ms once told to stop.
+constexpr auto kCloseGrace = std::chrono::milliseconds(250);
+// Stopping, a call blocked this long (or `bound` when shorter) is taken for wedged:
+// a stop stays short whatever the bound (32 s at 8K, none for 0).
+constexpr auto kStopBound = std::chrono::milliseconds(2000);
+
+// Time the threads of this process born since it was made spent running or ready
+// to run (waiting for a CPU: on a loaded machine most of a working thread's time):
+// the probe's thread and those the encoder starts in its open (x265's pool,
+// libvpx's, a driver's), whose work the probe's thread often only waits for
+// (x265enc's push: 300 ms with the probe's thread blocked). A thread blocked in a
+// call that never returns adds nothing. Threads that end keep their share. From
+// /proc/self/task/*/schedstat (ns on the CPU, ns waiting for one).
+class NewThreadsBusy {
+ public:
+  NewThreadsBusy() {
+    for (const long tid : tids()) old_.insert(tid);
+  }
+  // The sum in ns; -1 when /proc cannot be read (no verdict on idleness then).
+  gint64 ns() {
+    const std::vector<long> now = tids();
+    if (now.empty()) return -1;
+    for (const long tid : now)
+      if (!old_.contains(tid)) {
+        const gint64 busy = busy_of(tid);
+        if (busy < 0) return -1;
+        gint64& last = seen_[tid];
+        last = std::max(last, busy);
+      }
+    gint64 sum = 0;
+    for (const auto& [tid, busy] : seen_) sum += busy;
+    return sum;
+  }
+
+ private:
+  static std::vector<long> tids() {
+    std::vector<long> out;
+    GDir* dir = g_dir_open("/proc/self/task", 0, nullptr);
+    if (!dir) return out;
+    while (const gchar* name = g_dir_read_name(dir)) out.push_back(std::atol(name));
+    g_dir_close(dir);
+    return out;
+  }
+  static gint64 busy_of(long tid) {
+    gchar* text = nullptr;
+    const std::string path = "/proc/self/task/" + std::to_string(tid) + "/schedstat";
+    if (!g_file_get_contents(path.c_str(), &text, nullptr, nullptr)) return 0;  // ended meanwhile
+    long long running = 0, waiting = 0;
+    const bool ok = std::sscanf(text, "%lld %lld", &running, &waiting) == 2;
+    g_free(text);
+    return ok ? gint64(running + waiting) : -1;
+  }
+  std::set<long> old_;
+  std::map<long, gint64> seen_;
+};
+
+// The caller's view of the probe: how long its thread has been inside the current
+// call into the encoder, and how long it and the encoder's threads were busy there.
+class CallClock {
+ public:
+  // Restarts the clock when the thread has returned from a call (or is in the probe's own wait).
+  void observe(const Watch& w, std::chrono::steady_clock::time_point now) {
+    const unsigned returned = w.returned;
+    if (w.inside && returned == seen_ && started_) return;
+    // What tells slow from wedged, for the calls that take long (GST_DEBUG=ccmprobe:5).
+    if (started_ && now - since_ > std::chrono::milliseconds(100))
+      GST_DEBUG("a call of the test encode took %lld ms, the encoder's threads busy %.0f%% of it",
+                (long long)inside_for(now).count(), 100.0 * cpu_share(now));
+    seen_ = returned;
+    started_ = true;
+    since_ = now;
+    sampled_ = {};
+    cpu_since_ns_ = cpu_ns(now);
+  }
+  std::chrono::milliseconds inside_for(std::chrono::steady_clock::time_point now) const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(now - since_);
+  }
+  // Blocked rather than working over the current call (no CPU figures: taken for
+  // working); over its first 50 ms, not yet seen working.
+  bool idle(std::chrono::steady_clock::time_point now) {
+    if (now - since_ < std::chrono::milliseconds(50)) return true;
+    const double share = cpu_share(now);
+    return share >= 0 && share < kIdleBusyShare;
+  }
+
+ private:
+  // Busy time over wall time since the call began (1 = one thread all the time); -1 unknown.
+  double cpu_share(std::chrono::steady_clock::time_point now) {
+    const gint64 cpu = cpu_ns(now);
+    const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now - since_).count();
+    if (cpu < 0 || cpu_since_ns_ < 0 || wall <= 0) return -1;
+    return double(cpu - cpu_since_ns_) / double(wall);
+  }
+  // Read from /proc at most every 20 ms (the watcher polls every 5 ms).
+  gint64 cpu_ns(std::chrono::steady_clock::time_point now) {
+    if (now - sampled_ >= std::chrono::milliseconds(20)) {
+      sampled_ = now;
+      cpu_ = threads_.ns();
+    }
+    return cpu_;
+  }
+  NewThreadsBusy threads_;
+  bool started_ = false;
+  unsigned seen_ = 0;
+  std::chrono::steady_clock::time_point since_{}, sampled_{};
+  gint64 cpu_since_ns_ = 0, cpu_ = -1;
+};
+
+// Why a probe's thread is taken for wedged (see probe.h), or "" while it is not.
+std::string wedged(CallClock& clock, const Watch& w, std::chrono::milliseconds bound,
+                   std::chrono::steady_clock::time_point now) {
+  if (bound.count() == 0 || !w.inside) return "";
+  const auto in_call = clock.inside_for(now);
+  if (in_call >= bound && clock.idle(now))
+    return "did not return from a call of its test encode within " + std::to_string(bound.count()) +
+           " ms, idle (wedged): left behind";
+  if (in_call >= 3 * bound)
+    return "did not return from a call of its test encode within " + std::to_string(3 * bound.count()) +
+           " ms (wedged): left behind";
+  return "";
+}
 
 }  // namespace
 
-ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout,
-                          const std::function<bool()>& cancelled, std::chrono::milliseconds give_up) {
+ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds bound,
+                          const std::function<bool()>& cancelled) {
   init_debug();
   const gint64 t0 = g_get_monotonic_time();
   GstElement* encoder = make();
@@ -255,12 +403,10 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     return result;
   }
   gst_object_ref_sink(encoder);
-  const auto deadline = std::chrono::steady_clock::now() + give_up;
-  // A well-behaved encoder closes in a few ms after its answer; past this grace it is left behind.
-  constexpr auto kCloseGrace = std::chrono::milliseconds(250);
   auto run = std::make_shared<ProbeRun>();
-  std::thread worker([run, encoder, deadline, timeout] {
-    ProbeResult r = test_encode(encoder, deadline, timeout, run->stop);
+  CallClock clock;  // before the thread: every thread born from here on is the probe's
+  std::thread worker([run, encoder, output_wait = 3 * bound] {
+    ProbeResult r = test_encode(encoder, output_wait, run->watch);
     gst_object_unref(encoder);
     {
       std::lock_guard lk(run->lock);
@@ -269,16 +415,27 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     }
     run->cond.notify_all();
   });
-  bool was_cancelled = false;
+  std::optional<std::chrono::steady_clock::time_point> cancelled_at;
+  std::string wedge;
+  bool left_busy = false;  // stopped while still working: finishes in the background
+  auto verdict_bound = bound;
   std::unique_lock lk(run->lock);
   while (!run->done) {
     const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline + kCloseGrace) break;
-    if (!was_cancelled && cancelled && cancelled()) {
-      was_cancelled = true;
-      run->stop = true;  // its own waits end now; give it the grace to close
-      const auto until = std::min(deadline + kCloseGrace, now + kCloseGrace);
-      run->cond.wait_until(lk, until, [&] { return run->done; });
+    clock.observe(run->watch, now);
+    wedge = wedged(clock, run->watch, verdict_bound, now);
+    if (!wedge.empty()) break;
+    if (!cancelled_at && cancelled && cancelled()) {
+      cancelled_at = now;
+      run->watch.stop = true;  // its own waits end now
+      if (verdict_bound.count() == 0 || verdict_bound > kStopBound) verdict_bound = kStopBound;
+    }
+    // Stopping: a thread still working in a call past the grace is not wedged (it
+    // would be spurious to count it), only slow: it is left to finish on its own.
+    // One blocked in a call waits for the verdict above (kStopBound at most); one in
+    // the probe's own wait ends it at once.
+    if (cancelled_at && now - *cancelled_at >= kCloseGrace && run->watch.inside && !clock.idle(now)) {
+      left_busy = true;
       break;
     }
     run->cond.wait_for(lk, std::chrono::milliseconds(5));
@@ -287,26 +444,25 @@ ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds ti
     lk.unlock();
     worker.join();
     ProbeResult r = run->result;
-    if (was_cancelled && !r.ok) {
+    if (cancelled_at && !r.ok) {
       r.cancelled = true;
       r.reason = "not finished: the stream is stopping";
     }
     return r;
   }
   lk.unlock();
-  run->stop = true;
-  worker.detach();  // stuck inside the encoder: it and its pipeline stay behind
+  run->watch.stop = true;
+  worker.detach();  // inside the encoder: it and its pipeline stay behind
   ProbeResult r;
   r.ms = ms_since(t0);
-  if (was_cancelled) {
-    r.cancelled = true;
-    r.abandoned = true;
-    r.reason = "did not return from its test encode when the stream stopped: left behind";
-  } else {
-    r.abandoned = true;
-    r.reason = "did not return from its test encode within " + std::to_string(give_up.count()) +
-               " ms (wedged): left behind";
+  r.cancelled = cancelled_at.has_value();
+  if (left_busy) {
+    r.reason = "not finished: the stream is stopping (still working: it finishes in the background)";
+    GST_INFO("%s", r.reason.c_str());
+    return r;
   }
+  r.abandoned = true;
+  r.reason = wedge;
   GST_WARNING("%s", r.reason.c_str());
   return r;
 }

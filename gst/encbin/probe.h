@@ -37,17 +37,25 @@ struct ProbeResult {
 // when the element cannot be created.
 using EncoderMaker = std::function<GstElement*()>;
 
-// Test-encodes one 320x240 frame, in a thread of its own, waiting up to `timeout`
-// for the output once the frame is in. The call returns within `give_up` (plus up
-// to 250 ms for a well-behaved encoder to close) whatever the encoder does: one that
-// has not returned by then (a driver call that never returns, in its open, the push,
-// a state change or its drain) fails the probe and is left behind with its thread
-// and pipeline (`abandoned`). `give_up` is generous: opening an encoder on a loaded
-// machine (libvpx under ASan) takes seconds. `cancelled`, polled every few ms, gives
-// up early (the caller is shutting down). `make` is called in the calling thread.
-ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000),
-                          const std::function<bool()>& cancelled = {},
-                          std::chrono::milliseconds give_up = std::chrono::milliseconds(10000));
+// Test-encodes one 320x240 frame in a thread of its own. `bound` is ccmencbin's
+// stall-timeout (scaled as for the stream; 0 = no bound) and governs the whole probe:
+// - a call into the encoder (its start, the caps that configure it, the frame's push,
+//   its drain, its stop) that has not returned after `bound` while idle (the probe's
+//   thread and the threads born since it started, the encoder's own, running or
+//   ready to run under 5% of the time: blocked, as in a driver call that never
+//   returns) is a wedge: the probe fails at once and the encoder is left behind,
+//   with its thread and pipeline (`abandoned`);
+// - one still working (libvpx opening under ASan on a loaded machine, x265's pool
+//   encoding while the push waits for it) is slow, not dead, and gets 3x `bound`, as
+//   a stream's encoder before its first output; the clock restarts each time a call
+//   returns, so a slow open is not charged to the encode;
+// - the output, once the frame is in, is waited for 3x `bound` ("no output within").
+// `cancelled`, polled every few ms, gives up early (the caller is stopping): a test
+// encode that does not finish within 250 ms is then left to finish in the background
+// (not abandoned) unless it turns out wedged by the rule above, `bound` then capped
+// at 2 s (stall-timeout=0 included). `make` is called in the calling thread.
+ProbeResult probe_encoder(const EncoderMaker& make, std::chrono::milliseconds bound = std::chrono::milliseconds(2000),
+                          const std::function<bool()>& cancelled = {});
 
 // The cache key: "<factory>|<codec>|<device>|<registry signature>".
 std::string probe_key(std::string_view factory, catalog::Codec codec, std::string_view device);

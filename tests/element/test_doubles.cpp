@@ -24,6 +24,7 @@ struct Registry {
   int wedged = 0;
   std::map<std::string, DoubleBehaviour> behaviours;
   std::map<std::string, int> instances;
+  std::map<std::string, int> starts;
   std::map<std::string, int> open_sessions;
   bool env_read = false;
 };
@@ -187,10 +188,37 @@ GstFlowReturn double_sink_chain(GstPad* pad, GstObject* parent, GstBuffer* buffe
   return gst_proxy_pad_chain_default(pad, parent, buffer);
 }
 
+// "property=value property=value" onto `element`.
+void apply_settings(GstElement* element, const std::string& settings) {
+  gchar** list = g_strsplit(settings.c_str(), " ", -1);
+  for (gchar** kv = list; *kv; kv++) {
+    gchar** parts = g_strsplit(*kv, "=", 2);
+    if (parts[0] && parts[1]) gst_util_set_object_arg(G_OBJECT(element), parts[0], parts[1]);
+    g_strfreev(parts);
+  }
+  g_strfreev(list);
+}
+
+// settings_per_start: the set of this start onto the encoder inside.
+void apply_start_settings(HardwareDouble* self) {
+  if (self->behaviour.settings_per_start.empty()) return;
+  int n = 0;
+  {
+    auto& r = registry();
+    std::lock_guard lk(r.lock);
+    n = r.starts[*self->factory]++;
+  }
+  gchar** sets = g_strsplit(self->behaviour.settings_per_start.c_str(), "|", -1);
+  const guint count = g_strv_length(sets);
+  if (count > 0) apply_settings(self->inner, sets[guint(n) % count]);
+  g_strfreev(sets);
+}
+
 GstStateChangeReturn double_change_state(GstElement* element, GstStateChange transition) {
   auto* self = reinterpret_cast<HardwareDouble*>(element);
   // Closing a device whose call never returned never returns either.
   if (self->wedged || (self->behaviour.wedge_on_stop && transition == GST_STATE_CHANGE_PAUSED_TO_READY)) wedge(self);
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) apply_start_settings(self);
   const GstStateChangeReturn ret = bin_class->change_state(element, transition);
   if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
     close_session(self);
@@ -259,13 +287,7 @@ void double_instance_init(GTypeInstance* instance, gpointer klass) {
           gst_util_set_object_arg(G_OBJECT(self->inner), std::string(setting.property).c_str(),
                                   std::string(setting.value).c_str());
   }
-  gchar** settings = g_strsplit(self->behaviour.inner_settings.c_str(), " ", -1);
-  for (gchar** kv = settings; *kv; kv++) {
-    gchar** parts = g_strsplit(*kv, "=", 2);
-    if (parts[0] && parts[1]) gst_util_set_object_arg(G_OBJECT(self->inner), parts[0], parts[1]);
-    g_strfreev(parts);
-  }
-  g_strfreev(settings);
+  apply_settings(self->inner, self->behaviour.inner_settings);
   gst_bin_add(GST_BIN(self), self->inner);
   for (const char* name : {"sink", "src"}) {
     GstPad* target = gst_element_get_static_pad(self->inner, name);
@@ -373,6 +395,12 @@ int double_instances(const std::string& factory) {
   auto& r = registry();
   std::lock_guard lk(r.lock);
   return r.instances[factory];
+}
+
+int double_starts(const std::string& factory) {
+  auto& r = registry();
+  std::lock_guard lk(r.lock);
+  return r.starts[factory];
 }
 
 int double_open_sessions(const std::string& factory) {

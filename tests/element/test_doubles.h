@@ -41,6 +41,13 @@ struct DoubleBehaviour {
   // double whose stream differs from the real encoder's (parameter sets, codec_data,
   // profile), as another vendor's would. Space-separated property=value.
   std::string inner_settings;
+  // Settings of the encoder inside that change each time it starts, as a device whose
+  // driver picks its stream configuration per session: "|"-separated sets of the
+  // inner_settings syntax; the N-th start (READY to PAUSED) of this factory in the
+  // process, a test encode's included, takes set N modulo their count. So a test
+  // encode and the session after it, or a restart, emit other parameter sets,
+  // codec_data and profile ("speed-preset=ultrafast|speed-preset=slower").
+  std::string settings_per_start;
 };
 
 // Registers `factory_name` (e.g. "nvh265enc") as a test double wrapping
@@ -60,6 +67,8 @@ bool parse_double_behaviours(std::string_view spec);
 
 // Instances of the double created so far (test encodes included), and sessions open now.
 int double_instances(const std::string& factory);
+// Starts (READY to PAUSED) of the double so far, test encodes included.
+int double_starts(const std::string& factory);
 int double_open_sessions(const std::string& factory);
 
 }  // namespace ccm::test

@@ -375,11 +375,13 @@ TEST_F(FailoverKinds, SlowIsNotDead) {
 }
 
 // stall-timeout is per 1080p frame: the same slowness that is a stall at 640x360
-// is only slow at 4K (bound x4).
+// is only slow at 4K (bound x4). probe=false: the test encode, bounded by the same
+// knob, would pass the double over before the stream (test_encbin_wedge.cpp tests it).
 TEST_F(FailoverKinds, StallBoundGrowsWithFrameSize) {
   register_generic_doubles();
   ccm::test::set_double_behaviour("testdouble_h264", {.slow_ms = 300});
-  const std::string bin = "ccmencbin name=enc codec=h264 stall-timeout=200 candidates=testdouble_h264,x264enc ! fakesink";
+  const std::string bin =
+      "ccmencbin name=enc codec=h264 stall-timeout=200 probe=false candidates=testdouble_h264,x264enc ! fakesink";
   auto small = run(source(6, false, 640, 360) + bin);
   ASSERT_TRUE(small.eos) << small.error;
   EXPECT_EQ(small.count("ccm-encoder-switched"), 1) << "300 ms per frame is a stall at 640x360";

@@ -207,8 +207,9 @@ class Wedge : public ::testing::Test {
   std::string dir_;
 };
 
-// 1. Wedged in its test encode (empty probe cache): passed over after the probe's
-// bound; the next candidate encodes every frame.
+// 1. Wedged in its test encode (empty probe cache): passed over once its push has
+// not returned for stall-timeout (2 s) with its threads idle; the next candidate
+// encodes every frame.
 TEST_F(Wedge, InItsTestEncode) {
   ccm::test::set_double_behaviour(kWedge, {.wedge_after = 0});
   const std::string out = ccm::test::temp_path("wedge-probe.h265");
@@ -218,14 +219,32 @@ TEST_F(Wedge, InItsTestEncode) {
   EXPECT_TRUE(o.eos) << o.error;
   const GstStructure* sel = o.message("ccm-encoder-selected");
   EXPECT_EQ(str_field(sel, "factory"), "x265enc");
-  EXPECT_NE(passed_over(sel).find(std::string(kWedge) + ": test encode failed: did not return from its test "
-                                  "encode within 10000 ms"), std::string::npos) << passed_over(sel);
+  EXPECT_NE(passed_over(sel).find(std::string(kWedge) + ": test encode failed: did not return from a call of its "
+                                  "test encode within 2000 ms, idle (wedged)"), std::string::npos)
+      << passed_over(sel);
+  // 2 s to give the wedge up, then x265enc's test encode and 30 small frames (it was 10 s and more).
+  EXPECT_LT(o.run_s, 5.0);
   EXPECT_GE(o.to_ready_s, 0);
   EXPECT_LE(o.to_ready_s, kStopBoundS);
   expect_stopped_and_left_behind(o);
   const auto p = ccm::test::probe_file(out);
   EXPECT_TRUE(p.ok) << p.decoder_errors;
   EXPECT_EQ(p.frames, 30);
+}
+
+// 1b. Stopped while a slow but alive test encode runs (its push takes 1.5 s, under
+// stall-timeout): the probe is cancelled, the encoder is not left behind nor counted
+// (it was, when every probe not closed 250 ms after the stop was counted).
+TEST_F(Wedge, StoppedDuringASlowTestEncode) {
+  ccm::test::set_double_behaviour(kWedge, {.slow_ms = 1500});
+  Outcome o;
+  play(source(30) + "ccmencbin name=enc codec=h265 candidates=" + std::string(kWedge) + ",x265enc ! fakesink", o,
+       {.timeout_s = 1});
+  std::printf("[ stop ] ran %.2f s; NULL in %.2f s\n", o.run_s, o.to_null_s);
+  EXPECT_GE(o.to_null_s, 0) << "set_state(NULL) did not return within 15 s";
+  EXPECT_LE(o.to_null_s, kStopBoundS);
+  EXPECT_FALSE(o.warned("did not return and was left behind")) << o.all_warnings();
+  EXPECT_EQ(u64_field(o.stats, "encoders-abandoned"), 0u);
 }
 
 // 2. Wedged mid-stream with x265enc next: failover within stall-timeout (2 s by
