@@ -222,8 +222,9 @@ TEST_F(Wedge, InItsTestEncode) {
   EXPECT_NE(passed_over(sel).find(std::string(kWedge) + ": test encode failed: did not return from a call of its "
                                   "test encode within 2000 ms, idle (wedged)"), std::string::npos)
       << passed_over(sel);
-  // 2 s to give the wedge up, then x265enc's test encode and 30 small frames (it was 10 s and more).
-  EXPECT_LT(o.run_s, 5.0);
+  // 2 s to give the wedge up, then x265enc's test encode and 30 small frames (it was 10 s and more;
+  // 2.1-2.4 s here, 3.8 s under ASan).
+  EXPECT_LT(o.run_s, 6.0);
   EXPECT_GE(o.to_ready_s, 0);
   EXPECT_LE(o.to_ready_s, kStopBoundS);
   expect_stopped_and_left_behind(o);
