@@ -13,8 +13,8 @@
  *
  * Inside, one "session" per encoder in use:
  * [cudadownload] ! videoconvert ! [capsfilter] ! [ccmratecontrol] ! <encoder> !
- * <parser> (ccmratecontrol sets per-frame QP at rate-control=cbr for encoders it
- * can steer; rate-controller=encoder leaves the rate to the encoder), fed from
+ * <parser> (ccmratecontrol steers the encoder at rate-control=cbr, see
+ * docs/ratecontrol.md; rate-controller=encoder leaves the rate to the encoder), fed from
  * the real sink pad through a pad of our own by a thread of the session, and
  * collected by another pad of ours that pushes out of the real src pad. Raw
  * frames are kept until their encoded output is seen, so when the encoder
@@ -460,9 +460,11 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                         0, G_MAXUINT, kDefaultStallTimeoutMs, rw));
   g_object_class_install_property(gobject_class, PROP_RATE_CONTROLLER,
       g_param_spec_enum("rate-controller", "Rate controller",
-                        "At rate-control=cbr, ccm: ccmratecontrol sets each frame's QP (or x264enc's bitrate) from "
-                        "frame analysis, encoded sizes, QoS and ccm-bandwidth-estimate events; encoder: the "
-                        "encoder's own rate control (applies from the next encoder session)",
+                        "At rate-control=cbr, ccm: ccmratecontrol (mode auto) steers the encoder from frame "
+                        "analysis, encoded sizes, QoS and ccm-bandwidth-estimate events: each frame's QP "
+                        "(ccmsvtav1enc), x264enc's bitrate frame by frame, or x265's and libvpx's own CBR with "
+                        "its bitrate corrected to deliver the target and key frames at cuts; encoder: the "
+                        "encoder's own rate control alone (applies from the next encoder session)",
                         rate_controller_get_type(), (int)RateController::Ccm, rw));
   g_object_class_install_property(gobject_class, PROP_RATE_MESSAGE_INTERVAL,
       g_param_spec_uint("rate-message-interval", "Rate-control message interval",
@@ -483,8 +485,8 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
                          "bytes-out, bitrate-kbps (kbit/s over the last second of stream time), fps (output "
                          "frames over the last wall-clock second), mean-bitrate-kbps and mean-fps (the same "
                          "over the whole stream), switches, failovers, frames-reencoded, last-switch-ms, "
-                         "start-ms, at-min-qp (the built-in rate controller's last frame was at the lowest QP "
-                         "allowed: the bitrate may not be reachable), encoders-abandoned (encoders that never "
+                         "start-ms, at-min-qp (the bitrate is out of reach: the built-in rate controller's last frame was at "
+                         "the lowest QP allowed, or the encoder's own CBR stays under it with the most room given), encoders-abandoned (encoders that never "
                          "returned from a call and were left behind, over the element's life); see docs/ccmencbin.md",
                          GST_TYPE_STRUCTURE, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 

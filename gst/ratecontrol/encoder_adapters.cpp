@@ -73,6 +73,7 @@ const char* to_string(EncoderFamily f) {
     case EncoderFamily::QpMeta: return "qp-meta";
     case EncoderFamily::Quantizer: return "quantizer";
     case EncoderFamily::Bitrate: return "bitrate";
+    case EncoderFamily::EncoderRate: return "encoder-rate";
     case EncoderFamily::BitrateOnChange: return "bitrate-on-change";
     case EncoderFamily::None: return "none";
   }
@@ -85,6 +86,7 @@ EncoderAdapter::EncoderAdapter(GstElement* encoder, std::string factory, catalog
       factory_(std::move(factory)),
       codec_(codec),
       family_(family),
+      per_frame_family_(family),
       entry_(entry),
       speed_(speed_knob_for(entry, factory_)) {
   // The bitrate's property and unit as ccmencbin sets them (common/encoder_properties.h):
@@ -104,7 +106,8 @@ bool EncoderAdapter::honours_key_units() const {
 std::string EncoderAdapter::limitation() const {
   switch (family_) {
     case EncoderFamily::QpMeta:
-    case EncoderFamily::Quantizer: return {};
+    case EncoderFamily::Quantizer:
+    case EncoderFamily::EncoderRate: return {};
     case EncoderFamily::Bitrate:
       return factory_ + " takes no per-frame QP: ccmratecontrol steers its bitrate property frame by frame "
                         "(its own rate control places the bits inside each frame)";
@@ -131,41 +134,86 @@ void EncoderAdapter::set_int_property(const char* name, long long value) {
 
 void EncoderAdapter::set_bitrate_property(double bps) { set_bitrate(encoder_, bitrate_, bps / 1000.0); }
 
-void EncoderAdapter::take_control(double bitrate_bps) {
+bool EncoderAdapter::can_steer_rate() const {
+  if (per_frame_family_ != EncoderFamily::QpMeta && per_frame_family_ != EncoderFamily::Quantizer &&
+      per_frame_family_ != EncoderFamily::Bitrate)
+    return false;
+  if (bitrate_.name.empty()) return false;
+  // An element with a rate-control property must offer CBR; one without runs its
+  // bitrate mode whenever it is not pinned to a quantizer.
+  return !entry_ || entry_->rc_property.empty() || !entry_->rc_cbr.empty();
+}
+
+void EncoderAdapter::take_control(double bitrate_bps, bool encoder_rate) {
+  const EncoderFamily wanted = encoder_rate && can_steer_rate() ? EncoderFamily::EncoderRate : per_frame_family_;
+  if (wanted != family_) restore_user_settings();
+  family_ = wanted;
+  if (family_ == EncoderFamily::EncoderRate) {
+    if (entry_ && !entry_->rc_property.empty() && has_property(encoder_, std::string(entry_->rc_property).c_str())) {
+      const std::string rc_property(entry_->rc_property);
+      if (!user_rate_control_) user_rate_control_ = get_int_property(encoder_, rc_property.c_str());
+      gst_util_set_object_arg(G_OBJECT(encoder_), rc_property.c_str(), std::string(entry_->rc_cbr).c_str());
+    }
+  }
   if (family_ == EncoderFamily::QpMeta && has_property(encoder_, "rate-control")) {
     if (!user_rate_control_) user_rate_control_ = get_int_property(encoder_, "rate-control");
     // Our encoders honour a frame QP only as their whole rate control: SVT-AV1
     // takes per-picture QP in CQP mode only, and x265's VBV would fight it.
     gst_util_set_object_arg(G_OBJECT(encoder_), "rate-control", "cqp");
   }
-  if (family_ == EncoderFamily::Quantizer && entry_ && !entry_->min_qp_property.empty()) {
-    if (!user_min_q_) user_min_q_ = get_int_property(encoder_, std::string(entry_->min_qp_property).c_str());
-    if (!user_max_q_) user_max_q_ = get_int_property(encoder_, std::string(entry_->max_qp_property).c_str());
-  } else if (family_ == EncoderFamily::Quantizer) {
-    if (!user_min_q_) user_min_q_ = get_int_property(encoder_, "min-quantizer");
-    if (!user_max_q_) user_max_q_ = get_int_property(encoder_, "max-quantizer");
+  if (per_frame_family_ == EncoderFamily::Quantizer) {
+    if (!user_min_q_) user_min_q_ = get_int_property(encoder_, min_q_name());
+    if (!user_max_q_) user_max_q_ = get_int_property(encoder_, max_q_name());
   }
   last_qp_ = -1;
   last_rate_bps_ = 0;
   if (family_ != EncoderFamily::QpMeta) apply_frame(nullptr, -1, bitrate_bps, bitrate_bps);
 }
 
-void EncoderAdapter::release_control(double bitrate_bps) {
+void EncoderAdapter::restore_user_settings() {
   if (user_rate_control_) {
-    set_int_property("rate-control", *user_rate_control_);
+    const std::string rc_property =
+        entry_ && !entry_->rc_property.empty() ? std::string(entry_->rc_property) : "rate-control";
+    set_int_property(rc_property.c_str(), *user_rate_control_);
     user_rate_control_.reset();
   }
-  const char* min_name = entry_ && !entry_->min_qp_property.empty() ? entry_->min_qp_property.data() : "min-quantizer";
-  const char* max_name = entry_ && !entry_->max_qp_property.empty() ? entry_->max_qp_property.data() : "max-quantizer";
-  // The catalogue's strings are NUL-terminated literals, so data() is a C string.
-  if (user_max_q_) set_int_property(max_name, *user_max_q_);
-  if (user_min_q_) set_int_property(min_name, *user_min_q_);
+  if (user_max_q_) set_int_property(max_q_name(), *user_max_q_);
+  if (user_min_q_) set_int_property(min_q_name(), *user_min_q_);
   user_min_q_.reset();
   user_max_q_.reset();
+}
+
+void EncoderAdapter::release_control(double bitrate_bps) {
+  restore_user_settings();
   if (family_ != EncoderFamily::None) set_bitrate_property(bitrate_bps);
   set_speed_boost(0);
   last_qp_ = -1;
   last_rate_bps_ = bitrate_bps;
+}
+
+const char* EncoderAdapter::min_q_name() const {
+  // The catalogue's strings are NUL-terminated literals, so data() is a C string.
+  return entry_ && !entry_->min_qp_property.empty() ? entry_->min_qp_property.data() : "min-quantizer";
+}
+
+const char* EncoderAdapter::max_q_name() const {
+  return entry_ && !entry_->max_qp_property.empty() ? entry_->max_qp_property.data() : "max-quantizer";
+}
+
+void EncoderAdapter::pin_quantizer(int qp) {
+  if (qp < 0 || qp == last_qp_) return;
+  // Hardware elements of this family take the 8-bit q-index (0-255).
+  const int native = native_qp_max_ > 63 ? std::min(native_qp_max_, qp * 4) : std::min(native_qp_max_, qp);
+  // libvpx checks min <= max on every config change: move the bound on the side
+  // we are going first.
+  if (last_qp_ < 0 || qp > last_qp_) {
+    set_int_property(max_q_name(), native);
+    set_int_property(min_q_name(), native);
+  } else {
+    set_int_property(min_q_name(), native);
+    set_int_property(max_q_name(), native);
+  }
+  last_qp_ = qp;
 }
 
 void EncoderAdapter::apply_frame(GstBuffer* buffer, int qp, double frame_rate_bps, double rate_bps) {
@@ -173,31 +221,21 @@ void EncoderAdapter::apply_frame(GstBuffer* buffer, int qp, double frame_rate_bp
     case EncoderFamily::QpMeta:
       if (buffer && qp >= 0) gst_buffer_add_ccm_qp_meta(buffer, qp);
       return;
-    case EncoderFamily::Quantizer: {
-      if (qp >= 0 && qp != last_qp_) {
-        // Hardware elements of this family take the 8-bit q-index (0-255).
-        const int native = native_qp_max_ > 63 ? std::min(native_qp_max_, qp * 4) : std::min(native_qp_max_, qp);
-        const char* min_name =
-            entry_ && !entry_->min_qp_property.empty() ? entry_->min_qp_property.data() : "min-quantizer";
-        const char* max_name =
-            entry_ && !entry_->max_qp_property.empty() ? entry_->max_qp_property.data() : "max-quantizer";
-        // libvpx checks min <= max on every config change: move the bound on the
-        // side we are going first.
-        if (last_qp_ < 0 || qp > last_qp_) {
-          set_int_property(max_name, native);
-          set_int_property(min_name, native);
-        } else {
-          set_int_property(min_name, native);
-          set_int_property(max_name, native);
-        }
-        last_qp_ = qp;
-      }
+    case EncoderFamily::Quantizer:
+      pin_quantizer(qp);
       if (last_rate_bps_ <= 0 || std::fabs(rate_bps / last_rate_bps_ - 1.0) > kRateTolerance) {
         set_bitrate_property(rate_bps);
         last_rate_bps_ = rate_bps;
       }
       return;
-    }
+    case EncoderFamily::EncoderRate:
+      // A cut's key frame at our QP (key_frame_qp()), the rest at the encoder's.
+      if (per_frame_family_ == EncoderFamily::QpMeta && buffer && qp >= 0) gst_buffer_add_ccm_qp_meta(buffer, qp);
+      if (last_rate_bps_ <= 0 || std::fabs(frame_rate_bps / last_rate_bps_ - 1.0) > kRateTolerance) {
+        set_bitrate_property(frame_rate_bps);
+        last_rate_bps_ = frame_rate_bps;
+      }
+      return;
     case EncoderFamily::Bitrate:
       if (last_rate_bps_ <= 0 || std::fabs(frame_rate_bps / last_rate_bps_ - 1.0) > kRateTolerance) {
         set_bitrate_property(frame_rate_bps);

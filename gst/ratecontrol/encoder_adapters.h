@@ -8,6 +8,9 @@
 //                                                          rate (x264_encoder_reconfig)
 //   BitrateOnChange every other encoder with a bitrate     nothing                         bitrate (rate-limited where a change
 //                   property (nv*, va*, qsv*, x265enc, av1enc ...)                          reopens or drains the encoder)
+//   EncoderRate     ccmx265enc, vp9enc, x264enc under      bitrate = the target x the      bitrate
+//                   mode=encoder-rate (mode=auto where     rate correction (its own CBR,
+//                   the catalogue's encoder_rate_first)    AQ and frame QPs stay)
 //
 // The speed knob (QoS: raise the preset while frames run late) is per element:
 // ccmx265enc speed-preset down towards 0 (ultrafast), ccmsvtav1enc speed-preset up
@@ -25,7 +28,7 @@
 
 namespace ccm::gst {
 
-enum class EncoderFamily { QpMeta, Quantizer, Bitrate, BitrateOnChange, None };
+enum class EncoderFamily { QpMeta, Quantizer, Bitrate, EncoderRate, BitrateOnChange, None };
 const char* to_string(EncoderFamily f);
 
 using catalog::SpeedKnob;  // the catalogue's word: property, direction, fastest value
@@ -47,16 +50,32 @@ class EncoderAdapter {
   bool honours_key_units() const;
   // Whether the encoder takes a QP for every frame (meta or min = max quantizer).
   bool per_frame_qp() const { return family_ == EncoderFamily::QpMeta || family_ == EncoderFamily::Quantizer; }
+  // Mode encoder-rate: whether the key frames we force at scene cuts get our QP
+  // (x265's own CBR gave a cut's key frame 6 frame shares; ours are sized at 3).
+  // Only through the QP meta: pinning libvpx's quantizer range for one frame
+  // threw its CBR off for the frames after (validation set: screen 7 dB lower).
+  bool key_frame_qp() const {
+    return family_ == EncoderFamily::EncoderRate && per_frame_family_ == EncoderFamily::QpMeta;
+  }
   // Why per-frame control is not possible, for the warning ("" when it is).
   std::string limitation() const;
 
-  // Before the first frame (and when the mode returns to rlambda): put the
-  // encoder where we can steer it (cqp for QpMeta). Remembers what it changes.
-  void take_control(double bitrate_bps);
+  // Whether the encoder can run its own CBR with its bitrate steered live
+  // (a per-frame family with a bitrate property and a CBR mode).
+  bool can_steer_rate() const;
+  // The catalogue measured its own CBR, steered by our rate correction, to beat
+  // our per-frame control (mode=auto then chooses encoder-rate).
+  bool prefers_encoder_rate() const { return entry_ && entry_->encoder_rate_first && can_steer_rate(); }
+
+  // Before the first frame (and when the mode changes): put the encoder where we
+  // can steer it: per frame (cqp for QpMeta, pinned quantizers), or, with
+  // encoder_rate where it can, in its own CBR. Remembers what it changes.
+  void take_control(double bitrate_bps, bool encoder_rate);
   // mode=passthrough: give back what take_control changed.
   void release_control(double bitrate_bps);
 
-  // Per frame: qp in the codec's scale (-1 = none), frame_rate_bps the rate this
+  // Per frame: qp in the codec's scale (-1 = none; under encoder-rate only key
+  // frames get one, see key_frame_qp()), frame_rate_bps the rate this
   // frame's budget stands for (x264enc follows it), rate_bps the rate in force
   // (property, bandwidth estimate, QoS). Must not be called with the element's
   // lock held: setting a property takes the encoder's own lock, which its
@@ -68,11 +87,16 @@ class EncoderAdapter {
  private:
   void set_int_property(const char* name, long long value);
   void set_bitrate_property(double bps);
+  void restore_user_settings();  // what take_control changed, back to the user's values
+  const char* min_q_name() const;  // the quantizer range's properties (Quantizer family)
+  const char* max_q_name() const;
+  void pin_quantizer(int qp);      // min = max = qp (native scale), from the next frame
 
   GstElement* encoder_;
   std::string factory_;
   catalog::Codec codec_;
-  EncoderFamily family_;
+  EncoderFamily family_;           // the steering in force
+  EncoderFamily per_frame_family_;  // the catalogue's per-frame steering
   const catalog::EncoderEntry* entry_;  // nullptr for elements the catalogue lacks
   BitrateProperty bitrate_;  // where its bitrate goes, and in which unit
   int native_qp_max_ = 51;  // the element's quantizer scale (255 for q-index elements)

@@ -136,15 +136,17 @@ TEST(Catalog, SteeringAndSpeedKnobs) {
     Steering steering;
     const char* speed;
     int direction, fastest;
+    bool encoder_rate_first;  // measured: its own CBR, steered, beats our per-frame QP
   };
-  for (const Want& w : {Want{"ccmx265enc", Steering::QpMeta, "speed-preset", -1, 0},
-                        Want{"ccmsvtav1enc", Steering::QpMeta, "speed-preset", +1, 13},
-                        Want{"vp9enc", Steering::Quantizer, "cpu-used", +1, 9},
-                        Want{"av1enc", Steering::BitrateOnChange, "cpu-used", +1, 10},
-                        Want{"x264enc", Steering::Bitrate, "", 0, 0}}) {
+  for (const Want& w : {Want{"ccmx265enc", Steering::QpMeta, "speed-preset", -1, 0, true},
+                        Want{"ccmsvtav1enc", Steering::QpMeta, "speed-preset", +1, 13, false},
+                        Want{"vp9enc", Steering::Quantizer, "cpu-used", +1, 9, true},
+                        Want{"av1enc", Steering::BitrateOnChange, "cpu-used", +1, 10, false},
+                        Want{"x264enc", Steering::Bitrate, "", 0, 0, false}}) {
     const EncoderEntry* e = find(w.factory);
     ASSERT_NE(e, nullptr) << w.factory;
     EXPECT_EQ(e->steering, w.steering) << w.factory << ": " << to_string(e->steering);
+    EXPECT_EQ(e->encoder_rate_first, w.encoder_rate_first) << w.factory;
     EXPECT_EQ(e->speed.property, w.speed) << w.factory;
     EXPECT_EQ(e->speed.direction, w.direction) << w.factory;
     EXPECT_EQ(e->speed.fastest, w.fastest) << w.factory;

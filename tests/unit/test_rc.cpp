@@ -395,3 +395,38 @@ TEST(Controller, SceneCutLetsTheQpFollowNewContentFast) {
   }
   EXPECT_LT(qp_after, qp - 6);
 }
+
+// Mode encoder-rate: inter frames are coded at the encoder's own QPs, whatever was
+// decided. Their sizes (here ten times what the decided QP would give) count for the
+// budgets but teach the model nothing: the next key frame's QP is the one it would
+// have been without them.
+TEST(Controller, FramesNotCodedAtOurQpTeachNothing) {
+  const auto key_qp_after = [](bool applied) {
+    RateController rc(config(Codec::H265, 1000));
+    SyntheticEncoder enc{2.0, 0.14};
+    const double pixels = double(rc.config().width) * rc.config().height;
+    for (uint64_t i = 0; i < 60; ++i) {
+      FrameInfo f;
+      f.id = i;
+      f.complexity = 4;
+      f.activity = 8;
+      f.key = i == 0;
+      const Decision d = rc.decide(f);
+      const double bits = enc.bits(d.qp, f.complexity, pixels) * (f.key ? 1 : 10);
+      rc.on_encoded(i, bits, f.key, f.key || applied);
+    }
+    FrameInfo k;
+    k.id = 60;
+    k.complexity = 4;
+    k.activity = 8;
+    k.key = true;
+    return std::pair{rc.decide(k).qp, rc.inter_model().params().alpha};
+  };
+  const auto [qp_applied, alpha_applied] = key_qp_after(true);
+  const auto [qp_not, alpha_not] = key_qp_after(false);
+  const double alpha_fresh = RateController(config(Codec::H265, 1000)).inter_model().params().alpha;
+  EXPECT_EQ(alpha_not, alpha_fresh) << "the inter model learnt from frames it did not decide";
+  EXPECT_NE(alpha_applied, alpha_not);
+  EXPECT_GT(qp_applied, 0);
+  EXPECT_GT(qp_not, 0);
+}

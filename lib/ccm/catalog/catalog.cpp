@@ -617,6 +617,7 @@ constexpr EncoderEntry kEntries[] = {
         .threads_property = "threads",
         .key_unit = KeyUnit::Event,
         .steering = Steering::QpMeta,
+        .encoder_rate_first = true,
         .speed = {"speed-preset", -1, 0},
         .low_latency = kCcmLowLatency,
         .always = {},
@@ -733,6 +734,7 @@ constexpr EncoderEntry kEntries[] = {
         .key_unit = KeyUnit::Event,
         // libvpx applies min/max-quantizer through its config-set call on the next frame.
         .steering = Steering::Quantizer,
+        .encoder_rate_first = true,
         .speed = {"cpu-used", +1, 9},
         .low_latency = kVp9LowLatency,
         .always = {},

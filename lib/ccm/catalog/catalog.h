@@ -127,7 +127,12 @@ struct EncoderEntry {
   std::string_view threads_property;
 
   KeyUnit key_unit = KeyUnit::Event;
-  Steering steering = Steering::BitrateOnChange;  // how ccmratecontrol steers it
+  Steering steering = Steering::BitrateOnChange;  // how ccmratecontrol steers it frame by frame
+  // ccmratecontrol mode=auto leaves the rate to the encoder's own CBR (its adaptive
+  // quantisation, its frame QPs), only correcting the bitrate it is given until the
+  // target is spent, where that measured better than steering every frame
+  // (docs/benchmarks.md, ccmratecontrol, the validation set).
+  bool encoder_rate_first = false;
   SpeedKnob speed;                                // what ccmratecontrol turns when frames are late
 
   std::span<const Setting> low_latency;  // applied when low-latency=true

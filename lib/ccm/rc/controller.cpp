@@ -383,7 +383,8 @@ Decision RateController::decide(const FrameInfo& frame) {
   return d;
 }
 
-std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, std::optional<bool> coded_as_key) {
+std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, std::optional<bool> coded_as_key,
+                                                     bool qp_applied) {
   auto it = std::find_if(pending_.begin(), pending_.end(), [id](const Pending& p) { return p.id == id; });
   if (it == pending_.end()) return std::nullopt;
   const Pending p = *it;
@@ -400,7 +401,7 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
   // frames SVT-AV1 on grain (docs/examples/live_8k_hdr.c's source) spent 1.8x.
   const double burst_room = structure_seen_[p.position >= 0 ? p.position : 0] >= kStructureKnown ? p.structure
                                                                                                : kEarlyBurstRoom;
-  if (!p.key && !p.still && bits > kBurstShares * avg * burst_room && !pending_.empty()) {
+  if (qp_applied && !p.key && !p.still && bits > kBurstShares * avg * burst_room && !pending_.empty()) {
     burst_floor_qp_ = std::max(burst_floor_qp_, p.qp + 1);
     burst_frames_ = 0;
   }
@@ -421,7 +422,7 @@ std::optional<FrameReport> RateController::on_encoded(uint64_t id, double bits, 
   deviation_ = std::clamp(deviation_ + err, -kCreditWindows * window * avg, 2.0 * window * avg);
 
   const double bpp_actual = bits / std::max(1.0, pixels()) * p.bpp_scale / p.structure;
-  const bool as_decided = (!coded_as_key || *coded_as_key == p.key) && p.learn;
+  const bool as_decided = qp_applied && (!coded_as_key || *coded_as_key == p.key) && p.learn;
   if (as_decided && p.position >= 0 && bits > 0) {
     // What the model expected at this λ, before it learns from the frame.
     const auto& m = inter_.params();

@@ -111,7 +111,11 @@ class RateController {
   // coded_as_key: what the encoder made of it, when known; a frame it coded
   // otherwise than decided (its own key-frame interval) still counts for the
   // budgets but teaches neither model.
-  std::optional<FrameReport> on_encoded(uint64_t id, double bits, std::optional<bool> coded_as_key = std::nullopt);
+  // qp_applied: false when the encoder chose the frame's QP itself (ccmratecontrol
+  // mode encoder-rate leaves inter frames to the encoder's own CBR): the size counts
+  // for the budgets but teaches no model.
+  std::optional<FrameReport> on_encoded(uint64_t id, double bits, std::optional<bool> coded_as_key = std::nullopt,
+                                        bool qp_applied = true);
   // Forget frames decided but not reported (flush, encoder restart).
   void clear_pending() { pending_.clear(); }
 
