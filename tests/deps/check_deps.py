@@ -90,8 +90,8 @@ PROGRAMS = {
 
 # Programs only optional tools need (the suite and the two README commands never do).
 OPTIONAL_PROGRAMS = {
-    "npm": "tests/webrtc/install-playwright installs Debian's npm itself when it is missing "
-           "(nodesource's nodejs carries its own npm and conflicts with Debian's), and skips without it",
+    "npm": "scripts/install-deps installs Debian's npm when it is missing (nodesource's nodejs carries "
+           "its own npm and conflicts with Debian's); the browser tests skip without it",
     "x265": "scripts/gpu-bench only, which unpacks Debian's x265 itself (apt-get download)",
     "nvcc": "the cuda build option (-Dcuda=enabled): the CUDA toolkit, not in Debian main",
     "nvidia-smi": "NVIDIA driver tools: GPU machines only",

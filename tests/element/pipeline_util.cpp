@@ -343,8 +343,11 @@ Probe probe_file(const std::string& path) {
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);)
     if (!line.empty() && line[0] != '#') p.frames++;
-  if (run({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height,pix_fmt",
-           "-of", "default=noprint_wrappers=1", path},
+  // One ffprobe for the rest (each start costs a few hundred ms on a loaded machine):
+  // the video stream's fields, the container's duration, the video packets' sizes.
+  if (run({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+           "stream=codec_name,width,height,pix_fmt:format=duration:packet=size", "-of", "default=noprint_wrappers=1",
+           path},
           &out, &err)) {
     std::istringstream kv(out);
     for (std::string line; std::getline(kv, line);) {
@@ -355,15 +358,9 @@ Probe probe_file(const std::string& path) {
       if (k == "pix_fmt") p.pix_fmt = v;
       if (k == "width") p.width = std::atoi(v.c_str());
       if (k == "height") p.height = std::atoi(v.c_str());
+      if (k == "duration") p.duration_s = std::atof(v.c_str());  // the format's (the only one asked)
+      if (k == "size") p.packet_bytes += std::atof(v.c_str());   // one per video packet
     }
-  }
-  if (run({"ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path}, &out, &err))
-    p.duration_s = std::atof(out.c_str());
-  if (run({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size", "-of", "csv=p=0",
-           path},
-          &out, &err)) {
-    std::istringstream sizes(out);
-    for (std::string line; std::getline(sizes, line);) p.packet_bytes += std::atof(line.c_str());
   }
   return p;
 }
