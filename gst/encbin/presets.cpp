@@ -52,7 +52,9 @@ gchar** ccm_enc_bin_get_preset_names(GstPreset* preset) {
   g_strfreev(groups);
   g_strfreev(names);
   g_key_file_unref(file);
-  return g_strv_builder_end(all);
+  gchar** out = g_strv_builder_end(all);
+  g_strv_builder_unref(all);  // end() hands over the array, not the builder (LeakSanitizer on Debian 13)
+  return out;
 }
 
 gboolean load_preset_values(GstPreset* preset, const gchar* name) {

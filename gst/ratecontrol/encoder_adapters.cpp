@@ -146,6 +146,11 @@ bool EncoderAdapter::can_steer_rate() const {
 
 void EncoderAdapter::take_control(double bitrate_bps, bool encoder_rate) {
   const EncoderFamily wanted = encoder_rate && can_steer_rate() ? EncoderFamily::EncoderRate : per_frame_family_;
+  // From encoder-rate to a QP per frame while the encoder runs (max-psnr set live
+  // under mode auto): the encoder stays on its own CBR and takes each frame's QP as
+  // a forced QP (x265's forceqp), as our key frames there do; switching it to cqp
+  // would reopen it (a key frame).
+  const bool live_from_own_cbr = family_ == EncoderFamily::EncoderRate && wanted == EncoderFamily::QpMeta;
   if (wanted != family_) restore_user_settings();
   family_ = wanted;
   if (family_ == EncoderFamily::EncoderRate) {
@@ -155,7 +160,7 @@ void EncoderAdapter::take_control(double bitrate_bps, bool encoder_rate) {
       gst_util_set_object_arg(G_OBJECT(encoder_), rc_property.c_str(), std::string(entry_->rc_cbr).c_str());
     }
   }
-  if (family_ == EncoderFamily::QpMeta && has_property(encoder_, "rate-control")) {
+  if (family_ == EncoderFamily::QpMeta && !live_from_own_cbr && has_property(encoder_, "rate-control")) {
     if (!user_rate_control_) user_rate_control_ = get_int_property(encoder_, "rate-control");
     // Our encoders honour a frame QP only as their whole rate control: SVT-AV1
     // takes per-picture QP in CQP mode only, and x265's VBV would fight it.

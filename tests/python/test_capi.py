@@ -526,15 +526,16 @@ class TuningCallback(unittest.TestCase):
                 def on_metrics(handle, metrics_ptr):
                     m = metrics_ptr.contents
                     seen.append((m.rate_controlled, m.qp, m.lambda_, m.target_bits,
-                                 m.skip_blocks + m.fast_blocks + m.full_blocks))
+                                 m.skip_blocks + m.fast_blocks + m.full_blocks, m.key_frame))
 
                 if not self.encode_with_callback(codec, 500, on_metrics):
                     continue
                 self.assertEqual(len(seen), FRAMES)
-                for n, (rc, qp, lam, target, blocks) in enumerate(seen):
+                for n, (rc, qp, lam, target, blocks, key) in enumerate(seen):
                     if controlled:
                         self.assertTrue(rc, f"frame {n}: no rate-control decision")
-                        if own_qp:
+                        # Key frames get our QP from ccmx265enc under encoder-rate too.
+                        if own_qp or (key and codec == CODEC_HEVC):
                             self.assertTrue(0 <= qp <= 63, f"frame {n}: qp {qp}")
                             self.assertGreater(lam, 0, f"frame {n}")
                         else:
