@@ -104,6 +104,30 @@ try {
   } else {
     for (let i = 0; i < pages.length; i++) ok = (await check(pages[i], `viewer${i}`)) && ok;
   }
+  if (args['expect-switch'] === 'true') {
+    // The sender switches encoder mid-stream (ccm-webrtc-demo --switch-to): the page
+    // must see the new encoder named and keep decoding across the change of parameter
+    // sets (60 more frames within 20 s, none of them lost to a decoder error).
+    const first = await pages[0].evaluate(() => window.ccmReceiverStats());
+    const deadline = Date.now() + 20000;
+    let s = first;
+    while (s.sender.encoder === first.sender.encoder && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      s = await pages[0].evaluate(() => window.ccmReceiverStats());
+    }
+    const switched = s.sender.encoder !== first.sender.encoder;
+    const at = s.framesDecoded;
+    while (switched && s.framesDecoded < at + 60 && Date.now() < deadline + 20000) {
+      await new Promise((r) => setTimeout(r, 250));
+      s = await pages[0].evaluate(() => window.ccmReceiverStats());
+    }
+    const good = switched && s.framesDecoded >= at + 60 && s.codec.toLowerCase() === mime.toLowerCase();
+    log({ check: 'switch-kept-decoding', ok: good, from: first.sender.encoder, to: s.sender.encoder,
+          framesAtSwitch: at, framesDecoded: s.framesDecoded, keyFramesDecoded: s.keyFramesDecoded,
+          framesDropped: s.framesDropped,
+          why: switched ? undefined : 'the sender never named another encoder within 20 s' });
+    ok = ok && good;
+  }
   if (args['expect-pli'] === 'true') {
     // The sender hid its key frames: decoding at all means a PLI/FIR went back and
     // reached the encoder as a force-key-unit event.

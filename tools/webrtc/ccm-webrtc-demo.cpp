@@ -66,6 +66,9 @@ struct Options {
   bool stats = false;     // print a JSON line per viewer per second on stdout
   bool twcc = true;       // transport-wide congestion control feedback (else REMB)
   bool hide_key_frames = false;  // test aid: key frames dropped until the receiver asks for one
+  std::string candidates;  // ccmencbin's candidates ("" = its own choice)
+  std::string switch_to;   // test aid: ccmencbin's candidates set to this after switch_after_s
+  int switch_after_s = 3;
 };
 
 void log_line(const char* fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -190,6 +193,7 @@ struct Peer {
   GstElement* session_element = nullptr;  // rtpbin's rtpsession: twcc-stats
   guint stats_timer = 0;
   gint64 started_us = 0;
+  bool switch_requested = false;  // --switch-to done
   std::atomic<uint64_t> remb_bps{0};
   std::atomic<uint32_t> key_requests{0};  // force-key-unit events that reached the encoder
   std::atomic<uint32_t> frames{0};
@@ -453,7 +457,8 @@ bool Server::build_pipeline(Peer* peer, std::string* error_text) {
   }
   std::string encoder = options_.encoder.empty()
                             ? "ccmencbin name=enc codec=" + options_.codec +
-                                  " bitrate=" + std::to_string(options_.bitrate_kbps)
+                                  " bitrate=" + std::to_string(options_.bitrate_kbps) +
+                                  (options_.candidates.empty() ? "" : " candidates=" + options_.candidates)
                             : options_.encoder + " name=enc";
   const std::string rtp_caps = std::string("application/x-rtp,media=video,payload=96,clock-rate=90000,encoding-name=") +
                                chain->encoding_name +
@@ -656,6 +661,16 @@ gboolean Server::on_stats_timer(gpointer data) {
         peer->feedback_handler = g_signal_connect(session, "on-feedback-rtcp", G_CALLBACK(on_feedback_rtcp), peer);
       }
     }
+  }
+  // Test aid: a live encoder switch (ccmencbin's candidates changed while PLAYING),
+  // into an encoder whose parameter sets differ; the browser must keep decoding.
+  const Options& o = r->first->options_;
+  if (!o.switch_to.empty() && !peer->switch_requested && peer->encoder &&
+      g_object_class_find_property(G_OBJECT_GET_CLASS(peer->encoder), "candidates") &&
+      g_get_monotonic_time() - peer->started_us >= gint64(o.switch_after_s) * G_USEC_PER_SEC) {
+    peer->switch_requested = true;
+    g_object_set(peer->encoder, "candidates", o.switch_to.c_str(), nullptr);
+    log_line("viewer %u: encoder switch requested (candidates=%s)", peer->id, o.switch_to.c_str());
   }
   auto* pr = new std::pair<Server*, guint>(*r);
   GstPromise* promise = gst_promise_new_with_change_func(
@@ -1086,6 +1101,8 @@ int main(int argc, char** argv) {
   gboolean stats = FALSE;
   gboolean no_twcc = FALSE;
   gboolean hide_keys = FALSE;
+  gchar* candidates = nullptr;
+  gchar* switch_to = nullptr;
   gdouble min_bpp = o.min_bpp;
   GOptionEntry entries[] = {
       {"codec", 'c', 0, G_OPTION_ARG_STRING, &codec, "av1, vp9, h264 or h265 (default av1)", "CODEC"},
@@ -1112,6 +1129,11 @@ int main(int argc, char** argv) {
        "test aid: drop key frames until the browser asks for one (PLI/FIR must reach the encoder)", nullptr},
       {"page-dir", 0, 0, G_OPTION_ARG_FILENAME, &page_dir, "folder with index.html", "DIR"},
       {"duration", 0, 0, G_OPTION_ARG_INT, &o.duration_s, "stop after this many seconds (0 = never)", "S"},
+      {"candidates", 0, 0, G_OPTION_ARG_STRING, &candidates,
+       "ccmencbin's candidates: encoder factories to choose from, in order (default: its own ranking)", "LIST"},
+      {"switch-to", 0, 0, G_OPTION_ARG_STRING, &switch_to,
+       "test aid: set ccmencbin's candidates to LIST --switch-after seconds into each viewer's stream", "LIST"},
+      {"switch-after", 0, 0, G_OPTION_ARG_INT, &o.switch_after_s, "seconds before --switch-to (default 3)", "S"},
       {"stats", 0, 0, G_OPTION_ARG_NONE, &stats, "print a JSON line per viewer per second (STATS ...)", nullptr},
       {nullptr}};
   GOptionContext* context = g_option_context_new("- send ccmencbin video to browsers over WebRTC");
@@ -1134,6 +1156,8 @@ int main(int argc, char** argv) {
   take(source, o.source);
   take(encoder, o.encoder);
   take(page_dir, o.page_dir);
+  take(candidates, o.candidates);
+  take(switch_to, o.switch_to);
   o.bwe = !no_bwe;
   o.stats = stats;
   o.twcc = !no_twcc;
