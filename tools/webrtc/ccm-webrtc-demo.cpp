@@ -767,6 +767,19 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
     g_object_get(peer->encoder, "encoder", &encoder_name, nullptr);
   else
     encoder_name = g_strdup(GST_OBJECT_NAME(gst_element_get_factory(peer->encoder)));
+  // ccmencbin counts its live switches and failovers: the page (and browser_check
+  // --expect-switch) learns of a switch from the count, not only from a change of name
+  // it may have missed while it was still connecting.
+  guint64 switches = 0, failovers = 0;
+  if (g_object_class_find_property(G_OBJECT_GET_CLASS(peer->encoder), "stats")) {
+    GstStructure* st = nullptr;
+    g_object_get(peer->encoder, "stats", &st, nullptr);
+    if (st) {
+      gst_structure_get_uint64(st, "switches", &switches);
+      gst_structure_get_uint64(st, "failovers", &failovers);
+      gst_structure_free(st);
+    }
+  }
 
   JsonBuilder* b = json_builder_new();
   json_builder_begin_object(b);
@@ -797,6 +810,8 @@ void Server::handle_stats(Peer* peer, const SenderFigures& f) {
   if (twcc.loss_pct) add_num("twccLossPct", *twcc.loss_pct);
   if (twcc.delta_of_delta_ms) add_num("twccDeltaOfDeltaMs", *twcc.delta_of_delta_ms);
   add_num("keyUnitRequests", peer->key_requests.load());
+  add_num("encoderSwitches", double(switches));
+  add_num("encoderFailovers", double(failovers));
   add_num("framesStamped", peer->frames.load());
   add_num("resolutionStep", peer->resolution_step);
   json_builder_set_member_name(b, "reason");
