@@ -5,10 +5,14 @@
  * Rate control in front of an encoder: looks at every raw frame (SAD of 16x16
  * luma blocks against the previous frame, 64x64 block classes, complexity, scene
  * cuts; AVX2/AVX-512 chosen at run time), reads the size of every encoded frame
- * on the encoder's source pad, and runs an R-λ model that sets each frame's QP
- * (GstCcmQpMeta for ccmx265enc/ccmsvtav1enc, min = max quantizer for
- * vp9enc/vp8enc) or the encoder's bitrate (x264enc frame by frame, other
- * encoders when the rate changes). Scene cuts force a key unit. Upstream QoS
+ * on the encoder's source pad, and steers the encoder to target-bitrate. With
+ * mode=auto (the default) encoders whose own CBR does better at equal quality
+ * (ccmx265enc, vp9enc: the catalogue's encoder-rate-first) keep it, with the
+ * bitrate corrected by what they delivered against what they were given, and
+ * key frames at our QP (ccmx265enc); the others get an R-λ model that sets each
+ * frame's QP (mode=rlambda: GstCcmQpMeta for ccmx265enc/ccmsvtav1enc, min = max
+ * quantizer for vp9enc/vp8enc) or the encoder's bitrate (x264enc frame by frame,
+ * other encoders when the rate changes). Scene cuts force a key unit. Upstream QoS
  * (frames later than latency-budget) cuts the rate by 5% per late frame and
  * raises the encoder's speed preset; a custom event "ccm-bandwidth-estimate"
  * (field bitrate, bit/s) from either direction sets the target from the next
@@ -28,56 +32,27 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <string>
 
-#include "analysis/analysis.h"
-#include "analysis/scene_cut.h"
 #include "memory/ccmdmabufpool.h"
-#include "ratecontrol/encoder_adapters.h"
 #include "ratecontrol/luma_plane.h"
-#include "rc/controller.h"
+#include "ratecontrol/ratecontrol_private.h"
 #if CCM_HAVE_GST_CUDA
 #include <gst/cuda/gstcudamemory.h>
-
-#include "ratecontrol/cuda/cuda_frame_analyser.h"
 #endif
 
 GST_DEBUG_CATEGORY(ccm_rate_control_debug);
 #define GST_CAT_DEFAULT ccm_rate_control_debug
 
+using namespace ccm::ratecontrol;
+
 namespace {
 
-using ccm::gst::EncoderAdapter;
-using ccm::gst::EncoderFamily;
-
-constexpr guint kDefaultTargetKbps = 2000;
-constexpr guint kDefaultLatencyMs = 33;
-constexpr guint kDefaultWindow = 30;
-constexpr double kDefaultSceneThreshold = 10.0;
-constexpr guint kDefaultMessageInterval = 1;
-constexpr guint kAbsurdKbps = 10000000;     // 10 Gbit/s: no encoder here makes that
-constexpr guint kEncoderSearchInterval = 30;  // frames between searches while none is found
 constexpr double kQosCut = 0.95;             // per frame later than the budget, as specified
 constexpr double kQosRecover = 1.02;         // per frame on time
 constexpr double kQosFloor = 0.2;
 constexpr int kQosLateFramesPerBoost = 3;    // late frames in a row before the preset speeds up
 constexpr int kQosOnTimeFramesPerUnboost = 60;
 constexpr int kMaxSpeedBoost = 3;
-constexpr double kBitrateGainStep = 0.03;  // per frame, on ln(target / measured 1 s rate)
-// An encoder on its own CBR (mode encoder-rate) gets target x gain as its bitrate (and
-// so its VBV): gain = 1 / the ratio of bits it delivered to bits it was given over
-// the last ~2 s (exponentially weighted), so that it delivers the target. A direct
-// estimate rather than an integrator: an integrator on the 1 s window (x264enc's
-// rule) overshot by 1.2-1.5x on stills (validation set, x265, commit of this rule).
-// Bounded: after a still scene the gain is what a cut or motion may spend for the
-// ~2 s it takes to fall back (x265's own CBR delivers 0.8-1.0 of its rate).
-constexpr double kDeliveryWindowS = 2.0;
-constexpr double kEncoderRateGainMin = 0.67, kEncoderRateGainMax = 1.25;
-constexpr double kOutOfReach = 0.9;  // at the largest gain, under 90% of the target: at-min-qp
 
 enum {
   PROP_0,
@@ -98,103 +73,7 @@ enum {
   PROP_QOS,
 };
 
-struct Settings {
-  guint target_kbps = kDefaultTargetKbps;
-  guint min_kbps = 0;
-  guint max_kbps = 0;
-  guint latency_ms = kDefaultLatencyMs;
-  guint window = kDefaultWindow;
-  double max_psnr = 0;
-  bool scene_cut = true;
-  double scene_threshold = kDefaultSceneThreshold;
-  GstCcmRateControllerMode mode = GST_CCM_RATE_CONTROLLER_MODE_AUTO;
-  guint message_interval = kDefaultMessageInterval;
-  guint row_step = 1;
-  guint threads = 1;
-  bool dmabuf_pool = true;
-  bool qos = true;  // react to QoS events from downstream (never by dropping frames)
-};
-
-// What we remember of a frame between its analysis and its encoded size.
-struct FrameRecord {
-  guint64 number = 0;
-  GstClockTime pts = GST_CLOCK_TIME_NONE;
-  gint64 t_in_us = 0;
-  double mafd = 0, complexity = 0, activity = 0;
-  guint skip = 0, fast = 0, full = 0;
-  bool scene_cut = false;
-  bool controlled = false;  // a decision was made (mode rlambda with a controller)
-  bool qp_applied = false;  // ... and its QP went to the encoder (per-frame-QP families)
-  ccm::rc::Decision decision;
-  double rate_bps = 0;
-  double given_bps = 0;  // the bitrate the encoder was given for it (gain-corrected families)
-};
-
-struct Private {
-  std::mutex lock;  // settings, controller, records, stats (not the analysis state)
-  Settings settings;
-  bool settings_dirty = true;
-  double estimate_bps = 0;  // last bandwidth estimate; 0 = none since the last target-bitrate
-
-  // Streaming thread only.
-  GstVideoInfo info{};
-  bool have_info = false;
-  ccm::analysis::FrameAnalysis analysis;
-  ccm::analysis::SceneCutDetector scene_cuts;
-  GstBuffer* prev_buffer = nullptr;
-  GstVideoFrame prev_frame{};
-#if CCM_HAVE_GST_CUDA
-  // Frames in CUDA memory are analysed on their GPU (it keeps its own previous frame).
-  std::unique_ptr<ccm::gst::CudaFrameAnalyser> cuda;
-#endif
-  bool analysed_on_gpu = false;
-  guint64 frames_in = 0;
-  guint64 next_search = 0;
-  bool warned_no_encoder = false;
-  bool control_taken = false;
-  GstCcmRateControllerMode applied_mode = GST_CCM_RATE_CONTROLLER_MODE_AUTO;
-  bool applied_encoder_rate = false;
-  int applied_boost = 0;
-
-  // Under lock.
-  std::shared_ptr<EncoderAdapter> adapter;
-  GstPad* encoder_src = nullptr;
-  gulong probe_id = 0;
-  std::optional<ccm::rc::RateController> rc;
-  std::deque<FrameRecord> in_flight;
-  double qos_scale = 1.0;
-  int late_streak = 0, on_time_streak = 0;
-  int wanted_boost = 0;
-  // Stats.
-  guint64 frames_out = 0, key_frames = 0, scene_cut_count = 0, bytes_out = 0;
-  std::deque<std::pair<GstClockTime, guint64>> window_bits;  // (pts, bits) of the last second
-  std::deque<gint64> window_wall;                            // arrival times of the last second
-  GstClockTime first_pts = GST_CLOCK_TIME_NONE;
-  double bitrate_kbps = 0, out_fps = 0;
-  int last_qp = -1;
-  // The target is out of reach: the last coded frame's QP was the lowest the
-  // settings allow, or (encoder-rate) the encoder stays under the target with the
-  // largest gain we give it.
-  bool last_at_min_qp = false;
-  double last_lambda = 0, last_buffer = 0, last_target_bps = 0;
-  double analysis_us_total = 0;
-  // Encoders steered by their bitrate property (x264enc) run their own rate
-  // control in between, which misses the rate it is given by a steady ratio
-  // (x264's ABR: about -10% on camera content). An integrator on the measured 1 s
-  // rate corrects that ratio once the rate in force has held for a second.
-  double bitrate_gain = 1.0;
-  double delivered_bits = 0, given_bits = 0;  // exponentially weighted (mode encoder-rate)
-  guint64 delivery_frames = 0;
-  double gain_rate_bps = 0;
-  GstClockTime gain_rate_since = GST_CLOCK_TIME_NONE;
-};
-
 }  // namespace
-
-struct _GstCcmRateController {
-  GstBaseTransform parent;
-  Private* priv;
-};
 
 // The GType is named after the element, GstCcmRateControl, so that instances
 // (ccmencbin's rate-control enum is GstCcmEncBinRateControl)
@@ -242,12 +121,6 @@ static GType gst_ccm_rate_controller_mode_get_type() {
 
 // ---- helpers -------------------------------------------------------------------
 
-static double kbps_to_bps(guint kbps) { return static_cast<double>(kbps) * 1000.0; }
-
-static double requested_bps(const Private* p) {
-  return p->estimate_bps > 0 ? p->estimate_bps : kbps_to_bps(p->settings.target_kbps);
-}
-
 static void drop_previous(Private* p) {
 #if CCM_HAVE_GST_CUDA
   if (p->cuda) p->cuda->drop_previous();
@@ -257,222 +130,6 @@ static void drop_previous(Private* p) {
     gst_buffer_unref(p->prev_buffer);
     p->prev_buffer = nullptr;
   }
-}
-
-static double nominal_fps(const GstVideoInfo& info) {
-  if (info.fps_n > 0 && info.fps_d > 0) return static_cast<double>(info.fps_n) / info.fps_d;
-  return 30.0;  // variable-rate input: the rate ccmencbin gives such streams too
-}
-
-// Pushes settings changes into the controller (under lock).
-static void apply_settings_locked(GstCcmRateController* self) {
-  Private* p = self->priv;
-  if (!p->rc) return;
-  const Settings& s = p->settings;
-  p->rc->set_bounds(kbps_to_bps(s.min_kbps), kbps_to_bps(s.max_kbps));
-  p->rc->set_target_bitrate(requested_bps(p));
-  p->rc->set_latency_budget_ms(s.latency_ms);
-  p->rc->set_window(static_cast<int>(s.window));
-  p->rc->set_max_psnr(s.max_psnr);
-  p->rc->set_rate_scale(p->qos_scale);
-  p->settings_dirty = false;
-}
-
-static void make_controller_locked(GstCcmRateController* self) {
-  Private* p = self->priv;
-  ccm::rc::ControllerConfig cfg;
-  cfg.codec = p->adapter ? p->adapter->codec() : ccm::catalog::Codec::H265;
-  cfg.width = GST_VIDEO_INFO_WIDTH(&p->info);
-  cfg.height = GST_VIDEO_INFO_HEIGHT(&p->info);
-  cfg.fps = nominal_fps(p->info);
-  cfg.target_bps = requested_bps(p);
-  cfg.window_frames = static_cast<int>(p->settings.window);
-  cfg.latency_budget_ms = p->settings.latency_ms;
-  // An encoder steered by a bitrate per frame (x264enc) follows it through its own
-  // ABR, a few frames late: an overflow is drained in 2 frames there, not 4
-  // (foreman at 400 kbit/s: p95 window error 16% -> 11%).
-  if (p->adapter && p->adapter->family() == ccm::gst::EncoderFamily::Bitrate) cfg.drain_frames = 2;
-  p->rc.emplace(cfg);
-  p->in_flight.clear();
-  apply_settings_locked(self);
-}
-
-// ---- the encoder's output --------------------------------------------------------
-
-static GstStructure* frame_message_locked(GstCcmRateController* self, const FrameRecord& r, guint64 bytes, bool key,
-                                          gint64 now_us) {
-  Private* p = self->priv;
-  const auto& d = r.decision;
-  return gst_structure_new(
-      "ccm-ratecontrol", "frame-number", G_TYPE_UINT64, r.number, "pts", G_TYPE_UINT64, r.pts, "size-bytes",
-      G_TYPE_UINT, static_cast<guint>(bytes), "bits", G_TYPE_UINT64, bytes * 8, "key-frame", G_TYPE_BOOLEAN, key,
-      "encode-latency-ms", G_TYPE_DOUBLE, (now_us - r.t_in_us) / 1000.0, "bitrate-kbps", G_TYPE_DOUBLE,
-      p->bitrate_kbps, "fps", G_TYPE_DOUBLE, p->out_fps, "target-bits", G_TYPE_DOUBLE,
-      r.controlled ? d.target_bits : 0.0, "target-kbps", G_TYPE_DOUBLE, r.rate_bps / 1000.0, "qp", G_TYPE_INT,
-      r.qp_applied ? d.qp : -1, "lambda", G_TYPE_DOUBLE, r.qp_applied ? d.lambda : 0.0, "psnr-estimate",
-      G_TYPE_DOUBLE, r.qp_applied ? d.psnr_estimate : 0.0, "psnr-capped", G_TYPE_BOOLEAN,
-      r.qp_applied && d.psnr_capped, "complexity", G_TYPE_DOUBLE, r.complexity, "mafd", G_TYPE_DOUBLE, r.mafd,
-      "spatial-activity", G_TYPE_DOUBLE, r.activity, "skip-blocks", G_TYPE_UINT, r.skip, "fast-blocks",
-      G_TYPE_UINT, r.fast, "full-blocks", G_TYPE_UINT, r.full, "scene-cut", G_TYPE_BOOLEAN, r.scene_cut,
-      "buffer-bits", G_TYPE_DOUBLE, r.controlled ? d.buffer_bits : 0.0, "still", G_TYPE_BOOLEAN,
-      r.controlled && d.still, "at-min-qp", G_TYPE_BOOLEAN, p->last_at_min_qp, nullptr);
-}
-
-static void on_encoded_buffer(GstCcmRateController* self, GstBuffer* buf, std::vector<GstStructure*>& messages) {
-  Private* p = self->priv;
-  const guint64 bytes = gst_buffer_get_size(buf);
-  const bool key = !GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT);
-  const GstClockTime pts = GST_BUFFER_PTS(buf);
-  const gint64 now = g_get_monotonic_time();
-
-  std::lock_guard<std::mutex> guard(p->lock);
-  if (GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_HEADER) && bytes < 1024 && p->in_flight.empty()) return;
-  auto it = p->in_flight.end();
-  if (GST_CLOCK_TIME_IS_VALID(pts))
-    it = std::find_if(p->in_flight.begin(), p->in_flight.end(), [pts](const FrameRecord& r) { return r.pts == pts; });
-  if (it == p->in_flight.end()) {
-    // Untimed frames (or an encoder that retimes): first in, first out.
-    if (p->in_flight.empty()) return;
-    it = p->in_flight.begin();
-  }
-  FrameRecord r = *it;
-  p->in_flight.erase(it);
-
-  if (r.controlled && p->rc) {
-    if (auto rep = p->rc->on_encoded(r.number, static_cast<double>(bytes) * 8, key, r.qp_applied);
-        rep && r.qp_applied) {
-      p->last_qp = rep->qp;
-      p->last_lambda = rep->lambda;
-      p->last_at_min_qp = r.decision.at_min_qp;
-    }
-    p->last_buffer = p->rc->buffer_bits();
-  }
-  ++p->frames_out;
-  if (key) ++p->key_frames;
-  p->bytes_out += bytes;
-
-  // Bitrate over the last second of stream time, fps over the last second of wall time.
-  const GstClockTime t = GST_CLOCK_TIME_IS_VALID(r.pts) ? r.pts : 0;
-  if (!GST_CLOCK_TIME_IS_VALID(p->first_pts)) p->first_pts = t;
-  p->window_bits.emplace_back(t, bytes * 8);
-  while (!p->window_bits.empty() && p->window_bits.front().first + GST_SECOND <= t) p->window_bits.pop_front();
-  guint64 bits = 0;
-  for (const auto& [ts, b] : p->window_bits) bits += b;
-  const double frame_s = 1.0 / nominal_fps(p->info);
-  const double span_s = std::min(1.0, static_cast<double>(t - p->first_pts) / GST_SECOND + frame_s);
-  p->bitrate_kbps = bits / span_s / 1000.0;
-  p->window_wall.push_back(now);
-  while (!p->window_wall.empty() && p->window_wall.front() + G_USEC_PER_SEC <= now) p->window_wall.pop_front();
-  p->out_fps = static_cast<double>(p->window_wall.size());
-
-  // Frames at our QP (key frames) say nothing of how the encoder delivers its rate.
-  if (p->adapter && p->adapter->family() == EncoderFamily::EncoderRate) {
-    if (r.given_bps > 0 && !r.qp_applied) {
-      const double fps = nominal_fps(p->info);
-      const double decay = 1.0 - 1.0 / (kDeliveryWindowS * fps);
-      p->delivered_bits = p->delivered_bits * decay + static_cast<double>(bytes) * 8;
-      p->given_bits = p->given_bits * decay + r.given_bps / fps;
-      // From half a second on (the first key frame alone says little).
-      if (++p->delivery_frames >= static_cast<guint64>(fps / 2) && p->delivered_bits > 0)
-        p->bitrate_gain = std::clamp(p->given_bits / p->delivered_bits, kEncoderRateGainMin, kEncoderRateGainMax);
-      p->last_at_min_qp = p->bitrate_gain >= kEncoderRateGainMax &&
-                          p->delivered_bits < kOutOfReach * p->given_bits / p->bitrate_gain;
-    }
-  } else if (p->adapter && p->adapter->family() == EncoderFamily::Bitrate && r.rate_bps > 0) {
-    if (std::fabs(r.rate_bps / std::max(p->gain_rate_bps, 1.0) - 1.0) > 0.01) {
-      p->gain_rate_bps = r.rate_bps;
-      p->gain_rate_since = t;
-    } else if (t >= p->gain_rate_since + GST_SECOND && p->bitrate_kbps > 0) {
-      p->bitrate_gain *= std::exp(kBitrateGainStep * std::log(r.rate_bps / 1000.0 / p->bitrate_kbps));
-      p->bitrate_gain = std::clamp(p->bitrate_gain, 0.5, 2.0);
-    }
-  }
-
-  const guint interval = p->settings.message_interval;
-  if (interval > 0 && r.number % interval == 0) messages.push_back(frame_message_locked(self, r, bytes, key, now));
-}
-
-static GstPadProbeReturn encoder_src_probe(GstPad*, GstPadProbeInfo* info, gpointer user_data) {
-  auto* self = GST_CCM_RATE_CONTROLLER(user_data);
-  std::vector<GstStructure*> messages;
-  if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
-    on_encoded_buffer(self, GST_PAD_PROBE_INFO_BUFFER(info), messages);
-  } else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
-    GstBufferList* list = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
-    for (guint i = 0; i < gst_buffer_list_length(list); ++i)
-      on_encoded_buffer(self, gst_buffer_list_get(list, i), messages);
-  }
-  // Posted outside our lock: a bus sync handler may call back into us.
-  for (GstStructure* s : messages) gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
-  return GST_PAD_PROBE_OK;
-}
-
-static void remove_probe(GstCcmRateController* self) {
-  Private* p = self->priv;
-  GstPad* pad = nullptr;
-  gulong id = 0;
-  {
-    std::lock_guard<std::mutex> guard(p->lock);
-    pad = p->encoder_src;
-    id = p->probe_id;
-    p->encoder_src = nullptr;
-    p->probe_id = 0;
-    p->adapter.reset();
-    p->in_flight.clear();
-  }
-  if (pad) {
-    if (id) gst_pad_remove_probe(pad, id);
-    gst_object_unref(pad);
-  }
-}
-
-// Finds the encoder downstream and hooks its output; warns once when there is none.
-static void find_encoder(GstCcmRateController* self) {
-  Private* p = self->priv;
-  std::string seen;
-  GstElement* encoder = ccm::gst::find_downstream_encoder(GST_BASE_TRANSFORM_SRC_PAD(self), seen);
-  if (!encoder) {
-    if (!p->warned_no_encoder) {
-      p->warned_no_encoder = true;
-      GST_ELEMENT_WARNING(self, STREAM, WRONG_TYPE, ("ccmratecontrol has no encoder downstream"),
-                          ("the first element downstream that is not a parser, queue, filter or converter is %s; "
-                           "analysing and reporting only (as mode=passthrough) until an encoder is linked",
-                           seen.empty() ? "none (source pad not linked)" : seen.c_str()));
-    }
-    p->next_search = p->frames_in + kEncoderSearchInterval;
-    return;
-  }
-  auto adapter = std::shared_ptr<EncoderAdapter>(ccm::gst::make_adapter(encoder));
-  GstPad* src = gst_element_get_static_pad(encoder, "src");
-  gst_object_unref(encoder);
-  if (!src) {
-    p->next_search = p->frames_in + kEncoderSearchInterval;
-    return;
-  }
-  GST_INFO_OBJECT(self, "encoder %s (%s, %s)", adapter->factory().c_str(), ccm::catalog::to_string(adapter->codec()),
-                  ccm::gst::to_string(adapter->family()));
-  const std::string limitation = adapter->limitation();
-  // x264enc's bitrate followed frame by frame is how it works, not a problem: said
-  // as information; the families we steer only now and then get a warning.
-  if (!limitation.empty() && adapter->family() == ccm::gst::EncoderFamily::Bitrate)
-    GST_ELEMENT_INFO(self, STREAM, ENCODE, ("%s", limitation.c_str()),
-                     ("encoder %s, family %s", adapter->factory().c_str(), ccm::gst::to_string(adapter->family())));
-  else if (!limitation.empty())
-    GST_ELEMENT_WARNING(self, STREAM, ENCODE, ("%s", limitation.c_str()),
-                        ("encoder %s, family %s", adapter->factory().c_str(), ccm::gst::to_string(adapter->family())));
-  if (!adapter->honours_key_units())
-    GST_ELEMENT_WARNING(self, STREAM, ENCODE,
-                        ("%s ignores force-key-unit events: scene cuts only reset the model, no key frame is forced",
-                         adapter->factory().c_str()),
-                        (nullptr));
-  const gulong id = gst_pad_add_probe(src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
-                                      encoder_src_probe, gst_object_ref(self), gst_object_unref);
-  std::lock_guard<std::mutex> guard(p->lock);
-  p->adapter = std::move(adapter);
-  p->encoder_src = src;
-  p->probe_id = id;
-  p->warned_no_encoder = false;
-  make_controller_locked(self);
 }
 
 // ---- streaming ---------------------------------------------------------------------
