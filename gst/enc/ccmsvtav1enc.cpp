@@ -17,7 +17,8 @@
 // Two ways to run the library:
 // - low-latency=true (default): low-delay prediction (no reordering, no look-ahead),
 //   library in constant-QP mode with a QP per picture (use_qp_file) chosen by
-//   QpRateController for cbr/vbr, `quantizer` for cqp, GstCcmQpMeta above both.
+//   QpRateController for cbr/vbr (a slow base QP, the layer offsets on top),
+//   `quantizer` for cqp, GstCcmQpMeta above both.
 //   SVT keeps exactly one picture before releasing the previous one; behind a live
 //   source we wait for it, so the element's delay is one frame (behind a file,
 //   four: throughput). A requested key frame that is not the library's own
@@ -312,14 +313,15 @@ void post_error(GstCcmSvtAv1Enc* self, const std::string& what, const std::strin
   GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("%s", what.c_str()), ("%s", detail.c_str()));
 }
 
-// Rate controller parameters from the settings: cbr reacts within half a second,
-// vbr lets the rate float over two.
+// Rate controller parameters from the settings: cbr spreads an excess over two
+// seconds (with the QP held while it is more than half a second over: see
+// QpRateController::Params), vbr over four.
 ccm::rc::QpRateController::Params rc_params(const GstVideoInfo& info, const GstCcmEncSettings& s) {
   ccm::rc::QpRateController::Params p;
   p.bitrate_bps = double(s.bitrate) * 1000.0;
   p.fps = double(GST_VIDEO_INFO_FPS_N(&info)) / std::max(1, GST_VIDEO_INFO_FPS_D(&info));
   p.pixels = double(GST_VIDEO_INFO_WIDTH(&info)) * GST_VIDEO_INFO_HEIGHT(&info);
-  p.reaction_s = s.rate_control == GST_CCM_RATE_CONTROL_VBR ? 2.0 : 0.5;
+  p.reaction_s = s.rate_control == GST_CCM_RATE_CONTROL_VBR ? 4.0 : 2.0;
   p.min_qp = 1;
   p.max_qp = int(kQpMax);
   return p;
@@ -759,11 +761,10 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
     if (params->qp >= 0) {
       qp = std::clamp(params->qp, 0, int(kQpMax));
     } else if (st.rc) {
-      // Our own controller keeps flat QPs: it budgets every picture alike, and a
-      // base-layer picture at -12 after a cut (no key frame without a scene-cut
-      // detector) took a 1-s window to 1.5x the rate in BitrateChange.
+      // Our own controller picks the base QP slowly and the layer offsets go on
+      // top, as on a constant QP: flat per-picture QPs cost +27% to +48% in
+      // BD-rate against SvtAv1EncApp's CBR (validation set, docs/benchmarks.md).
       qp = st.rc->pick_qp(key);
-      layered = false;
     } else {
       qp = int(std::min(st.settings.quantizer, kQpMax));
     }
@@ -827,7 +828,7 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
   st.session->note_picture_sent();
   st.sent_since_open++;
   st.in_flight++;
-  if (st.rc && st.plan.per_picture_qp) st.rc->on_sent(key, layered_qp >= 0 ? layered_qp : qp);
+  if (st.rc && st.plan.per_picture_qp) st.rc->on_sent(key, layered_qp >= 0 ? layered_qp : qp, qp);
 
   // Low delay: the library releases picture N once N+1 is in; wait for it so the
   // element holds exactly max_in_flight pictures (what the latency query says).

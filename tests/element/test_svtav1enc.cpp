@@ -292,13 +292,18 @@ TEST_P(BitrateChange, TakesEffectWithinASecondAndKeyFrameOnRequest) {
   std::map<int, double> kbps;
   for (const Packet& p : pk) kbps[int(std::floor(p.pts + 1e-6))] += p.size * 8 / 1000.0;
   for (auto [second, rate] : kbps) std::printf("[ %s ] second %d: %.0f kbit/s\n", c.format, second, rate);
+  // Single seconds: the controller moves its QP slowly (down 1, up 4 a picture,
+  // an excess spread over 2 s), which costs 1-s accuracy for BD-rate (against
+  // SvtAv1EncApp's CBR +10-20% before, +0.5-3.4% now on the calibration clips).
+  // Measured: 4589-5164 in the first second (the key frame), 709-1295 from the
+  // change on, where the flat QPs of before kept 0.78-1.2.
   for (int s : {0, 1}) {
     EXPECT_GT(kbps[s], 4000 * 0.8) << "second " << s;
-    EXPECT_LT(kbps[s], 4000 * 1.2) << "second " << s;
+    EXPECT_LT(kbps[s], 4000 * 1.4) << "second " << s;
   }
   for (int s = 3; s < 8; s++) {
-    EXPECT_GT(kbps[s], 1000 * 0.75) << "second " << s;
-    EXPECT_LT(kbps[s], 1000 * 1.25) << "second " << s;
+    EXPECT_GT(kbps[s], 1000 * 0.6) << "second " << s;
+    EXPECT_LT(kbps[s], 1000 * 1.45) << "second " << s;
   }
   // The whole of the 1000 kbit/s part (3-8 s) within 10 %.
   double tail = 0;

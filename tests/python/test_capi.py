@@ -513,12 +513,11 @@ class TuningCallback(unittest.TestCase):
         return True
 
     def test_rate_control_decisions_reach_the_callback(self):
-        # ccmencbin's ccmratecontrol decides each frame's QP for ccmsvtav1enc (AV1); for
-        # ccmx265enc (HEVC) and vp9enc it steers their own CBR (mode auto: encoder-rate),
-        # which picks the QP of frames other than forced key frames (qp -1, lambda 0)
-        # while budgets and analysis still come; RAW has no rate control.
-        # 320x240 = 5x4 blocks of 64x64.
-        for codec, controlled, own_qp in ((CODEC_AV1, True, True), (CODEC_HEVC, True, False),
+        # ccmencbin's ccmratecontrol steers the own rate control of ccmsvtav1enc (AV1),
+        # ccmx265enc (HEVC) and vp9enc (mode auto: encoder-rate), which picks the QP of
+        # frames other than the key frames we force (qp -1, lambda 0) while budgets and
+        # analysis still come; RAW has no rate control. 320x240 = 5x4 blocks of 64x64.
+        for codec, controlled, own_qp in ((CODEC_AV1, True, False), (CODEC_HEVC, True, False),
                                           (CODEC_VP9, True, False), (CODEC_RAW, False, False)):
             with self.subTest(codec=codec):
                 seen = []
@@ -534,8 +533,8 @@ class TuningCallback(unittest.TestCase):
                 for n, (rc, qp, lam, target, blocks, key) in enumerate(seen):
                     if controlled:
                         self.assertTrue(rc, f"frame {n}: no rate-control decision")
-                        # Key frames get our QP from ccmx265enc under encoder-rate too.
-                        if own_qp or (key and codec == CODEC_HEVC):
+                        # Key frames get our QP through the QP meta under encoder-rate.
+                        if own_qp or (key and codec in (CODEC_HEVC, CODEC_AV1)):
                             self.assertTrue(0 <= qp <= 63, f"frame {n}: qp {qp}")
                             self.assertGreater(lam, 0, f"frame {n}")
                         else:

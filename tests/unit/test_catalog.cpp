@@ -139,7 +139,7 @@ TEST(Catalog, SteeringAndSpeedKnobs) {
     bool encoder_rate_first;  // measured: its own CBR, steered, beats our per-frame QP
   };
   for (const Want& w : {Want{"ccmx265enc", Steering::QpMeta, "speed-preset", -1, 0, true},
-                        Want{"ccmsvtav1enc", Steering::QpMeta, "speed-preset", +1, 13, false},
+                        Want{"ccmsvtav1enc", Steering::QpMeta, "speed-preset", +1, 13, true},
                         Want{"vp9enc", Steering::Quantizer, "cpu-used", +1, 9, true},
                         Want{"av1enc", Steering::BitrateOnChange, "cpu-used", +1, 10, false},
                         Want{"x264enc", Steering::Bitrate, "", 0, 0, false}}) {

@@ -321,6 +321,10 @@ constexpr EncoderEntry kEntries[] = {
         .threads_property = "threads",
         .key_unit = KeyUnit::Event,
         .steering = Steering::QpMeta,
+        // Its own controller (slow base QP, layer offsets) measured +0.5% / +3.4% in
+        // BD-rate against SvtAv1EncApp's CBR on foreman and street; per-frame QPs from
+        // ccmratecontrol +32% to +125% (docs/benchmarks.md).
+        .encoder_rate_first = true,
         .speed = {"speed-preset", +1, 13},
         .low_latency = kCcmLowLatency,
         .always = {},

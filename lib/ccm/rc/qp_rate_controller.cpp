@@ -23,9 +23,6 @@ constexpr double kKeyBoost = 5.0;
 // average sees their mean.
 constexpr double kInterLearnRate = 0.15;
 constexpr double kKeyLearnRate = 0.5;
-// Largest QP move between consecutive inter pictures (keeps noise in check, still
-// reaches a 4x bitrate cut in two pictures).
-constexpr int kMaxInterStep = 8;
 // Target per frame stays within this range of the budget.
 constexpr double kMinTargetShare = 0.15;
 constexpr double kMaxTargetShare = 3.0;
@@ -71,8 +68,11 @@ int QpRateController::pick_qp(bool key) const {
 
   auto qp_for = [](double c, double bits, double slope) { return slope * std::log2(c / bits); };
   double inter = qp_for(c_inter_, target, kInterSlope);
-  if (last_inter_qp_ >= 0)
-    inter = std::clamp(inter, double(last_inter_qp_ - kMaxInterStep), double(last_inter_qp_ + kMaxInterStep));
+  if (last_base_qp_ >= 0) {
+    const bool hold = buffer_bits() > params_.hold_over_s * params_.bitrate_bps;
+    const int down = hold ? 0 : params_.max_down_step;
+    inter = std::clamp(inter, double(last_base_qp_ - down), double(last_base_qp_ + params_.max_up_step));
+  }
   double qp = inter;
   if (key) {
     qp = qp_for(c_key_, kKeyBoost * target, kKeySlope);
@@ -82,9 +82,9 @@ int QpRateController::pick_qp(bool key) const {
   return std::clamp(int(std::lround(qp)), params_.min_qp, params_.max_qp);
 }
 
-void QpRateController::on_sent(bool key, int qp) {
+void QpRateController::on_sent(bool key, int qp, int base_qp) {
   in_flight_.push_back({key, qp, predicted_bits(key, qp), frame_budget()});
-  if (!key) last_inter_qp_ = qp;
+  if (!key) last_base_qp_ = base_qp >= 0 ? base_qp : qp;
 }
 
 void QpRateController::on_encoded(double bits, bool key, int qp) {

@@ -23,9 +23,19 @@ class QpRateController {
     double bitrate_bps = 2'000'000;
     double fps = 30;
     double pixels = 1920.0 * 1080.0;  // luma samples per frame, for the first guesses
-    double reaction_s = 0.5;          // cbr: tight (0.5 s); vbr: looser (2 s)
+    double reaction_s = 2.0;          // the buffer's excess is spread over this long
     int min_qp = 1;
     int max_qp = 63;
+    // Steadiness. A QP that moves with every picture's budget costs a fifth to a
+    // half more bits at equal PSNR than a constant one (SVT-AV1 1.4.1, validation
+    // set, docs/benchmarks.md): the base QP falls by at most max_down_step a
+    // picture and rises by at most max_up_step, and it does not fall at all while
+    // the buffer is more than hold_over_s of the bitrate over budget (otherwise
+    // cheap static pictures teach the model that the content is cheap, and the
+    // next change of scene costs tens of frame budgets again).
+    int max_down_step = 1;
+    int max_up_step = 4;
+    double hold_over_s = 0.5;
   };
 
   explicit QpRateController(const Params& params);
@@ -38,7 +48,9 @@ class QpRateController {
   int pick_qp(bool key) const;
   // The picture went into the encoder with this QP (ours or one imposed from
   // outside); its predicted size counts in the buffer until on_encoded().
-  void on_sent(bool key, int qp);
+  // base_qp: what pick_qp() said, when the encoder added a per-picture offset of
+  // its own (a temporal layer's) to get `qp`; the steps are limited on it.
+  void on_sent(bool key, int qp, int base_qp = -1);
   // The oldest picture still inside the encoder came out with `bits`.
   void on_encoded(double bits, bool key, int qp);
   // Forget pictures that will never come out (a flush).
@@ -64,7 +76,7 @@ class QpRateController {
   double c_inter_ = 0;  // the same for inter frames
   bool key_learnt_ = false, inter_learnt_ = false;
   double buffer_ = 0;   // measured bits minus budget, encoded frames only
-  int last_inter_qp_ = -1;
+  int last_base_qp_ = -1;  // the base QP of the last inter picture
   std::deque<Pending> in_flight_;
 };
 
