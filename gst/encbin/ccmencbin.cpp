@@ -461,9 +461,10 @@ static void gst_ccm_enc_bin_class_init(GstCcmEncBinClass* klass) {
   g_object_class_install_property(gobject_class, PROP_RATE_CONTROLLER,
       g_param_spec_enum("rate-controller", "Rate controller",
                         "At rate-control=cbr, ccm: ccmratecontrol (mode auto) steers the encoder from frame "
-                        "analysis, encoded sizes, QoS and ccm-bandwidth-estimate events: each frame's QP "
-                        "(ccmsvtav1enc), x264enc's bitrate frame by frame, or x265's and libvpx's own CBR with "
-                        "its bitrate corrected to deliver the target and key frames at cuts; encoder: the "
+                        "analysis, encoded sizes, QoS and ccm-bandwidth-estimate events: x264enc's bitrate frame "
+                        "by frame, x265's and libvpx's own CBR with its bitrate corrected to deliver the target "
+                        "and key frames at cuts, ccmsvtav1enc's own controller given the target, other encoders' "
+                        "QP or bitrate per frame; encoder: the "
                         "encoder's own rate control alone (applies from the next encoder session)",
                         rate_controller_get_type(), (int)RateController::Ccm, rw));
   g_object_class_install_property(gobject_class, PROP_RATE_MESSAGE_INTERVAL,

@@ -240,7 +240,7 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
       fi.complexity = rec.complexity;
       fi.activity = rec.activity;
       fi.scene_cut = cut;
-      force_key = cut && adapter->honours_key_units();
+      force_key = cut && adapter->honours_key_units() && !adapter->hands_off();
       // The encoder makes its first frame a key frame whatever we ask.
       fi.key = force_key || rec.number == 0;
       rec.decision = p->rc->decide(fi);

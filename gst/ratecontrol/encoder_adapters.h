@@ -55,7 +55,13 @@ class EncoderAdapter {
   // Only through the QP meta: pinning libvpx's quantizer range for one frame
   // threw its CBR off for the frames after (validation set: screen 7 dB lower).
   bool key_frame_qp() const {
-    return family_ == EncoderFamily::EncoderRate && per_frame_family_ == EncoderFamily::QpMeta;
+    return family_ == EncoderFamily::EncoderRate && per_frame_family_ == EncoderFamily::QpMeta && !hands_off();
+  }
+  // Mode encoder-rate on an encoder whose own controller wants the target alone
+  // (the catalogue's encoder_rate_hands_off: ccmsvtav1enc): no gain, no key-frame
+  // QP, no key frames forced at cuts.
+  bool hands_off() const {
+    return family_ == EncoderFamily::EncoderRate && entry_ && entry_->encoder_rate_hands_off;
   }
   // Why per-frame control is not possible, for the warning ("" when it is).
   std::string limitation() const;

@@ -131,7 +131,7 @@ void on_encoded_buffer(GstCcmRateController* self, GstBuffer* buf, std::vector<G
 
   // Frames at our QP (key frames) say nothing of how the encoder delivers its rate.
   if (p->adapter && p->adapter->family() == EncoderFamily::EncoderRate) {
-    if (r.given_bps > 0 && !r.qp_applied) {
+    if (r.given_bps > 0 && !r.qp_applied && !p->adapter->hands_off()) {
       const double fps = nominal_fps(p->info);
       const double decay = 1.0 - 1.0 / (kDeliveryWindowS * fps);
       p->delivered_bits = p->delivered_bits * decay + static_cast<double>(bytes) * 8;

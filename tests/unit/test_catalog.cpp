@@ -147,6 +147,8 @@ TEST(Catalog, SteeringAndSpeedKnobs) {
     ASSERT_NE(e, nullptr) << w.factory;
     EXPECT_EQ(e->steering, w.steering) << w.factory << ": " << to_string(e->steering);
     EXPECT_EQ(e->encoder_rate_first, w.encoder_rate_first) << w.factory;
+    // Only ccmsvtav1enc's own controller wants the target alone (no gain, no key frames of ours).
+    EXPECT_EQ(e->encoder_rate_hands_off, std::string_view(w.factory) == "ccmsvtav1enc") << w.factory;
     EXPECT_EQ(e->speed.property, w.speed) << w.factory;
     EXPECT_EQ(e->speed.direction, w.direction) << w.factory;
     EXPECT_EQ(e->speed.fastest, w.fastest) << w.factory;

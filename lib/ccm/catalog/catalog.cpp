@@ -321,10 +321,13 @@ constexpr EncoderEntry kEntries[] = {
         .threads_property = "threads",
         .key_unit = KeyUnit::Event,
         .steering = Steering::QpMeta,
-        // Its own controller (slow base QP, layer offsets) measured +0.5% / +3.4% in
-        // BD-rate against SvtAv1EncApp's CBR on foreman and street; per-frame QPs from
-        // ccmratecontrol +32% to +125% (docs/benchmarks.md).
+        // Its own controller (slow base QP, layer offsets) measured -5% to +6% in
+        // BD-rate against SvtAv1EncApp's CBR on five of the six calibration clips,
+        // -30% to +28% on the validation set; per-frame QPs from ccmratecontrol +4% to
+        // +141%. ccmratecontrol's gain, key-frame QPs or cut key frames on top (each a
+        // library restart in low delay) made it +1% to +208% (docs/benchmarks.md).
         .encoder_rate_first = true,
+        .encoder_rate_hands_off = true,
         .speed = {"speed-preset", +1, 13},
         .low_latency = kCcmLowLatency,
         .always = {},

@@ -133,6 +133,11 @@ struct EncoderEntry {
   // target is spent, where that measured better than steering every frame
   // (docs/benchmarks.md, ccmratecontrol, the validation set).
   bool encoder_rate_first = false;
+  // Under encoder-rate, ccmratecontrol hands it the target as it stands (the
+  // property, bandwidth estimates, QoS) and nothing else: no gain, no QP for key
+  // frames, no key frames at scene cuts, where the encoder's own controller does
+  // all three better (measured on both clip sets, docs/benchmarks.md).
+  bool encoder_rate_hands_off = false;
   SpeedKnob speed;                                // what ccmratecontrol turns when frames are late
 
   std::span<const Setting> low_latency;  // applied when low-latency=true
