@@ -664,10 +664,24 @@ gboolean Server::on_stats_timer(gpointer data) {
   }
   // Test aid: a live encoder switch (ccmencbin's candidates changed while PLAYING),
   // into an encoder whose parameter sets differ; the browser must keep decoding.
+  // Counted in frames the first encoder put out, not in time from the viewer's
+  // arrival: on a slow build (AddressSanitizer, Debian 13) the first encoder was
+  // not chosen yet after 3 s, and the "switch" chose the second one from the start.
   const Options& o = r->first->options_;
+  auto frames_out = [](GstElement* encoder) {
+    guint64 n = 0;
+    GstStructure* st = nullptr;
+    g_object_get(encoder, "stats", &st, nullptr);
+    if (st) {
+      gst_structure_get_uint64(st, "frames-out", &n);
+      gst_structure_free(st);
+    }
+    return n;
+  };
   if (!o.switch_to.empty() && !peer->switch_requested && peer->encoder &&
       g_object_class_find_property(G_OBJECT_GET_CLASS(peer->encoder), "candidates") &&
-      g_get_monotonic_time() - peer->started_us >= gint64(o.switch_after_s) * G_USEC_PER_SEC) {
+      g_get_monotonic_time() - peer->started_us >= gint64(o.switch_after_s) * G_USEC_PER_SEC &&
+      frames_out(peer->encoder) >= guint64(o.switch_after_s) * guint64(std::max(1, o.fps))) {
     peer->switch_requested = true;
     g_object_set(peer->encoder, "candidates", o.switch_to.c_str(), nullptr);
     log_line("viewer %u: encoder switch requested (candidates=%s)", peer->id, o.switch_to.c_str());
@@ -1148,7 +1162,8 @@ int main(int argc, char** argv) {
        "ccmencbin's candidates: encoder factories to choose from, in order (default: its own ranking)", "LIST"},
       {"switch-to", 0, 0, G_OPTION_ARG_STRING, &switch_to,
        "test aid: set ccmencbin's candidates to LIST --switch-after seconds into each viewer's stream", "LIST"},
-      {"switch-after", 0, 0, G_OPTION_ARG_INT, &o.switch_after_s, "seconds before --switch-to (default 3)", "S"},
+      {"switch-after", 0, 0, G_OPTION_ARG_INT, &o.switch_after_s,
+       "seconds, and seconds' worth of frames out of the first encoder, before --switch-to (default 3)", "S"},
       {"stats", 0, 0, G_OPTION_ARG_NONE, &stats, "print a JSON line per viewer per second (STATS ...)", nullptr},
       {nullptr}};
   GOptionContext* context = g_option_context_new("- send ccmencbin video to browsers over WebRTC");
