@@ -106,6 +106,7 @@ std::shared_ptr<Session> ccm_enc_bin_walk(Self* self, std::vector<ccm::catalog::
       continue;
     }
     sess->lease = std::move(lease);
+    sess->probe = !s.probe ? "off" : probe.cached ? "cached" : "ran";
     return sess;
   }
   return nullptr;

@@ -278,6 +278,7 @@ struct Session {
   std::thread pusher;
   std::optional<ccm::gst::GpuSessions::Lease> lease;
   std::string setup_report;   // settings line for messages
+  std::string probe = "off";  // where its test encode's answer came from: off, cached, ran
   std::vector<std::string> not_set;  // settings the encoder could not take, one line each
 
   // Guarded by the bin's lock.

@@ -37,7 +37,7 @@ void post_selected(Self* self, const Session& sess, const std::vector<std::strin
       G_TYPE_STRING, device.c_str(), "gpu", G_TYPE_INT, chain.gpu, "api", G_TYPE_STRING,
       chain.entry ? ccm::catalog::to_string(chain.entry->api) : "unknown", "reason", G_TYPE_STRING,
       reason.c_str(), "settings", G_TYPE_STRING, sess.setup_report.c_str(), "start-ms", G_TYPE_DOUBLE, start_ms,
-      "rate-controller", G_TYPE_STRING, chain.rate_kept_by.c_str(), nullptr);
+      "probe", G_TYPE_STRING, sess.probe.c_str(), "rate-controller", G_TYPE_STRING, chain.rate_kept_by.c_str(), nullptr);
   GValue passed = string_array(passed_over);
   gst_structure_take_value(s, "passed-over", &passed);
   GValue not_set = string_array(sess.not_set);

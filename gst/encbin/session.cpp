@@ -299,6 +299,9 @@ std::string add_format_filter(Self* self, Chain& c, const Settings& s, GstCaps* 
   if (!input && full_chroma)
     return "cannot encode an odd size (4:2:0 " + std::string(ccm::catalog::to_string(c.codec)) +
            " cannot carry it, and the element takes no 4:4:4)";
+  if (odd && c.entry && c.entry->even_sizes_only)
+    return "takes even sizes only (4:2:0 in its library), not " + std::to_string(GST_VIDEO_INFO_WIDTH(&vinfo)) + "x" +
+           std::to_string(GST_VIDEO_INFO_HEIGHT(&vinfo));
   if (std::string small = below_minimum_size(c.encoder, GST_VIDEO_INFO_WIDTH(&vinfo), GST_VIDEO_INFO_HEIGHT(&vinfo));
       !small.empty())
     return small;

@@ -138,7 +138,7 @@ std::string source(int frames, bool live = false, int w = 128, int h = 96) {
 
 using Probe = Fresh;
 
-TEST_F(Probe, CachedAndAWarmStartIsCheap) {
+TEST_F(Probe, CachedAndAWarmStartSkipsTheTestEncode) {
   const std::string desc = source(3) + "ccmencbin name=enc codec=h265 candidates=x265enc ! fakesink";
   auto cold = run(desc);
   ASSERT_TRUE(cold.eos) << cold.error;
@@ -150,25 +150,30 @@ TEST_F(Probe, CachedAndAWarmStartIsCheap) {
   EXPECT_EQ(line.rfind("x265enc|h265|cpu|", 0), 0u) << line;
   EXPECT_NE(line.find("\tok\t"), std::string::npos) << line;
 
-  // Warm: the answer comes from the file; against no probing at all, the best of 5 each.
-  auto best_start = [&](const std::string& d) {
-    double best = 1e9;
-    for (int i = 0; i < 5; i++) {
-      auto r = run(d);
-      EXPECT_TRUE(r.eos) << r.error;
-      double ms = 0;
-      gst_structure_get_double(r.message("ccm-encoder-selected"), "start-ms", &ms);
-      best = std::min(best, ms);
-    }
-    return best;
+  // Warm: the answer comes from the file, no test encode. What the message says is the
+  // assertion; the times are printed for people (a timed assertion failed under
+  // AddressSanitizer in CI: 64 ms of noise on a 20 ms bound).
+  auto start_of = [](const ccm::test::RunResult& r, std::string* probe) {
+    double ms = 0;
+    const GstStructure* sel = r.message("ccm-encoder-selected");
+    gst_structure_get_double(sel, "start-ms", &ms);
+    const char* how = sel ? gst_structure_get_string(sel, "probe") : nullptr;
+    *probe = how ? how : "(none)";
+    return ms;
   };
-  const double warm = best_start(desc);
-  const double unprobed = best_start(source(3) + "ccmencbin name=enc codec=h265 candidates=x265enc probe=false ! fakesink");
-  double cold_ms = 0;
-  gst_structure_get_double(cold.message("ccm-encoder-selected"), "start-ms", &cold_ms);
-  std::printf("[ start ] cold %.1f ms, warm %.1f ms, without probe %.1f ms\n", cold_ms, warm, unprobed);
-  EXPECT_LE(warm - unprobed, 20.0);
-  EXPECT_GT(cold_ms, warm);
+  std::string cold_probe, warm_probe, unprobed_probe;
+  const double cold_ms = start_of(cold, &cold_probe);
+  const auto warm = run(desc);
+  ASSERT_TRUE(warm.eos) << warm.error;
+  const double warm_ms = start_of(warm, &warm_probe);
+  const auto unprobed = run(source(3) + "ccmencbin name=enc codec=h265 candidates=x265enc probe=false ! fakesink");
+  ASSERT_TRUE(unprobed.eos) << unprobed.error;
+  const double unprobed_ms = start_of(unprobed, &unprobed_probe);
+  std::printf("[ start ] cold %.1f ms (probe=%s), warm %.1f ms (probe=%s), without probe %.1f ms (probe=%s)\n",
+              cold_ms, cold_probe.c_str(), warm_ms, warm_probe.c_str(), unprobed_ms, unprobed_probe.c_str());
+  EXPECT_EQ(cold_probe, "ran");
+  EXPECT_EQ(warm_probe, "cached");
+  EXPECT_EQ(unprobed_probe, "off");
 }
 
 TEST_F(Probe, KeyFollowsTheRegistry) {

@@ -139,6 +139,10 @@ struct EncoderEntry {
   // all three better (measured on both clip sets, docs/benchmarks.md).
   bool encoder_rate_hands_off = false;
   SpeedKnob speed;                                // what ccmratecontrol turns when frames are late
+  // The library takes even widths and heights only (4:2:0) and the element's caps
+  // cannot say so: ccmencbin passes it over for an odd size before building it
+  // (svtav1enc refuses only in set_format, and leaks its codec state doing so).
+  bool even_sizes_only = false;
 
   std::span<const Setting> low_latency;  // applied when low-latency=true
   std::span<const Setting> always;       // trap fixes applied always (before user settings)
