@@ -6,7 +6,10 @@
 // (use_qp_file): our own rate controller (lib/ccm/rc/qp_rate_controller.h) picks it,
 // a QP from GstCcmQpMeta overrides it, and a bitrate change applies on the next
 // picture without a key frame. A key frame on request restarts the library at
-// that picture (its first picture is a key frame). See docs/encoders.md.
+// that picture (its first picture is a key frame); SVT-AV1 2.x makes it a key picture
+// without a restart. library-rate-control=true runs SVT's own rate control in low
+// delay instead, where a bitrate change reaches the library on a key picture (2.x)
+// or reopens it (1.4). The library side lives in svt_session.h. See docs/encoders.md.
 #pragma once
 
 #include "enc/ccmvideoenc.h"

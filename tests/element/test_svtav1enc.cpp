@@ -5,6 +5,16 @@
 
 #include "common/qp_meta.h"
 
+// The library's version, for what differs between releases (SVT_AV1_CHECK_VERSION).
+#pragma push_macro("TRUE")
+#pragma push_macro("FALSE")
+#undef TRUE
+#undef FALSE
+#include <EbSvtAv1.h>
+#undef TRUE
+#undef FALSE
+#pragma pop_macro("TRUE")
+#pragma pop_macro("FALSE")
 #include <gst/app/app.h>
 #define GST_USE_UNSTABLE_API  // GstAV1Parser: stable in use since 1.18, marked unstable
 #include <gst/codecparsers/gstav1parser.h>
@@ -28,6 +38,9 @@ using ccm::test::temp_path;
 namespace {
 
 constexpr int kFps = 25;
+// SVT-AV1 2.x makes a requested key picture in low delay and takes a new bitrate on
+// it; 1.4.1 needs a restart (svt_session.h, kLowDelayKeyOnRequest).
+constexpr bool kKeyOnRequestInLibrary = SVT_AV1_CHECK_VERSION(2, 0, 0);
 
 // ---- helpers ------------------------------------------------------------------------
 
@@ -276,8 +289,9 @@ TEST_P(BitrateChange, TakesEffectWithinASecondAndKeyFrameOnRequest) {
   const Outcome o = run_with_source(desc, source, info, setup);
   ASSERT_TRUE(o.eos) << o.error;
   EXPECT_TRUE(changed);
-  // One restart: the key frame at 40 (the bitrate change needs none).
-  EXPECT_EQ(o.restarts, 1u);
+  // The key frame at 40: a restart on 1.4.1, a key picture of the library's on 2.x
+  // (the bitrate change needs none on either).
+  EXPECT_EQ(o.restarts, kKeyOnRequestInLibrary ? 0u : 1u);
   // Latency: the one picture SVT-AV1 holds in low delay (40 ms at 25 fps).
   EXPECT_EQ(latency, GST_SECOND / kFps);
 
@@ -322,6 +336,68 @@ TEST_P(BitrateChange, TakesEffectWithinASecondAndKeyFrameOnRequest) {
 INSTANTIATE_TEST_SUITE_P(Depths, BitrateChange,
                          ::testing::Values(DepthCase{"I420", "yuv420p"}, DepthCase{"I420_10LE", "yuv420p10le"}),
                          [](const auto& info) { return std::string(info.param.format); });
+
+// ---- library-rate-control: SVT's own rate control in low delay ---------------------------
+
+// foreman 352x288, 8 s live at 25 fps, library-rate-control=true at 800 kbit/s; at 2 s
+// 760 (5 %: no key frame for it on 2.x), at 4 s 300 (a fall: at once). SVT-AV1 2.x takes
+// the 300 on a key picture of its own at frame 100, without a restart; 1.4.1 reopens
+// for each change. The rate follows: 0.75-1.3x per window of two seconds.
+TEST(SvtAv1Enc, LibraryRateControlFollowsABitrateChange) {
+  const std::string clip = media("foreman_352x288_300f.h264");
+  if (clip.empty()) return;
+  LoopSource source;
+  source.frames = decode_clip(clip, "I420");
+  ASSERT_FALSE(source.frames.empty());
+  source.count = 8 * kFps;
+  GstVideoInfo info;
+  gst_video_info_set_format(&info, GST_VIDEO_FORMAT_I420, 352, 288);
+  GST_VIDEO_INFO_FPS_N(&info) = kFps;
+  GST_VIDEO_INFO_FPS_D(&info) = 1;
+  const std::string mkv = temp_path("svt-library-rate.mkv");
+  const std::string desc = "appsrc name=src ! ccmsvtav1enc name=enc library-rate-control=true bitrate=800 ! "
+                           "av1parse ! matroskamux ! filesink location=" + mkv;
+  auto setup = [&](GstElement* pipeline) {
+    GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+    GstPad* sink = gst_element_get_static_pad(enc, "sink");
+    gst_pad_add_probe(
+        sink, GST_PAD_PROBE_TYPE_BUFFER,
+        [](GstPad* pad, GstPadProbeInfo* pi, gpointer) -> GstPadProbeReturn {
+          const GstClockTime pts = GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(pi));
+          GstObject* enc = gst_pad_get_parent(pad);
+          if (pts == 2 * GST_SECOND) g_object_set(enc, "bitrate", 760u, nullptr);
+          if (pts == 4 * GST_SECOND) g_object_set(enc, "bitrate", 300u, nullptr);
+          gst_object_unref(enc);
+          return GST_PAD_PROBE_OK;
+        },
+        nullptr, nullptr);
+    gst_object_unref(sink);
+    gst_object_unref(enc);
+  };
+  const Outcome o = run_with_source(desc, source, info, setup);
+  ASSERT_TRUE(o.eos) << o.error;
+  EXPECT_EQ(o.restarts, 0u);
+  auto probe = probe_file(mkv);
+  EXPECT_TRUE(probe.ok) << probe.decoder_errors;
+  EXPECT_EQ(probe.frames, source.count);
+
+  const auto pk = packets(mkv);
+  ASSERT_EQ(int(pk.size()), source.count);
+  std::map<int, double> kbits;
+  for (const Packet& p : pk) kbits[int(std::floor(p.pts + 1e-6)) / 2] += p.size * 8 / 1000.0;
+  const double want[] = {800, 780, 300, 300};  // per window of 2 s (760 from 2 s: within the limits either way)
+  for (int w = 0; w < 4; w++) {
+    const double rate = kbits[w] / 2;
+    std::printf("[ library rate ] seconds %d-%d: %.0f kbit/s (asked %.0f)\n", 2 * w, 2 * w + 2, rate, want[w]);
+    if (w == 2) continue;  // the change itself: the key picture and the buffer's way down
+    EXPECT_GT(rate, want[w] * 0.75) << "window " << w;
+    EXPECT_LT(rate, want[w] * 1.3) << "window " << w;
+  }
+  const std::set<long> keys = decoded_key_frames(mkv, kFps);
+  EXPECT_TRUE(keys.contains(0) && keys.contains(4 * kFps)) << "key frames at 0 and at the fall to 300";
+  if (kKeyOnRequestInLibrary) EXPECT_FALSE(keys.contains(2 * kFps)) << "the 5 % step waits for a key frame";
+  else EXPECT_TRUE(keys.contains(2 * kFps)) << "1.4.1 reopens for every change";
+}
 
 // ---- keyframe-interval ----------------------------------------------------------------------
 
