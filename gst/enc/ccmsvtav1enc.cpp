@@ -97,6 +97,13 @@ enum { PROP_RESTARTS = GST_CCM_VIDEO_ENC_PROP_LAST, PROP_LIBRARY_RATE_CONTROL };
 // kRateChangeGapS has passed since the last; smaller ones wait for the next key
 // picture there is anyway (periodic or requested).
 constexpr double kRateFallNow = 0.7;
+// library-rate-control's default: on SVT-AV1 2.x its own low-delay CBR, bit for bit
+// SvtAv1EncApp's (BD-rate +0.0% on 7 of 10 clips, 2.3.0) where our per-picture QPs
+// cost -22% to +82% there (the library runs 2 temporal levels in low delay, not
+// the 3 our layer offsets were measured for on 1.4.1); on 1.4.1 a change would
+// reopen the library, and our QPs are within 4% on camera content: off there.
+// docs/benchmarks.md, "SVT-AV1's own rate control".
+constexpr gboolean kLibraryRateDefault = kLowDelayKeyOnRequest ? TRUE : FALSE;
 constexpr double kRateStepToApply = 0.1;
 constexpr double kRateChangeGapS = 1.0;
 
@@ -328,6 +335,22 @@ GstFlowReturn restart_for_key(GstCcmSvtAv1Enc* self) {
   return ret;  // downstream's answer to the pictures that came out (flushing, not linked ...)
 }
 
+// The plan for the current settings, and our rate controller where it decides.
+void plan_session(GstCcmSvtAv1Enc* self, bool library_rate) {
+  SvtState& st = *self->state;
+  st.plan = make_plan(st.info, st.settings, st.hdr, library_rate);
+  st.applied_kbps = st.settings.bitrate;
+  st.applied_at = 0;
+  if (st.plan.own_rc) {
+    if (st.rc)
+      st.rc->set_params(rc_params(st.info, st.settings));
+    else
+      st.rc.emplace(rc_params(st.info, st.settings));
+  } else {
+    st.rc.reset();
+  }
+}
+
 // Whether upstream is live (its latency query says so). Unknown counts as live:
 // the cautious answer keeps the element's delay at one picture.
 bool upstream_is_live(GstCcmSvtAv1Enc* self) {
@@ -398,17 +421,7 @@ static gboolean gst_ccm_svt_av1_enc_open(GstCcmVideoEnc* enc, const GstVideoInfo
   st.info = *info;
   st.settings = *settings;
   st.hdr = *hdr;
-  st.plan = make_plan(*info, *settings, *hdr, g_atomic_int_get(&self->library_rate) != 0);
-  st.applied_kbps = settings->bitrate;
-  st.applied_at = 0;
-  if (st.plan.own_rc) {
-    if (st.rc)
-      st.rc->set_params(rc_params(*info, *settings));
-    else
-      st.rc.emplace(rc_params(*info, *settings));
-  } else {
-    st.rc.reset();
-  }
+  plan_session(self, g_atomic_int_get(&self->library_rate) != 0);
   st.max_in_flight = upstream_is_live(self) ? kLowDelayHeld : kOfflineInFlight;
   if (!open_session(self)) return FALSE;
 
@@ -452,6 +465,18 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
   if (!st.session) {
     gst_video_codec_frame_unref(frame);
     return GST_FLOW_NOT_NEGOTIATED;
+  }
+  if (st.plan.library_rate && params->qp >= 0 && st.sent_since_open == 0) {
+    // A QP on the first picture (GstCcmQpMeta: ccmratecontrol mode=rlambda) means
+    // someone steers picture by picture: per-picture QP instead of SVT's own rate
+    // control, while it costs nothing (no picture went in yet).
+    GST_INFO_OBJECT(self, "QP from GstCcmQpMeta on the first picture: per-picture QP, not SVT's own rate control");
+    st.session.reset();
+    plan_session(self, false);
+    if (!open_session(self)) {
+      gst_video_codec_frame_unref(frame);
+      return GST_FLOW_ERROR;
+    }
   }
 
   // Does the library make this picture a key frame by itself (its first, or its
@@ -671,7 +696,7 @@ static void gst_ccm_svt_av1_enc_finalize(GObject* object) {
 static void gst_ccm_svt_av1_enc_init(GstCcmSvtAv1Enc* self) {
   self->state = new SvtState();
   self->restarts = 0;
-  self->library_rate = 0;
+  self->library_rate = kLibraryRateDefault;
   self->size_error_posted = 0;
   // The base reads these defaults from the pspecs in its own instance init, where
   // GObject still presents the base class (which has neither property): set ours.
@@ -724,8 +749,8 @@ static void gst_ccm_svt_av1_enc_class_init(GstCcmSvtAv1EncClass* klass) {
           "QPs) instead of a QP per picture from ours. A bitrate change then reaches the library on a key "
           "picture: on SVT-AV1 2.x a fall below 0.7x at once, a change of 10% or more after 1 s since the "
           "last, smaller ones at the next key frame; on 1.4 it restarts the library. Read when the encoder "
-          "opens",
-          FALSE, GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+          "opens. Default: true on SVT-AV1 2.x, false on 1.4",
+          kLibraryRateDefault, GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);

@@ -338,13 +338,16 @@ constexpr EncoderEntry kEntries[] = {
                  "key frame; GstCcmQpMeta overrides the QP (per-block offsets are ignored: SVT 1.4 takes no "
                  "QP map). A requested key frame restarts the library at that picture (SVT refuses forced "
                  "key pictures in low delay): 20-60 ms at 1080p. Odd sizes and sizes below 64x64 are "
-                 "refused (4:2:0 in SVT needs even sizes). low-latency=false: random access with SVT's own "
+                 "refused (4:2:0 in SVT needs even sizes). On SVT-AV1 2.x library-rate-control=true is the "
+                 "default: SVT's own low-delay CBR, a bitrate change on a key picture (2.x takes it on no "
+                 "other), requested key frames without a restart. low-latency=false: random access with SVT's own "
                  "rate control, where a bitrate change reopens. speed-preset 0-13 (default 12).",
         .debian_package = "",
         .ranked_above = "svtav1enc",
         .ranked_above_why =
             "measured on Debian 13 (GStreamer 1.26.2, SVT-AV1 2.3.0, docs/benchmarks.md): a bitrate change "
-            "applies at the next picture (svtav1enc ignores it once running), 1 picture of latency (svtav1enc "
+            "applies while running, on a key picture of SVT's own low-delay CBR (svtav1enc ignores it once "
+            "running), 1 picture of latency (svtav1enc "
             "reports 1.23 s: it stalls after its first picture in low delay, and CBR needs low delay), and "
             "1.1-1.5x its frame rate at 1280x720 preset 12",
     },
