@@ -22,6 +22,7 @@
 
 #include "common/qp_meta.h"
 
+#include <gst/codecparsers/gsth265parser.h>
 #include <x265.h>
 
 #include <algorithm>
@@ -133,55 +134,50 @@ bool same_configuration(const x265_param& a, const x265_param& b) {
   return memcmp(&a2, &b, sizeof(x265_param)) == 0;
 }
 
-// Appends `bytes` to `nal` with emulation prevention (no 00 00 0x, x <= 3).
-void append_escaped(std::vector<guint8>& nal, std::span<const guint8> bytes) {
-  int zeros = 0;
-  for (guint8 b : bytes) {
-    if (zeros == 2 && b <= 3) {
-      nal.push_back(3);
-      zeros = 0;
-    }
-    nal.push_back(b);
-    zeros = b == 0 ? zeros + 1 : 0;
-  }
-}
-
-// A prefix SEI NAL unit (start code included) with the HDR10 static metadata the
-// caps carry: mastering display colour volume (ITU-T H.265 D.2.28; primaries in
-// the order green, blue, red) and content light level (D.2.35).
+// A prefix SEI NAL unit (4-byte start code included) with the HDR10 static
+// metadata the caps carry: mastering display colour volume (ITU-T H.265 D.2.28;
+// primaries in the order green, blue, red) and content light level (D.2.35).
+// codecparsers writes the NAL unit (header, payload sizes, emulation prevention,
+// trailing bits). Empty when the caps carry neither.
 std::vector<guint8> hdr10_sei(const GstCcmHdrInfo& hdr) {
-  std::vector<guint8> rbsp;
-  auto u16 = [&](guint v) {
-    rbsp.push_back(guint8(v >> 8));
-    rbsp.push_back(guint8(v));
-  };
-  auto u32 = [&](guint32 v) {
-    u16(v >> 16);
-    u16(v & 0xffff);
-  };
+  GArray* messages = g_array_new(FALSE, TRUE, sizeof(GstH265SEIMessage));
   if (hdr.has_mastering_display) {
     const GstVideoMasteringDisplayInfo& m = hdr.mastering_display;
-    rbsp.push_back(137);  // payloadType
-    rbsp.push_back(24);   // payloadSize
-    for (int c : {1, 2, 0}) {  // GStreamer: 0 red, 1 green, 2 blue
-      u16(m.display_primaries[c].x);
-      u16(m.display_primaries[c].y);
+    GstH265SEIMessage msg{};
+    msg.payloadType = GST_H265_SEI_MASTERING_DISPLAY_COLOUR_VOLUME;
+    GstH265MasteringDisplayColourVolume& v = msg.payload.mastering_display_colour_volume;
+    constexpr int kGstIndex[3] = {1, 2, 0};  // GStreamer: 0 red, 1 green, 2 blue
+    for (int i = 0; i < 3; ++i) {
+      v.display_primaries_x[i] = m.display_primaries[kGstIndex[i]].x;
+      v.display_primaries_y[i] = m.display_primaries[kGstIndex[i]].y;
     }
-    u16(m.white_point.x);
-    u16(m.white_point.y);
-    u32(m.max_display_mastering_luminance);
-    u32(m.min_display_mastering_luminance);
+    v.white_point_x = m.white_point.x;
+    v.white_point_y = m.white_point.y;
+    v.max_display_mastering_luminance = m.max_display_mastering_luminance;  // 0.0001 cd/m2 both
+    v.min_display_mastering_luminance = m.min_display_mastering_luminance;
+    g_array_append_val(messages, msg);
   }
   if (hdr.has_content_light_level) {
-    rbsp.push_back(144);
-    rbsp.push_back(4);
-    u16(hdr.content_light_level.max_content_light_level);
-    u16(hdr.content_light_level.max_frame_average_light_level);
+    GstH265SEIMessage msg{};
+    msg.payloadType = GST_H265_SEI_CONTENT_LIGHT_LEVEL;
+    msg.payload.content_light_level.max_content_light_level = hdr.content_light_level.max_content_light_level;
+    msg.payload.content_light_level.max_pic_average_light_level =
+        hdr.content_light_level.max_frame_average_light_level;
+    g_array_append_val(messages, msg);
   }
-  if (rbsp.empty()) return {};
-  rbsp.push_back(0x80);  // rbsp_trailing_bits
-  std::vector<guint8> nal = {0, 0, 0, 1, 39 << 1, 1};  // PREFIX_SEI_NUT, layer 0, temporal id 0
-  append_escaped(nal, rbsp);
+  std::vector<guint8> nal;
+  if (messages->len > 0) {
+    // Layer 0, temporal id 0 (nuh_temporal_id_plus1 = 1), start code 00 00 00 01.
+    if (GstMemory* mem = gst_h265_create_sei_memory(0, 1, 4, messages)) {
+      GstMapInfo map;
+      if (gst_memory_map(mem, &map, GST_MAP_READ)) {
+        nal.assign(map.data, map.data + map.size);
+        gst_memory_unmap(mem, &map);
+      }
+      gst_memory_unref(mem);
+    }
+  }
+  g_array_free(messages, TRUE);
   return nal;
 }
 
@@ -361,11 +357,14 @@ bool X265Session::configure(const GstVideoInfo& info, const GstCcmEncSettings& s
     }
   }
 
-  // HDR10 static metadata goes into an SEI we write ourselves (see push()): x265
+  // HDR10 static metadata goes into an SEI we add ourselves (see push()): x265
   // 3.5 loses maxCLL/maxFALL when it copies its parameters (x265_copy_params has
   // no line for them) and strdup()s the mastering display string into copies it
   // never frees.
+  // The SEI NAL unit itself comes from codecparsers (gst_h265_create_sei_memory).
   hdr_sei_ = hdr10_sei(hdr);
+  if (hdr_sei_.empty() && (hdr.has_mastering_display || hdr.has_content_light_level))
+    GST_WARNING_OBJECT(element_, "could not build the HDR10 SEI: the stream goes without it");
 
   // Colour description in the VUI, from the caps' colorimetry (GStreamer fills
   // in the usual default for the size when the caps have none).
