@@ -6,16 +6,7 @@
 
 #include "enc/ccmvideoenc.h"
 
-// SVT-AV1 defines TRUE and FALSE as glib does, in its own words: keep glib's.
-#pragma push_macro("TRUE")
-#pragma push_macro("FALSE")
-#undef TRUE
-#undef FALSE
-#include <EbSvtAv1Enc.h>
-#undef TRUE
-#undef FALSE
-#pragma pop_macro("TRUE")
-#pragma pop_macro("FALSE")
+#include "enc/svt_headers.h"
 #include <gst/video/video.h>
 
 #include <array>

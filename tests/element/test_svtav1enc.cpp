@@ -5,16 +5,7 @@
 
 #include "common/qp_meta.h"
 
-// The library's version, for what differs between releases (SVT_AV1_CHECK_VERSION).
-#pragma push_macro("TRUE")
-#pragma push_macro("FALSE")
-#undef TRUE
-#undef FALSE
-#include <EbSvtAv1.h>
-#undef TRUE
-#undef FALSE
-#pragma pop_macro("TRUE")
-#pragma pop_macro("FALSE")
+#include "enc/svt_headers.h"  // SVT_AV1_CHECK_VERSION: what differs between releases
 #include <gst/app/app.h>
 #define GST_USE_UNSTABLE_API  // GstAV1Parser: stable in use since 1.18, marked unstable
 #include <gst/codecparsers/gstav1parser.h>
