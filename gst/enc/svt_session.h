@@ -32,10 +32,12 @@ constexpr gint kMaxHeight = 8704;
 // clips (broadcast, slideshow at 640x360, preset 12: docs/benchmarks.md). Adding
 // these offsets to the QP of every picture but a key frame gives that back (-4% to
 // +0% against its own CQP). Measured, not taken from SVT's tables: its own vary with
-// the QP and come from rate factors.
+// the QP and come from rate factors. SVT-AV1 2.3 ignores the 3 asked for and runs 2
+// levels in low delay ("Forced Low delay mode to use HierarchicalLevels = 2"), so
+// on 2.x this pattern is not the library's: there SVT's own rate control is the
+// default (library-rate-control) and the per-picture path is not re-measured.
 constexpr guint kLowDelayLevels = 3;
 constexpr std::array<int, kLowDelayLevels + 1> kLowDelayLayerQpOffset = {-6, -2, 1, 3};
-
 
 // The temporal layer of the picture `since_key` pictures after a key frame (>= 1)
 // in the low-delay pattern: 0 every 8th, 1 halfway, 2 at the quarters, 3 between.
@@ -77,7 +79,6 @@ struct Plan {
   guint key_period = 0;        // frames from one periodic key frame to the next, 0 = none
   std::vector<ConfigField> fields;
 };
-
 
 // RAII owner of one initialised library instance.
 class SvtSession {
