@@ -153,6 +153,10 @@ TEST(Catalog, SteeringAndSpeedKnobs) {
     EXPECT_EQ(e->speed.direction, w.direction) << w.factory;
     EXPECT_EQ(e->speed.fastest, w.fastest) << w.factory;
   }
+  // The SVT-AV1 elements take even sizes only (ccmencbin passes them over for odd
+  // ones before building them); nothing else is marked so.
+  for (const EncoderEntry& e : entries())
+    EXPECT_EQ(e.even_sizes_only, e.factory == "ccmsvtav1enc" || e.factory == "svtav1enc") << e.factory;
   // Hardware encoders: their bitrate when the target changes, no speed knob.
   for (const EncoderEntry& e : entries())
     if (e.hardware()) {
