@@ -506,35 +506,27 @@ std::string registry_signature(std::string_view factory) {
   return sig;
 }
 
+// A key is a GKeyFile group name: no control characters, no brackets.
 std::string clean(std::string s) {
-  for (char& c : s)
+  for (char& c : s) {
     if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+    if (c == '[') c = '(';
+    if (c == ']') c = ')';
+  }
   return s;
 }
 
-struct Entry {
-  bool ok = false;
-  long long when = 0;
-  double ms = 0;
-  std::string reason;
+// The cache file as GKeyFile reads it: a group per key with result (ok, fail),
+// when (seconds since 1970), ms and reason. A missing or unreadable file is empty.
+struct KeyFileDeleter {
+  void operator()(GKeyFile* k) const { g_key_file_unref(k); }
 };
+using KeyFilePtr = std::unique_ptr<GKeyFile, KeyFileDeleter>;
 
-std::map<std::string, Entry> read_all(const fs::path& file) {
-  std::map<std::string, Entry> out;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);) {
-    std::vector<std::string> f;
-    std::istringstream fields(line);
-    for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
-    if (f.size() < 5) continue;
-    Entry e;
-    e.ok = f[1] == "ok";
-    e.when = std::atoll(f[2].c_str());
-    e.ms = std::atof(f[3].c_str());
-    e.reason = f[4];
-    out[f[0]] = e;
-  }
-  return out;
+KeyFilePtr load(const fs::path& file) {
+  KeyFilePtr kf(g_key_file_new());
+  g_key_file_load_from_file(kf.get(), file.c_str(), G_KEY_FILE_KEEP_COMMENTS, nullptr);
+  return kf;
 }
 
 }  // namespace
@@ -547,19 +539,24 @@ std::string probe_key(std::string_view factory, catalog::Codec codec, std::strin
 fs::path ProbeCache::default_path() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const fs::path base = (xdg && *xdg) ? fs::path(xdg) : fs::path(g_get_user_cache_dir());
-  return base / "gst-ccm" / "probe-cache.v1";
+  return base / "gst-ccm" / "probe-cache.v2";
 }
 
 std::optional<ProbeResult> ProbeCache::lookup(const std::string& key) const {
-  const auto all = read_all(file_);
-  const auto it = all.find(key);
-  if (it == all.end()) return std::nullopt;
-  const Entry& e = it->second;
-  if (!e.ok && std::time(nullptr) - e.when > kFailureTtl.count()) return std::nullopt;
+  const KeyFilePtr kf = load(file_);
+  const char* group = key.c_str();
+  if (!g_key_file_has_group(kf.get(), group)) return std::nullopt;
+  gchar* result = g_key_file_get_string(kf.get(), group, "result", nullptr);
+  const bool ok = result && std::string_view(result) == "ok";
+  g_free(result);
+  const gint64 when = g_key_file_get_int64(kf.get(), group, "when", nullptr);
+  if (!ok && std::time(nullptr) - when > kFailureTtl.count()) return std::nullopt;
   ProbeResult r;
-  r.ok = e.ok;
-  r.reason = e.reason == "-" ? "" : e.reason;
-  r.ms = e.ms;
+  r.ok = ok;
+  gchar* reason = g_key_file_get_string(kf.get(), group, "reason", nullptr);
+  r.reason = reason ? reason : "";
+  g_free(reason);
+  r.ms = g_key_file_get_double(kf.get(), group, "ms", nullptr);
   r.cached = true;
   return r;
 }
@@ -570,16 +567,20 @@ void ProbeCache::store(const std::string& key, const ProbeResult& result) const 
   const fs::path lock_path = file_.string() + ".lock";
   const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd >= 0) ::flock(lock_fd, LOCK_EX);
-  auto all = read_all(file_);
-  all[key] = Entry{result.ok, (long long)std::time(nullptr), result.ms, result.reason.empty() ? "-" : clean(result.reason)};
-  const fs::path tmp = file_.string() + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    for (const auto& [k, e] : all)
-      out << k << '\t' << (e.ok ? "ok" : "fail") << '\t' << e.when << '\t' << e.ms << '\t' << e.reason << '\n';
+  // GKeyFile writes the whole file to a temporary and renames it into place
+  // (g_file_set_contents); the lock keeps concurrent writers' entries.
+  const KeyFilePtr kf = load(file_);
+  const char* group = key.c_str();
+  g_key_file_set_string(kf.get(), group, "result", result.ok ? "ok" : "fail");
+  g_key_file_set_int64(kf.get(), group, "when", gint64(std::time(nullptr)));
+  g_key_file_set_double(kf.get(), group, "ms", result.ms);
+  g_key_file_set_string(kf.get(), group, "reason", result.reason.c_str());
+  GError* err = nullptr;
+  if (!g_key_file_save_to_file(kf.get(), file_.c_str(), &err)) {
+    init_debug();
+    GST_WARNING("probe cache %s not written: %s", file_.c_str(), err->message);
+    g_error_free(err);
   }
-  fs::rename(tmp, file_, ec);
-  if (ec) fs::remove(tmp, ec);
   if (lock_fd >= 0) ::close(lock_fd);
 }
 

@@ -3,8 +3,8 @@
 //
 // A probe pushes one small frame through `videoconvert ! <encoder>` in a pipeline
 // of its own (its errors never reach the application's bus) and passes when the
-// first output is a key frame. The cache ($XDG_CACHE_HOME/gst-ccm/probe-cache.v1)
-// is keyed by factory, codec, device and the registry's record of the plugin
+// first output is a key frame. The cache ($XDG_CACHE_HOME/gst-ccm/probe-cache.v2,
+// a GKeyFile: a group per key with result, when, ms and reason) is keyed by factory, codec, device and the registry's record of the plugin
 // that provides the factory (file, mtime, size, version: what GStreamer itself
 // compares to decide whether to rescan a plugin). Any change of the plugin, or
 // of the program for statically registered elements, makes a new key. Failures
@@ -64,7 +64,7 @@ class ProbeCache {
  public:
   static constexpr std::chrono::seconds kFailureTtl{600};
 
-  // $XDG_CACHE_HOME/gst-ccm/probe-cache.v1 (the variable read each time), else ~/.cache/...
+  // $XDG_CACHE_HOME/gst-ccm/probe-cache.v2 (the variable read each time), else ~/.cache/...
   static std::filesystem::path default_path();
 
   explicit ProbeCache(std::filesystem::path file) : file_(std::move(file)) {}

@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 using ccm::test::DoubleBehaviour;
@@ -144,11 +145,18 @@ TEST_F(Probe, CachedAndAWarmStartSkipsTheTestEncode) {
   ASSERT_TRUE(cold.eos) << cold.error;
   const fs::path cache = ccm::gst::ProbeCache::default_path();
   ASSERT_TRUE(fs::exists(cache)) << cache;
-  std::ifstream in(cache);
-  std::string line;
-  std::getline(in, line);
-  EXPECT_EQ(line.rfind("x265enc|h265|cpu|", 0), 0u) << line;
-  EXPECT_NE(line.find("\tok\t"), std::string::npos) << line;
+  // A GKeyFile: one group, the key of x265enc on the CPU, whose result is ok.
+  GKeyFile* kf = g_key_file_new();
+  ASSERT_TRUE(g_key_file_load_from_file(kf, cache.c_str(), G_KEY_FILE_NONE, nullptr)) << cache;
+  gsize groups = 0;
+  gchar** names = g_key_file_get_groups(kf, &groups);
+  ASSERT_EQ(groups, 1u);
+  EXPECT_EQ(std::string(names[0]).rfind("x265enc|h265|cpu|", 0), 0u) << names[0];
+  gchar* result = g_key_file_get_string(kf, names[0], "result", nullptr);
+  EXPECT_STREQ(result, "ok");
+  g_free(result);
+  g_strfreev(names);
+  g_key_file_unref(kf);
 
   // Warm: the answer comes from the file, no test encode. What the message says is the
   // assertion; the times are printed for people (a timed assertion failed under
@@ -195,11 +203,36 @@ TEST_F(Probe, KeyFollowsTheRegistry) {
   EXPECT_FALSE(cache.lookup(other).has_value());
   // Failures expire (a GPU's session limit passes); successes stay.
   const std::string failing = ccm::gst::probe_key("x264enc", ccm::catalog::Codec::H264, "cpu");
+  cache.store(failing, ccm::gst::ProbeResult{.ok = false, .reason = "refused"});
+  EXPECT_TRUE(cache.lookup(failing).has_value()) << "a fresh failure is kept";
   {
-    std::ofstream out(cache.file(), std::ios::app);
-    out << failing << "\tfail\t0\t1\tlong ago\n";
+    // Written long ago: expired.
+    GKeyFile* kf = g_key_file_new();
+    ASSERT_TRUE(g_key_file_load_from_file(kf, cache.file().c_str(), G_KEY_FILE_NONE, nullptr));
+    g_key_file_set_int64(kf, failing.c_str(), "when", 0);
+    ASSERT_TRUE(g_key_file_save_to_file(kf, cache.file().c_str(), nullptr));
+    g_key_file_unref(kf);
   }
   EXPECT_FALSE(cache.lookup(failing).has_value());
+  EXPECT_TRUE(cache.lookup(key).has_value()) << "successes stay";
+}
+
+// Writers in parallel (processes in real life: several pipelines starting at once)
+// read, change and rewrite the whole file under its lock: no entry is lost.
+TEST_F(Probe, ConcurrentWritersKeepEachOthersEntries) {
+  const ccm::gst::ProbeCache cache(ccm::gst::ProbeCache::default_path());
+  constexpr int kEach = 40;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; w++)
+    writers.emplace_back([&cache, w] {
+      for (int i = 0; i < kEach; i++)
+        cache.store("writer" + std::to_string(w) + "|" + std::to_string(i), ccm::gst::ProbeResult{.ok = true});
+    });
+  for (auto& t : writers) t.join();
+  int found = 0;
+  for (int w = 0; w < 4; w++)
+    for (int i = 0; i < kEach; i++) found += cache.lookup("writer" + std::to_string(w) + "|" + std::to_string(i)).has_value();
+  EXPECT_EQ(found, 4 * kEach);
 }
 
 // ---- fallback at the start ------------------------------------------------------------
