@@ -8,6 +8,8 @@
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -481,6 +483,77 @@ TEST(EncBin, CandidatesOverrideOrder) {
   EXPECT_EQ(str_field(s, "factory"), "openh264enc");
   EXPECT_EQ(str_field(r.stats, "encoder"), "openh264enc");
 }
+
+// Zero copy: the frames the source made reach ccmx265enc inside the bin as the
+// same memory (the converter passes them through, the pool ccmencbin offers is
+// the one the source fills), 8-bit and 10-bit alike; hdr=false turns 10-bit input
+// into 8-bit on purpose, so there every frame is a converted one.
+struct ZeroCopyCase {
+  const char* format;
+  bool hdr;
+  bool in_place;
+};
+
+class ZeroCopy : public ::testing::TestWithParam<ZeroCopyCase> {};
+
+TEST_P(ZeroCopy, FramesReachTheEncoderInTheSourcesMemory) {
+  const ZeroCopyCase& c = GetParam();
+  struct Seen {
+    std::mutex lock;
+    std::set<GstMemory*> made;
+    int in_place = 0, frames = 0;
+  } seen;
+  ccm::test::RunOptions options;
+  options.before_play = [&seen](GstElement* pipeline) {
+    GstElement* src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+    GstPad* pad = gst_element_get_static_pad(src, "src");
+    gst_pad_add_probe(
+        pad, GST_PAD_PROBE_TYPE_BUFFER,
+        [](GstPad*, GstPadProbeInfo* info, gpointer data) {
+          auto* s = static_cast<Seen*>(data);
+          std::lock_guard lk(s->lock);
+          s->made.insert(gst_buffer_peek_memory(GST_PAD_PROBE_INFO_BUFFER(info), 0));
+          return GST_PAD_PROBE_OK;
+        },
+        &seen, nullptr);
+    gst_object_unref(pad);
+    gst_object_unref(src);
+    GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+    g_signal_connect(enc, "deep-element-added", G_CALLBACK(+[](GstBin*, GstBin*, GstElement* e, gpointer data) {
+                       GstElementFactory* f = gst_element_get_factory(e);
+                       if (!f || std::string(GST_OBJECT_NAME(f)) != "ccmx265enc") return;
+                       GstPad* sink = gst_element_get_static_pad(e, "sink");
+                       gst_pad_add_probe(
+                           sink, GST_PAD_PROBE_TYPE_BUFFER,
+                           [](GstPad*, GstPadProbeInfo* info, gpointer data) {
+                             auto* s = static_cast<Seen*>(data);
+                             std::lock_guard lk(s->lock);
+                             s->frames++;
+                             s->in_place +=
+                                 s->made.contains(gst_buffer_peek_memory(GST_PAD_PROBE_INFO_BUFFER(info), 0));
+                             return GST_PAD_PROBE_OK;
+                           },
+                           data, nullptr);
+                       gst_object_unref(sink);
+                     }),
+                     &seen);
+    gst_object_unref(enc);
+  };
+  auto r = run_pipeline(std::string("videotestsrc name=src num-buffers=10 ! video/x-raw,format=") + c.format +
+                            ",width=320,height=240 ! ccmencbin name=enc codec=h265 candidates=ccmx265enc hdr=" +
+                            (c.hdr ? "true" : "false") + " ! fakesink",
+                        options);
+  ASSERT_TRUE(r.eos) << r.error;
+  EXPECT_EQ(seen.frames, 10);
+  EXPECT_EQ(seen.in_place, c.in_place ? 10 : 0) << c.format << " hdr=" << c.hdr;
+}
+
+INSTANTIATE_TEST_SUITE_P(EncBin, ZeroCopy,
+                         ::testing::Values(ZeroCopyCase{"I420", false, true}, ZeroCopyCase{"I420_10LE", true, true},
+                                           ZeroCopyCase{"I420_10LE", false, false}),
+                         [](const auto& info) {
+                           return std::string(info.param.format) + (info.param.hdr ? "_hdr" : "_sdr");
+                         });
 
 // ---- bad input: an element error that names the cause and the fix -------------
 
