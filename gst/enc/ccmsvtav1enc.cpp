@@ -374,7 +374,10 @@ gboolean library_rate_reconfigure(GstCcmSvtAv1Enc* self, const GstCcmEncSettings
   SvtState& st = *self->state;
   GstCcmEncSettings same = *wanted;
   same.bitrate = st.settings.bitrate;
-  if (!kLowDelayKeyOnRequest || memcmp(&same, &st.settings, sizeof same) != 0) return FALSE;
+  // Before the first picture a reopen costs nothing and gives the library the new
+  // target from its start.
+  if (!kLowDelayKeyOnRequest || st.sent_since_open == 0 || memcmp(&same, &st.settings, sizeof same) != 0)
+    return FALSE;
   st.settings = *wanted;
   GST_INFO_OBJECT(self, "%u kbit/s asked: for the library on a key picture (it has %u)", wanted->bitrate,
                   st.applied_kbps);
