@@ -215,12 +215,14 @@ Plan make_plan(const GstVideoInfo& info, const GstCcmEncSettings& s, const GstCc
     add("target_bit_rate", std::to_string(bps), [=](auto& c) { c.target_bit_rate = bps; });
   }
   if (plan.low_delay) {
-    // The pattern kLowDelayLayerQpOffset is measured for, whatever the default.
-    add("hierarchical_levels", std::to_string(kLowDelayLevels),
-        [](auto& c) { c.hierarchical_levels = kLowDelayLevels; });
+    // The pattern kLowDelayLayerQpOffset is measured for, whatever the default;
+    // SVT's own rate control keeps the library's default structure.
+    if (plan.per_picture_qp)
+      add("hierarchical_levels", std::to_string(kLowDelayLevels),
+          [](auto& c) { c.hierarchical_levels = kLowDelayLevels; });
     // Scene-change detection would not add key frames in low delay, but off it
     // keeps the key-frame schedule exactly the one we told the library.
-    add("scene_change_detection", "0", [](auto& c) { c.scene_change_detection = 0; });
+    if (plan.per_picture_qp) add("scene_change_detection", "0", [](auto& c) { c.scene_change_detection = 0; });
   } else {
     add("hierarchical_levels", std::to_string(kRandomAccessLevels),
         [](auto& c) { c.hierarchical_levels = kRandomAccessLevels; });

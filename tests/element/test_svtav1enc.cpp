@@ -635,12 +635,18 @@ TEST(SvtAv1Enc, Hdr10MetadataInTheBitstream) {
 // ---- latency ------------------------------------------------------------------------------
 
 // The latency query answers what the element holds: one picture behind a live
-// source, four behind a non-live one (where SVT gets room to use every core).
+// source, four behind a non-live one (where SVT gets room to use every core), one
+// with SVT's own rate control, which learns from the pictures already out.
 TEST(SvtAv1Enc, LatencyIsThePicturesHeld) {
-  for (auto [live, frames] : {std::pair{true, 1}, std::pair{false, 4}}) {
+  struct Case {
+    bool live, library;
+    int frames;
+  };
+  for (auto [live, library, frames] : {Case{true, false, 1}, Case{false, false, 4}, Case{false, true, 1}}) {
     const std::string desc = std::string("videotestsrc num-buffers=12 is-live=") + (live ? "true" : "false") +
                              " ! video/x-raw,format=I420,width=128,height=96,framerate=25/1 ! "
-                             "ccmsvtav1enc name=enc ! fakesink";
+                             "ccmsvtav1enc name=enc library-rate-control=" + (library ? "true" : "false") +
+                             " ! fakesink";
     GError* err = nullptr;
     GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
     ASSERT_TRUE(pipeline && !err);
@@ -683,7 +689,8 @@ TEST(SvtAv1Enc, LatencyIsThePicturesHeld) {
     gst_object_unref(pipeline);
     EXPECT_EQ(ctx.live, live);
     ASSERT_TRUE(GST_CLOCK_TIME_IS_VALID(ctx.min) && GST_CLOCK_TIME_IS_VALID(ctx.upstream));
-    EXPECT_EQ(ctx.min - ctx.upstream, GstClockTime(frames) * GST_SECOND / 25) << (live ? "live" : "non-live");
+    EXPECT_EQ(ctx.min - ctx.upstream, GstClockTime(frames) * GST_SECOND / 25)
+        << (live ? "live" : "non-live") << (library ? ", library rate control" : "");
     EXPECT_EQ(ctx.seen, 12);  // EOS drained every picture
   }
 }
