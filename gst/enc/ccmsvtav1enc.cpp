@@ -98,7 +98,7 @@ enum { PROP_RESTARTS = GST_CCM_VIDEO_ENC_PROP_LAST, PROP_LIBRARY_RATE_CONTROL };
 // picture there is anyway (periodic or requested).
 constexpr double kRateFallNow = 0.7;
 // library-rate-control's default: on SVT-AV1 2.x its own low-delay CBR, bit for bit
-// SvtAv1EncApp's (BD-rate +0.0% on 7 of 10 clips, 2.3.0) where our per-picture QPs
+// SvtAv1EncApp's (BD-rate +0.0% on 9 of 10 clips, 2.3.0) where our per-picture QPs
 // cost -22% to +82% there (the library runs 2 temporal levels in low delay, not
 // the 3 our layer offsets were measured for on 1.4.1); on 1.4.1 a change would
 // reopen the library, and our QPs are within 4% on camera content: off there.
