@@ -496,26 +496,37 @@ struct ZeroCopyCase {
 
 class ZeroCopy : public ::testing::TestWithParam<ZeroCopyCase> {};
 
+// The memory of every frame the source made, and how many of those the encoder got.
+struct MemorySeen {
+  std::mutex lock;
+  std::set<GstMemory*> made;
+  int in_place = 0, frames = 0;
+  void note(GstBuffer* b, bool at_encoder) {
+    std::lock_guard lk(lock);
+    GstMemory* m = gst_buffer_peek_memory(b, 0);
+    if (!at_encoder) {
+      made.insert(m);
+      return;
+    }
+    frames++;
+    in_place += made.contains(m);
+  }
+};
+
+template <bool kAtEncoder>
+GstPadProbeReturn note_memory(GstPad*, GstPadProbeInfo* info, gpointer seen) {
+  static_cast<MemorySeen*>(seen)->note(GST_PAD_PROBE_INFO_BUFFER(info), kAtEncoder);
+  return GST_PAD_PROBE_OK;
+}
+
 TEST_P(ZeroCopy, FramesReachTheEncoderInTheSourcesMemory) {
   const ZeroCopyCase& c = GetParam();
-  struct Seen {
-    std::mutex lock;
-    std::set<GstMemory*> made;
-    int in_place = 0, frames = 0;
-  } seen;
+  MemorySeen seen;
   ccm::test::RunOptions options;
   options.before_play = [&seen](GstElement* pipeline) {
     GstElement* src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
     GstPad* pad = gst_element_get_static_pad(src, "src");
-    gst_pad_add_probe(
-        pad, GST_PAD_PROBE_TYPE_BUFFER,
-        [](GstPad*, GstPadProbeInfo* info, gpointer data) {
-          auto* s = static_cast<Seen*>(data);
-          std::lock_guard lk(s->lock);
-          s->made.insert(gst_buffer_peek_memory(GST_PAD_PROBE_INFO_BUFFER(info), 0));
-          return GST_PAD_PROBE_OK;
-        },
-        &seen, nullptr);
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, note_memory<false>, &seen, nullptr);
     gst_object_unref(pad);
     gst_object_unref(src);
     GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
@@ -523,17 +534,7 @@ TEST_P(ZeroCopy, FramesReachTheEncoderInTheSourcesMemory) {
                        GstElementFactory* f = gst_element_get_factory(e);
                        if (!f || std::string(GST_OBJECT_NAME(f)) != "ccmx265enc") return;
                        GstPad* sink = gst_element_get_static_pad(e, "sink");
-                       gst_pad_add_probe(
-                           sink, GST_PAD_PROBE_TYPE_BUFFER,
-                           [](GstPad*, GstPadProbeInfo* info, gpointer data) {
-                             auto* s = static_cast<Seen*>(data);
-                             std::lock_guard lk(s->lock);
-                             s->frames++;
-                             s->in_place +=
-                                 s->made.contains(gst_buffer_peek_memory(GST_PAD_PROBE_INFO_BUFFER(info), 0));
-                             return GST_PAD_PROBE_OK;
-                           },
-                           data, nullptr);
+                       gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER, note_memory<true>, data, nullptr);
                        gst_object_unref(sink);
                      }),
                      &seen);
