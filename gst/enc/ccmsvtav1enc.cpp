@@ -388,7 +388,9 @@ gboolean library_rate_reconfigure(GstCcmSvtAv1Enc* self, const GstCcmEncSettings
 // `key_anyway`: the picture is a key picture already.
 uint32_t library_rate_change(GstCcmSvtAv1Enc* self, bool key_anyway) {
   SvtState& st = *self->state;
-  if (!st.plan.library_rate || st.settings.bitrate == st.applied_kbps || st.sent_since_open == 0) return 0;
+  if (!kLowDelayKeyOnRequest || !st.plan.library_rate || st.settings.bitrate == st.applied_kbps ||
+      st.sent_since_open == 0)
+    return 0;  // 1.4.1 reopens for a change instead (library_rate_reconfigure)
   const double ratio = double(st.settings.bitrate) / std::max(1u, st.applied_kbps);
   const double fps = double(GST_VIDEO_INFO_FPS_N(&st.info)) / std::max(1, GST_VIDEO_INFO_FPS_D(&st.info));
   const bool gap = double(st.sent_since_open - st.applied_at) >= kRateChangeGapS * std::max(1.0, fps);
