@@ -72,6 +72,17 @@ constexpr guint kLowDelayHeld = 1;
 // every core busy (measured at 1080p preset 12: 1 -> 35-41 fps, 2 -> 45-49,
 // 4 -> 54-55, unbounded -> 53-55).
 constexpr guint kOfflineInFlight = 4;
+// Behind a live source the element starts with one picture in flight. Where SVT
+// cannot code a picture within the frame's slot one at a time (1080p60 on 16 cores
+// at preset 12: 37 fps so; 4K60 anywhere), encode() would hold the source back on
+// every frame and the stream falls further behind each second. So over each window
+// of kLiveWindow pictures, if the library calls (the send and the waits for
+// packets; not the pushes downstream, which a syncing sink holds) took more than
+// kLiveBusyShare of their slots, one more picture goes in flight, up to
+// kOfflineInFlight, and the latency is reported again: a frame or two more latency
+// instead of a stream that cannot keep up. Never fewer again for the same format.
+constexpr guint kLiveWindow = 30;
+constexpr double kLiveBusyShare = 0.9;
 constexpr guint kRandomAccessHeldCqp = 19;
 constexpr guint kRandomAccessHeldRc = 36;
 
@@ -126,6 +137,11 @@ struct SvtState {
   guint64 period_origin = 0;
   guint in_flight = 0;      // pictures sent whose packet has not come out
   guint max_in_flight = kLowDelayHeld;  // low delay: we wait for the library above this
+  bool live = false;        // upstream is live (at open)
+  guint live_in_flight = kLowDelayHeld;  // what keeping up with it took (kept across reopens)
+  gint64 live_spent_us = 0; // time in the library over the current window
+  gint64 library_us = 0;    // this picture's time in the library (send, waits for packets)
+  guint live_window = 0;    // pictures in it
   std::optional<ccm::rc::QpRateController> rc;
   guint applied_kbps = 0;   // library_rate: the target the library has now
   guint64 applied_at = 0;   // sent_since_open when it got it
@@ -228,7 +244,9 @@ GstFlowReturn collect_blocking(GstCcmSvtAv1Enc* self, bool wait_for_one) {
   while (st.in_flight > st.max_in_flight || (wait_for_one && st.in_flight > 0)) {
     wait_for_one = false;
     EbBufferHeaderType* pkt = nullptr;
+    const gint64 wait_start = g_get_monotonic_time();
     const EbErrorType r = svt_av1_enc_get_packet(st.session->handle(), &pkt, 0);
+    st.library_us += g_get_monotonic_time() - wait_start;
     if (r != EB_ErrorNone || !pkt || (pkt->flags & EB_BUFFERFLAG_ERROR_MASK)) {
       if (pkt) svt_av1_enc_release_out_buffer(&pkt);
       GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("SVT-AV1 failed to encode a picture"),
@@ -262,7 +280,9 @@ GstFlowReturn collect(GstCcmSvtAv1Enc* self, bool wait_for_one) {
                            st.max_in_flight);
         return ret;
       }
+      const gint64 wait_start = g_get_monotonic_time();
       g_usleep(kPollUs);
+      st.library_us += g_get_monotonic_time() - wait_start;
       continue;
     }
     if (r != EB_ErrorNone || !pkt || (pkt->flags & EB_BUFFERFLAG_ERROR_MASK)) {
@@ -361,6 +381,25 @@ bool upstream_is_live(GstCcmSvtAv1Enc* self) {
   return live;
 }
 
+// Behind a live source: one more picture in flight when encode() took more than
+// kLiveBusyShare of the window's slots (see kLiveWindow).
+void keep_up_with_live(GstCcmSvtAv1Enc* self, gint64 spent_us) {
+  SvtState& st = *self->state;
+  const gint fps_n = GST_VIDEO_INFO_FPS_N(&st.info), fps_d = GST_VIDEO_INFO_FPS_D(&st.info);
+  if (!st.live || !st.plan.low_delay || st.max_in_flight >= kOfflineInFlight || fps_n <= 0) return;
+  st.live_spent_us += spent_us;
+  if (++st.live_window < kLiveWindow) return;
+  const double slots_us = kLiveWindow * 1e6 * fps_d / fps_n;
+  const double busy = double(st.live_spent_us) / slots_us;
+  st.live_window = 0;
+  st.live_spent_us = 0;
+  if (busy <= kLiveBusyShare) return;
+  st.live_in_flight = st.max_in_flight = st.max_in_flight + 1;
+  GST_INFO_OBJECT(self, "live: the library took %.0f%% of the frames' time with %u in flight; now %u",
+                  busy * 100.0, st.max_in_flight - 1, st.max_in_flight);
+  gst_ccm_video_enc_delay_changed(GST_CCM_VIDEO_ENC(self));
+}
+
 }  // namespace
 
 // ---- SVT's own rate control in low delay (library-rate-control) --------------------
@@ -423,6 +462,8 @@ static gboolean gst_ccm_svt_av1_enc_open(GstCcmVideoEnc* enc, const GstVideoInfo
                       ("scale or crop the video first, or use another AV1 encoder (av1enc)"));
     return FALSE;
   }
+  const bool same_format = st.info.width == info->width && st.info.height == info->height &&
+                           st.info.fps_n == info->fps_n && st.info.fps_d == info->fps_d;
   st.info = *info;
   st.settings = *settings;
   st.hdr = *hdr;
@@ -431,7 +472,11 @@ static gboolean gst_ccm_svt_av1_enc_open(GstCcmVideoEnc* enc, const GstVideoInfo
   // inside it learns later and codes otherwise (SVT-AV1 2.3, street 1080p at 1555
   // kbit/s: 473511 bytes and +28% BD-rate against SvtAv1EncApp with 4; 489887, the
   // program's 489884, with 1). So it gets one picture at a time, as the program does.
-  st.max_in_flight = upstream_is_live(self) || st.plan.library_rate ? kLowDelayHeld : kOfflineInFlight;
+  if (!same_format) st.live_in_flight = kLowDelayHeld;
+  st.live = upstream_is_live(self);
+  st.live_spent_us = 0;
+  st.live_window = 0;
+  st.max_in_flight = st.live ? st.live_in_flight : st.plan.library_rate ? kLowDelayHeld : kOfflineInFlight;
   if (!open_session(self)) return FALSE;
 
   GstCaps* caps = gst_caps_from_string(
@@ -461,6 +506,7 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
   auto* self = GST_CCM_SVT_AV1_ENC(enc);
   SvtState& st = *self->state;
   GstFlowReturn ret = GST_FLOW_OK;
+  st.library_us = 0;
 
   if (st.session && st.drained) {
     // Pictures after EOS (a new segment without a flush): the library takes no
@@ -579,7 +625,9 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
   in.qp = layered_qp >= 0 ? guint32(layered_qp) : qp >= 0 ? guint32(qp) : 0;
   const guint32 frame_number = frame->system_frame_number;
   // The library copies the picture during the call.
+  const gint64 send_start = g_get_monotonic_time();
   const EbErrorType r = st.session->send(in, new_rate_bps);
+  st.library_us += g_get_monotonic_time() - send_start;
   gst_video_frame_unmap(&vframe);
   gst_video_codec_frame_unref(frame);
   if (r != EB_ErrorNone) {
@@ -602,6 +650,7 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
     cr = collect(self, true);
     if (st.in_flight == before) break;  // timed out (logged)
   }
+  if (cr == GST_FLOW_OK) keep_up_with_live(self, st.library_us);
   return cr;
 }
 

@@ -98,6 +98,11 @@ static void update_latency(GstCcmVideoEnc* self) {
   gst_video_encoder_set_latency(GST_VIDEO_ENCODER(self), latency, latency);
 }
 
+void gst_ccm_video_enc_delay_changed(GstCcmVideoEnc* enc) {
+  g_return_if_fail(GST_IS_CCM_VIDEO_ENC(enc));
+  update_latency(enc);  // gst_video_encoder_set_latency posts the latency message
+}
+
 static gboolean open_encoder(GstCcmVideoEnc* self) {
   auto* priv = priv_of(self);
   auto* klass = GST_CCM_VIDEO_ENC_GET_CLASS(self);

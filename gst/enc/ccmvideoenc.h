@@ -23,7 +23,10 @@
 //   unref it after handing the picture to the library, fetch it again with
 //   gst_video_encoder_get_frame() when the library returns the packet.
 // - Latency: the base reports delay_frames() x the (nominal) frame duration after
-//   every open and reconfigure.
+//   every open and reconfigure. A subclass whose delay changes while it runs (more
+//   pictures in flight to keep up with a live source) calls
+//   gst_ccm_video_enc_delay_changed() from encode(): the base reports it again and
+//   posts a latency message, so the pipeline recomputes its latency.
 // - reconfigure() may be called with settings equal to the open ones except for
 //   fields that changed; compare against what you opened with.
 #pragma once
@@ -92,6 +95,8 @@ struct _GstCcmVideoEncClass {
 
 // For subclasses: a consistent copy of the current settings.
 void gst_ccm_video_enc_get_settings(GstCcmVideoEnc* enc, GstCcmEncSettings* out);
+// delay_frames() changed (streaming thread): report the latency again.
+void gst_ccm_video_enc_delay_changed(GstCcmVideoEnc* enc);
 
 // Installs the unified properties on a subclass with its own speed-preset range
 // and defaults (call from class_init).

@@ -695,6 +695,66 @@ TEST(SvtAv1Enc, LatencyIsThePicturesHeld) {
   }
 }
 
+// Behind a live source faster than the library one picture at a time (640x480 at
+// 240 fps: the 4.2 ms slot is shorter than SVT-AV1's own latency for a picture here,
+// measured 124% busy on 2 cores), the element lets more pictures in flight and
+// reports the new latency (a latency message, the pipeline recomputes it); behind a
+// source it keeps up with, it stays at one. Every picture still comes out.
+TEST(SvtAv1Enc, LiveSourceItCannotKeepUpWithGetsMorePicturesInFlight) {
+  for (int fps : {240, 30}) {
+    const int frames = fps == 240 ? 150 : 45;
+    const std::string desc = "videotestsrc is-live=true pattern=ball num-buffers=" + std::to_string(frames) +
+                             " ! video/x-raw,format=I420,width=640,height=480,framerate=" + std::to_string(fps) +
+                             "/1 ! ccmsvtav1enc name=enc ! fakesink name=sink";
+    GError* err = nullptr;
+    GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
+    ASSERT_TRUE(pipeline && !err);
+    GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+    GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+    GstBus* bus = gst_element_get_bus(pipeline);
+    gst_element_set_state(pipeline, GST_STATE_PLAYING);
+    int latency_messages = 0;
+    GstMessage* end = nullptr;
+    const gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+    while (!end && g_get_monotonic_time() < deadline) {
+      GstMessage* msg = gst_bus_timed_pop_filtered(
+          bus, GST_SECOND, GstMessageType(GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_LATENCY));
+      if (!msg) continue;
+      if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_LATENCY) {
+        if (GST_MESSAGE_SRC(msg) == GST_OBJECT(enc)) latency_messages++;
+        gst_bin_recalculate_latency(GST_BIN(pipeline));
+        gst_message_unref(msg);
+        continue;
+      }
+      end = msg;
+    }
+    ASSERT_NE(end, nullptr) << "no EOS within 60 s at " << fps << " fps";
+    EXPECT_EQ(GST_MESSAGE_TYPE(end), GST_MESSAGE_EOS);
+    gst_message_unref(end);
+    GstClockTime min = 0;
+    gst_video_encoder_get_latency(GST_VIDEO_ENCODER(enc), &min, nullptr);
+    guint64 rendered = 0;
+    GstStructure* stats = nullptr;
+    g_object_get(sink, "stats", &stats, nullptr);
+    gst_structure_get_uint64(stats, "rendered", &rendered);
+    gst_structure_free(stats);
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(sink);
+    gst_object_unref(enc);
+    gst_object_unref(pipeline);
+    const GstClockTime slot = GST_SECOND / fps;
+    EXPECT_EQ(rendered, guint64(frames)) << fps << " fps: every picture comes out";
+    if (fps == 240) {
+      EXPECT_GT(min, slot + slot / 2) << "more than one picture in flight behind a 240 fps live source";
+      EXPECT_LE(min, 4 * slot + 4) << "at most four";
+      EXPECT_GE(latency_messages, 2) << "the open's latency and at least one rise";
+    } else {
+      EXPECT_LE(min, slot + 1) << "one picture in flight behind a 30 fps live source it keeps up with";
+    }
+  }
+}
+
 // ---- refusals ----------------------------------------------------------------------------
 
 // Odd sizes: SVT-AV1 needs even ones for 4:2:0. The error names the limit.
