@@ -78,7 +78,8 @@ constexpr guint kOfflineInFlight = 4;
 // every frame and the stream falls further behind each second. So over each window
 // of kLiveWindow pictures, if the library calls (the send and the waits for
 // packets; not the pushes downstream, which a syncing sink holds) took more than
-// kLiveBusyShare of their slots, one more picture goes in flight, up to
+// kLiveBusyShare of their slots and the pictures came out later and later by the
+// pipeline's clock, one more picture goes in flight, up to
 // kOfflineInFlight, and the latency is reported again: a frame or two more latency
 // instead of a stream that cannot keep up. Never fewer again for the same format.
 constexpr guint kLiveWindow = 30;
@@ -142,6 +143,7 @@ struct SvtState {
   gint64 live_spent_us = 0; // time in the library over the current window
   gint64 library_us = 0;    // this picture's time in the library (send, waits for packets)
   guint live_window = 0;    // pictures in it
+  std::optional<gint64> live_late_from;  // how late the window's first picture was done (µs)
   std::optional<ccm::rc::QpRateController> rc;
   guint applied_kbps = 0;   // library_rate: the target the library has now
   guint64 applied_at = 0;   // sent_since_open when it got it
@@ -381,19 +383,41 @@ bool upstream_is_live(GstCcmSvtAv1Enc* self) {
   return live;
 }
 
-// Behind a live source: one more picture in flight when encode() took more than
-// kLiveBusyShare of the window's slots (see kLiveWindow).
-void keep_up_with_live(GstCcmSvtAv1Enc* self, gint64 spent_us) {
+// How late, by the pipeline's clock, the picture with this pts is done now (µs;
+// negative: early). None without a clock or a time.
+std::optional<gint64> lateness_us(GstCcmSvtAv1Enc* self, GstClockTime pts) {
+  const GstSegment& seg = GST_VIDEO_ENCODER(self)->input_segment;
+  if (!GST_CLOCK_TIME_IS_VALID(pts) || seg.format != GST_FORMAT_TIME) return std::nullopt;
+  const GstClockTime running = gst_segment_to_running_time(&seg, GST_FORMAT_TIME, pts);
+  GstClock* clock = gst_element_get_clock(GST_ELEMENT(self));
+  if (!clock || !GST_CLOCK_TIME_IS_VALID(running)) {
+    if (clock) gst_object_unref(clock);
+    return std::nullopt;
+  }
+  const GstClockTime now = gst_clock_get_time(clock);
+  gst_object_unref(clock);
+  const GstClockTime base = gst_element_get_base_time(GST_ELEMENT(self));
+  return (GstClockTimeDiff(now) - GstClockTimeDiff(base) - GstClockTimeDiff(running)) / 1000;
+}
+
+// Behind a live source: one more picture in flight when, over a window, the library
+// took more than kLiveBusyShare of the pictures' slots and the pictures came out
+// later and later by the clock (a live source that pushes ahead of the clock, an
+// appsrc fed from a file, is never behind). See kLiveWindow.
+void keep_up_with_live(GstCcmSvtAv1Enc* self, gint64 spent_us, GstClockTime pts) {
   SvtState& st = *self->state;
   const gint fps_n = GST_VIDEO_INFO_FPS_N(&st.info), fps_d = GST_VIDEO_INFO_FPS_D(&st.info);
   if (!st.live || !st.plan.low_delay || st.max_in_flight >= kOfflineInFlight || fps_n <= 0) return;
+  const std::optional<gint64> late = lateness_us(self, pts);
+  if (st.live_window == 0) st.live_late_from = late;
   st.live_spent_us += spent_us;
   if (++st.live_window < kLiveWindow) return;
-  const double slots_us = kLiveWindow * 1e6 * fps_d / fps_n;
-  const double busy = double(st.live_spent_us) / slots_us;
+  const double slot_us = 1e6 * fps_d / fps_n;
+  const double busy = double(st.live_spent_us) / (kLiveWindow * slot_us);
+  const bool falling_behind = late && st.live_late_from && double(*late - *st.live_late_from) > slot_us;
   st.live_window = 0;
   st.live_spent_us = 0;
-  if (busy <= kLiveBusyShare) return;
+  if (busy <= kLiveBusyShare || !falling_behind) return;
   st.live_in_flight = st.max_in_flight = st.max_in_flight + 1;
   GST_INFO_OBJECT(self, "live: the library took %.0f%% of the frames' time with %u in flight; now %u",
                   busy * 100.0, st.max_in_flight - 1, st.max_in_flight);
@@ -507,6 +531,7 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
   SvtState& st = *self->state;
   GstFlowReturn ret = GST_FLOW_OK;
   st.library_us = 0;
+  const GstClockTime pts = frame->pts;
 
   if (st.session && st.drained) {
     // Pictures after EOS (a new segment without a flush): the library takes no
@@ -650,7 +675,7 @@ static GstFlowReturn gst_ccm_svt_av1_enc_encode(GstCcmVideoEnc* enc, GstVideoCod
     cr = collect(self, true);
     if (st.in_flight == before) break;  // timed out (logged)
   }
-  if (cr == GST_FLOW_OK) keep_up_with_live(self, st.library_us);
+  if (cr == GST_FLOW_OK) keep_up_with_live(self, st.library_us, pts);
   return cr;
 }
 
