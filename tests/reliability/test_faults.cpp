@@ -259,10 +259,12 @@ TEST_F(Faults, FlushingSeeksWhileEncoding) {
                                GST_SEEK_TYPE_SET, 2 * GST_SECOND);
             return ++seeks < 10;
           });
-      std::printf("ROW | 10 flushing seeks while encoding, codec=%s | %s\n", codec, o.summary().c_str());
+      std::printf("ROW | 10 flushing seeks while encoding, codec=%s | %s; %d switch(es)\n", codec, o.summary().c_str(),
+                  o.count("ccm-encoder-switched"));
       EXPECT_TRUE(o.eos) << codec << ": " << o.summary();
       EXPECT_TRUE(o.errors.empty()) << o.error();
-      EXPECT_GE(o.frames_in, o.frames_out) << codec;
+      EXPECT_GE(o.frames_in, o.frames_out) << codec << ": " << o.summary() << ", "
+                                           << o.count("ccm-encoder-switched") << " switch(es)";
       EXPECT_GE(o.frames_out, 60u) << codec << ": the last segment alone has 60 frames";
     }
   });
