@@ -298,9 +298,10 @@ struct Session {
   bool produced = false;      // at least one output buffer
   guint64 frames_pushed = 0;  // raw frames pushed in
   // Encoders may move timestamps by a constant (GstVideoEncoder's minimum pts:
-  // x265enc starts every stream at 1000 h). The first output is the first frame
-  // in, whatever the encoder, which gives the constant; outputs go out with the
-  // timestamps that came in, in the segment that came in.
+  // x265enc starts every stream at 1000 h). The first output is the oldest frame
+  // waiting for output, whatever the encoder, which gives the constant
+  // (first_output_reference, session_pads.cpp); outputs go out with the timestamps
+  // that came in, in the segment that came in.
   GstClockTime first_pushed_pts = GST_CLOCK_TIME_NONE;
   bool offset_known = false;
   gint64 pts_offset = 0;

@@ -24,6 +24,20 @@ void forget_pending(Self::Private* p, GstBuffer* out) {
   }
 }
 
+// Which input the session's first output is, to learn the constant an encoder
+// moves timestamps by. The standby's warm-up frame is the first frame pushed. Else
+// the oldest frame still waiting: the first frame pushed may have gone with a
+// flush before anything came out (a seek in the first moments: taking it moved
+// every timestamp by the seek's distance, and the frames out were never matched to
+// the frames in, measured under AddressSanitizer on Debian 13). An output whose
+// timestamp a waiting frame has is that frame: no offset.
+GstClockTime first_output_reference(Self::Private* p, const Session* s, GstClockTime out_pts) {
+  if (s->warming || p->pending.empty()) return s->first_pushed_pts;
+  for (const auto& item : p->pending)
+    if (GST_BUFFER_PTS(GST_BUFFER(item.obj)) == out_pts) return out_pts;
+  return GST_BUFFER_PTS(GST_BUFFER(p->pending.front().obj));
+}
+
 }  // namespace
 
 // Sticky events the session produced (caps, segment, tags) that downstream has
@@ -100,9 +114,10 @@ GstFlowReturn ccm_enc_bin_collect_chain(GstPad* pad, GstObject*, GstBuffer* buff
   std::lock_guard out(p->output_lock);
   {
     std::lock_guard lk(p->lock);
-    if (!s->offset_known && GST_BUFFER_PTS_IS_VALID(buffer) && GST_CLOCK_TIME_IS_VALID(s->first_pushed_pts)) {
-      s->offset_known = true;
-      s->pts_offset = gint64(GST_BUFFER_PTS(buffer)) - gint64(s->first_pushed_pts);
+    if (!s->offset_known && GST_BUFFER_PTS_IS_VALID(buffer)) {
+      const GstClockTime ref = first_output_reference(p, s, GST_BUFFER_PTS(buffer));
+      s->offset_known = GST_CLOCK_TIME_IS_VALID(ref);
+      s->pts_offset = s->offset_known ? gint64(GST_BUFFER_PTS(buffer)) - gint64(ref) : 0;
       if (s->pts_offset != 0)
         GST_DEBUG_OBJECT(self, "%s moves timestamps by %" G_GINT64_FORMAT " ns: undone on output",
                          s->chain.factory.c_str(), s->pts_offset);

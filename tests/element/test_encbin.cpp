@@ -5,9 +5,11 @@
 #include "catalog/catalog.h"
 #include "encbin/encoder_setup.h"
 
+#include <gst/app/app.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <mutex>
 #include <set>
 #include <string>
@@ -560,6 +562,100 @@ INSTANTIATE_TEST_SUITE_P(EncBin, ZeroCopy,
 
 // The ranges are the valid values: gst-inspect shows 1 as the least bitrate,
 // and GObject refuses 0 (keeping the bitrate) before the element sees it.
+// A flush before anything came out (a seek in the first moments of a stream): the
+// first frame pushed into the encoder is gone with the flush, so the first output
+// is another frame. The outputs keep the timestamps of the frames after the flush,
+// every one comes out once, and nothing is mistaken for a lost frame (before: the
+// timestamps moved by the seek's distance, and at EOS the encoder was taken for one
+// that lost frames and all 30 were encoded again by the next candidate). x264enc
+// with low-latency=false holds its first 10 frames in its look-ahead.
+TEST(EncBin, FlushBeforeTheFirstOutputKeepsTimestampsAndFrames) {
+  GstElement* pipeline = gst_parse_launch(
+      "appsrc name=src format=time caps=video/x-raw,format=I420,width=64,height=48,framerate=30/1 ! "
+      "ccmencbin name=enc codec=h264 candidates=x264enc,openh264enc low-latency=false probe=false ! "
+      "appsink name=sink sync=false",
+      nullptr);
+  ASSERT_TRUE(pipeline);
+  GstElement* src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  GstElement* enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc");
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+  GstPad* enc_sink = gst_element_get_static_pad(enc, "sink");
+  static std::atomic<int> taken{0};
+  taken = 0;
+  gst_pad_add_probe(enc_sink, GST_PAD_PROBE_TYPE_BUFFER,
+                    [](GstPad*, GstPadProbeInfo*, gpointer) {
+                      ++taken;
+                      return GST_PAD_PROBE_OK;
+                    },
+                    nullptr, nullptr);
+  // Everything ccmencbin sends, before appsink drops what lies outside the segment.
+  static std::atomic<int> sent_out{0};
+  sent_out = 0;
+  GstPad* enc_src = gst_element_get_static_pad(enc, "src");
+  gst_pad_add_probe(enc_src, GST_PAD_PROBE_TYPE_BUFFER,
+                    [](GstPad*, GstPadProbeInfo*, gpointer) {
+                      ++sent_out;
+                      return GST_PAD_PROBE_OK;
+                    },
+                    nullptr, nullptr);
+  gst_object_unref(enc_src);
+  ASSERT_NE(gst_element_set_state(pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  const GstClockTime frame = GST_SECOND / 30;
+  auto push = [&](GstClockTime pts) {
+    GstBuffer* b = gst_buffer_new_allocate(nullptr, 64 * 48 * 3 / 2, nullptr);
+    gst_buffer_memset(b, 0, guint8(pts / frame * 7), 64 * 48 * 3 / 2);
+    GST_BUFFER_PTS(b) = pts;
+    GST_BUFFER_DURATION(b) = frame;
+    return gst_app_src_push_buffer(GST_APP_SRC(src), b);
+  };
+  for (int i = 0; i < 10; i++) ASSERT_EQ(push(i * frame), GST_FLOW_OK);
+  const gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+  while (taken < 10 && g_get_monotonic_time() < deadline) g_usleep(10000);
+  ASSERT_EQ(taken.load(), 10) << "ccmencbin did not take the first 10 frames within 30 s";
+  GstSample* early = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 200 * GST_MSECOND);
+  ASSERT_EQ(early, nullptr) << "x264enc was expected to hold the first frames in its look-ahead";
+
+  // The flush, as a flushing seek sends it, then a segment from 5 s on.
+  ASSERT_TRUE(gst_pad_send_event(enc_sink, gst_event_new_flush_start()));
+  ASSERT_TRUE(gst_pad_send_event(enc_sink, gst_event_new_flush_stop(TRUE)));
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  segment.start = segment.time = 5 * GST_SECOND;
+  ASSERT_TRUE(gst_pad_send_event(enc_sink, gst_event_new_segment(&segment)));
+  std::set<GstClockTime> sent;
+  for (int i = 0; i < 30; i++) {
+    const GstClockTime pts = 5 * GST_SECOND + i * frame;
+    sent.insert(pts);
+    ASSERT_EQ(push(pts), GST_FLOW_OK);
+  }
+  gst_app_src_end_of_stream(GST_APP_SRC(src));
+
+  std::multiset<GstClockTime> got;
+  while (GstSample* sample = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 30 * GST_SECOND)) {
+    got.insert(GST_BUFFER_PTS(gst_sample_get_buffer(sample)));
+    gst_sample_unref(sample);
+  }
+  EXPECT_TRUE(gst_app_sink_is_eos(GST_APP_SINK(sink))) << "no EOS within 30 s of the last sample";
+  GstBus* bus = gst_element_get_bus(pipeline);
+  int switches = 0;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+    if (gst_message_has_name(m, "ccm-encoder-switched")) switches++;
+    gst_message_unref(m);
+  }
+  gst_object_unref(bus);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(enc_sink);
+  gst_object_unref(sink);
+  gst_object_unref(enc);
+  gst_object_unref(src);
+  gst_object_unref(pipeline);
+
+  EXPECT_EQ(sent_out.load(), 30) << "every frame after the flush out of ccmencbin once";
+  EXPECT_EQ(got.size(), 30u) << "every frame after the flush out once";
+  EXPECT_EQ(std::set<GstClockTime>(got.begin(), got.end()), sent) << "the timestamps that went in";
+  EXPECT_EQ(switches, 0) << "no encoder was taken for one that lost frames";
+}
+
 TEST(EncBinErrors, BitrateZeroIsOutOfRange) {
   GstElement* e = gst_element_factory_make("ccmencbin", nullptr);
   gst_object_ref_sink(e);

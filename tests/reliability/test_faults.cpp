@@ -261,6 +261,12 @@ TEST_F(Faults, FlushingSeeksWhileEncoding) {
           });
       std::printf("ROW | 10 flushing seeks while encoding, codec=%s | %s; %d switch(es)\n", codec, o.summary().c_str(),
                   o.count("ccm-encoder-switched"));
+      for (const GstStructure* m : o.messages)
+        if (gst_structure_has_name(m, "ccm-encoder-switched")) {
+          gchar* text = gst_structure_to_string(m);
+          std::printf("  %s\n", text);
+          g_free(text);
+        }
       EXPECT_TRUE(o.eos) << codec << ": " << o.summary();
       EXPECT_TRUE(o.errors.empty()) << o.error();
       EXPECT_GE(o.frames_in, o.frames_out) << codec << ": " << o.summary() << ", "
