@@ -185,14 +185,18 @@ static void ccm_enc_bin_pusher(Self* self, std::shared_ptr<Session> s) {
     } else {
       GstEvent* ev = GST_EVENT(item.release());
       const GstEventType type = GST_EVENT_TYPE(ev);
-      if (!gst_pad_push_event(s->feed, ev) && type == GST_EVENT_CAPS) flow = GST_FLOW_NOT_NEGOTIATED;
+      if (!gst_pad_push_event(s->feed, ev) && type == GST_EVENT_CAPS)
+        flow = GST_PAD_IS_FLUSHING(s->feed) ? GST_FLOW_FLUSHING : GST_FLOW_NOT_NEGOTIATED;
     }
+    // Refused because a flush is going through (the flush may be over by the time we
+    // look at p->flushing): not the encoder's failure either.
+    const bool refused_in_flush = flow == GST_FLOW_FLUSHING && GST_PAD_IS_FLUSHING(s->feed);
     lk.lock();
     s->busy = false;
     if (flow < GST_FLOW_OK && !s->stop && !s->failed) {
       // Downstream's answer passed back through the encoder is not the encoder's failure.
       const bool from_downstream = s->downstream == flow;
-      const bool flushing = flow == GST_FLOW_FLUSHING && p->flushing;
+      const bool flushing = flow == GST_FLOW_FLUSHING && (p->flushing || refused_in_flush);
       if (!from_downstream && !flushing) {
         s->failed = true;
         s->failure = std::string("returned ") + gst_flow_get_name(flow);
