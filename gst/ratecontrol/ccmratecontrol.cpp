@@ -134,6 +134,103 @@ static void drop_previous(Private* p) {
 
 // ---- streaming ---------------------------------------------------------------------
 
+// The frame's analysis (this thread's state only): 16x16 SAD and activity against
+// the previous frame, in CUDA memory or in system memory, then the scene-cut test.
+// False after posting an error.
+static bool analyse_frame(GstCcmRateController* self, GstBuffer* buf, bool on_gpu, GstVideoFrame* frame,
+                          const Settings& settings, bool* cut) {
+  Private* p = self->priv;
+  ccm::analysis::AnalysisOptions options;
+  options.row_step = static_cast<int>(settings.row_step);
+  options.threads = static_cast<int>(settings.threads);
+  if (on_gpu) {
+#if CCM_HAVE_GST_CUDA
+    std::string error;
+    if (!p->cuda->analyse(buf, p->info, options, p->analysis, error)) {
+      p->cuda->drop_previous();
+      GST_ELEMENT_ERROR(self, STREAM, FAILED, ("analysis of a frame in CUDA memory failed"), ("%s", error.c_str()));
+      return false;
+    }
+#endif
+  } else {
+    const ccm::analysis::LumaPlane cur = ccm::gst::luma_plane_of(*frame);
+    std::optional<ccm::analysis::LumaPlane> prev;
+    if (p->prev_buffer) prev = ccm::gst::luma_plane_of(p->prev_frame);
+    ccm::analysis::analyse_frame(cur, prev ? &*prev : nullptr, options, p->analysis);
+  }
+  ccm::analysis::SceneCutOptions sc = p->scene_cuts.options();
+  sc.threshold_percent = settings.scene_threshold;
+  p->scene_cuts.set_options(sc);
+  *cut = p->scene_cuts.push(p->analysis).cut && settings.scene_cut;
+  return true;
+}
+
+// Every mode but passthrough steers; which way is the adapter's family, set here
+// before the frame's decision (outside the lock: properties are set). Returns
+// whether the encoder is steered through its own rate control.
+static bool take_or_release_control(Private* p, EncoderAdapter* adapter, const Settings& settings, double rate_bps) {
+  const bool rlambda = settings.mode != GST_CCM_RATE_CONTROLLER_MODE_PASSTHROUGH;
+  // auto: the encoder's own CBR where the catalogue measured it better, unless a
+  // max-psnr cap asks for a QP floor only a per-frame QP can hold.
+  const bool encoder_rate = settings.mode == GST_CCM_RATE_CONTROLLER_MODE_ENCODER_RATE ||
+                            (settings.mode == GST_CCM_RATE_CONTROLLER_MODE_AUTO && adapter &&
+                             adapter->prefers_encoder_rate() && settings.max_psnr <= 0);
+  if (adapter && (p->applied_mode != settings.mode || !p->control_taken ||
+                  (rlambda && p->applied_encoder_rate != encoder_rate))) {
+    if (rlambda)
+      adapter->take_control(rate_bps, encoder_rate);
+    else if (p->control_taken)
+      adapter->release_control(rate_bps);
+    p->control_taken = rlambda;
+    p->applied_mode = settings.mode;
+    p->applied_encoder_rate = encoder_rate;
+  }
+  return encoder_rate;
+}
+
+// The frame's decision (p->lock held): its QP, its budget as a rate, whether it is
+// a key frame. Fills rec; returns the rate to give the encoder for this frame.
+static double decide_locked(Private* p, EncoderAdapter& adapter, FrameRecord& rec, bool cut, double rate_bps,
+                            bool* force_key) {
+  ccm::rc::FrameInfo fi;
+  fi.id = rec.number;
+  fi.complexity = rec.complexity;
+  fi.activity = rec.activity;
+  fi.scene_cut = cut;
+  *force_key = cut && adapter.honours_key_units() && !adapter.hands_off();
+  // The encoder makes its first frame a key frame whatever we ask.
+  fi.key = *force_key || rec.number == 0;
+  rec.decision = p->rc->decide(fi);
+  rec.controlled = true;
+  // Under encoder-rate key frames (the first and the cuts') still get our QP
+  // where the encoder takes one per frame: x265's own CBR made the first one 15
+  // frame shares and a cut's 6, and BD-rate on three of the four validation
+  // clips was 2-14% better with ours (the static camera's 42% worse: a scene
+  // that lives on a fine first picture; docs/benchmarks.md).
+  rec.qp_applied = adapter.per_frame_qp() || (adapter.key_frame_qp() && rec.decision.key);
+  // x264enc's bitrate follows each frame's budget; an encoder on its own CBR
+  // gets the rate in force; both corrected by the measured gain.
+  const bool per_budget = adapter.family() == EncoderFamily::Bitrate && !rec.decision.key;
+  const double frame_rate_bps = (per_budget ? rec.decision.target_bits * p->rc->config().fps : rate_bps) * p->bitrate_gain;
+  rec.given_bps = frame_rate_bps;
+  p->last_target_bps = rate_bps;
+  return frame_rate_bps;
+}
+
+// A scene cut the encoder should start with a key frame: a downstream
+// force-key-unit event for this frame, ahead of it.
+static void push_key_unit(GstCcmRateController* self, GstClockTime pts) {
+  GstBaseTransform* trans = GST_BASE_TRANSFORM(self);
+  GstSegment* seg = &trans->segment;
+  const GstClockTime running = gst_segment_to_running_time(seg, GST_FORMAT_TIME, pts);
+  const GstClockTime stream = gst_segment_to_stream_time(seg, GST_FORMAT_TIME, pts);
+  GST_DEBUG_OBJECT(self, "scene cut at %" GST_TIME_FORMAT ": forcing a key unit", GST_TIME_ARGS(pts));
+  gst_pad_push_event(GST_BASE_TRANSFORM_SRC_PAD(trans),
+                     gst_video_event_new_downstream_force_key_unit(pts, stream, running, TRUE, 0));
+}
+
+// Analysis, decision (applied to the encoder after it: see
+// EncoderAdapter::apply_frame), the record the encoded size is matched to later.
 static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* trans, GstBuffer* buf) {
   auto* self = GST_CCM_RATE_CONTROLLER(trans);
   Private* p = self->priv;
@@ -159,33 +256,11 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
     settings = p->settings;
   }
 
-  // Analysis (this thread's state only).
   const gint64 t0 = g_get_monotonic_time();
-  ccm::analysis::AnalysisOptions options;
-  options.row_step = static_cast<int>(settings.row_step);
-  options.threads = static_cast<int>(settings.threads);
-  if (on_gpu) {
-#if CCM_HAVE_GST_CUDA
-    std::string error;
-    if (!p->cuda->analyse(buf, p->info, options, p->analysis, error)) {
-      p->cuda->drop_previous();
-      GST_ELEMENT_ERROR(self, STREAM, FAILED, ("analysis of a frame in CUDA memory failed"), ("%s", error.c_str()));
-      return GST_FLOW_ERROR;
-    }
-#endif
-  } else {
-    const ccm::analysis::LumaPlane cur = ccm::gst::luma_plane_of(frame);
-    std::optional<ccm::analysis::LumaPlane> prev;
-    if (p->prev_buffer) prev = ccm::gst::luma_plane_of(p->prev_frame);
-    ccm::analysis::analyse_frame(cur, prev ? &*prev : nullptr, options, p->analysis);
-  }
-  ccm::analysis::SceneCutOptions sc = p->scene_cuts.options();
-  sc.threshold_percent = settings.scene_threshold;
-  p->scene_cuts.set_options(sc);
-  const bool cut = p->scene_cuts.push(p->analysis).cut && settings.scene_cut;
+  bool cut = false;
+  if (!analyse_frame(self, buf, on_gpu, &frame, settings, &cut)) return GST_FLOW_ERROR;
   const gint64 t1 = g_get_monotonic_time();
 
-  // Decision (under lock), applied after it (see EncoderAdapter::apply_frame).
   const GstClockTime pts = GST_BUFFER_PTS(buf);
   FrameRecord rec;
   rec.number = p->frames_in++;
@@ -210,54 +285,15 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
     if (p->rc) p->rc->set_rate_scale(p->qos_scale);
     rate_bps = p->rc ? p->rc->effective_bitrate() : requested_bps(p);
   }
-  // Every mode but passthrough steers; which way is the adapter's family, set here
-  // before the frame's decision (outside the lock: properties are set).
   const bool rlambda = settings.mode != GST_CCM_RATE_CONTROLLER_MODE_PASSTHROUGH;
-  // auto: the encoder's own CBR where the catalogue measured it better, unless a
-  // max-psnr cap asks for a QP floor only a per-frame QP can hold.
-  const bool encoder_rate = settings.mode == GST_CCM_RATE_CONTROLLER_MODE_ENCODER_RATE ||
-                            (settings.mode == GST_CCM_RATE_CONTROLLER_MODE_AUTO && adapter &&
-                             adapter->prefers_encoder_rate() && settings.max_psnr <= 0);
-  if (adapter && (p->applied_mode != settings.mode || !p->control_taken ||
-                  (rlambda && p->applied_encoder_rate != encoder_rate))) {
-    if (rlambda)
-      adapter->take_control(rate_bps, encoder_rate);
-    else if (p->control_taken)
-      adapter->release_control(rate_bps);
-    p->control_taken = rlambda;
-    p->applied_mode = settings.mode;
-    p->applied_encoder_rate = encoder_rate;
-  }
+  take_or_release_control(p, adapter.get(), settings, rate_bps);
   {
     std::lock_guard<std::mutex> guard(p->lock);
     p->analysis_us_total += static_cast<double>(t1 - t0);
     p->analysed_on_gpu = on_gpu;
     if (cut) ++p->scene_cut_count;
     boost = p->wanted_boost;
-    if (adapter && rlambda && p->rc) {
-      ccm::rc::FrameInfo fi;
-      fi.id = rec.number;
-      fi.complexity = rec.complexity;
-      fi.activity = rec.activity;
-      fi.scene_cut = cut;
-      force_key = cut && adapter->honours_key_units() && !adapter->hands_off();
-      // The encoder makes its first frame a key frame whatever we ask.
-      fi.key = force_key || rec.number == 0;
-      rec.decision = p->rc->decide(fi);
-      rec.controlled = true;
-      // Under encoder-rate key frames (the first and the cuts') still get our QP
-      // where the encoder takes one per frame: x265's own CBR made the first one 15
-      // frame shares and a cut's 6, and BD-rate on three of the four validation
-      // clips was 2-14% better with ours (the static camera's 42% worse: a scene
-      // that lives on a fine first picture; docs/benchmarks.md).
-      rec.qp_applied = adapter->per_frame_qp() || (adapter->key_frame_qp() && rec.decision.key);
-      // x264enc's bitrate follows each frame's budget; an encoder on its own CBR
-      // gets the rate in force; both corrected by the measured gain.
-      const bool per_budget = adapter->family() == EncoderFamily::Bitrate && !rec.decision.key;
-      frame_rate_bps = (per_budget ? rec.decision.target_bits * p->rc->config().fps : rate_bps) * p->bitrate_gain;
-      rec.given_bps = frame_rate_bps;
-      p->last_target_bps = rate_bps;
-    }
+    if (adapter && rlambda && p->rc) frame_rate_bps = decide_locked(p, *adapter, rec, cut, rate_bps, &force_key);
     rec.rate_bps = rate_bps;
     if (adapter) p->in_flight.push_back(rec);
     while (p->in_flight.size() > 512) p->in_flight.pop_front();
@@ -268,20 +304,11 @@ static GstFlowReturn gst_ccm_rate_controller_transform_ip(GstBaseTransform* tran
   if (no_encoder_message)
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), no_encoder_message));
 
-  if (adapter) {
-    if (rlambda) {
-      adapter->apply_frame(buf, rec.qp_applied ? rec.decision.qp : -1, frame_rate_bps, rate_bps);
-      if (boost != p->applied_boost) p->applied_boost = adapter->set_speed_boost(boost);
-    }
+  if (adapter && rlambda) {
+    adapter->apply_frame(buf, rec.qp_applied ? rec.decision.qp : -1, frame_rate_bps, rate_bps);
+    if (boost != p->applied_boost) p->applied_boost = adapter->set_speed_boost(boost);
   }
-  if (force_key && rlambda) {
-    GstSegment* seg = &trans->segment;
-    const GstClockTime running = gst_segment_to_running_time(seg, GST_FORMAT_TIME, pts);
-    const GstClockTime stream = gst_segment_to_stream_time(seg, GST_FORMAT_TIME, pts);
-    GST_DEBUG_OBJECT(self, "scene cut at %" GST_TIME_FORMAT ": forcing a key unit", GST_TIME_ARGS(pts));
-    gst_pad_push_event(GST_BASE_TRANSFORM_SRC_PAD(trans),
-                       gst_video_event_new_downstream_force_key_unit(pts, stream, running, TRUE, 0));
-  }
+  if (force_key && rlambda) push_key_unit(self, pts);
 
   // The frame stays mapped as the next one's previous: no copy of its pixels.
   // Our ref is taken only now, after the meta went on (the buffer must be writable).
